@@ -1,0 +1,123 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+
+namespace LbAllocator.Core;
+
+/// <summary>An inclusive range of addresses of one family, parsed from a CIDR, an "a-b" range or one address.</summary>
+public readonly record struct IpRange
+{
+    public IpRange(Ip first, Ip last)
+    {
+        if (first.Family != last.Family || first.Value > last.Value)
+        {
+            throw new ArgumentException($"invalid range {first}-{last}");
+        }
+
+        First = first;
+        Last = last;
+    }
+
+    public Ip First { get; }
+    public Ip Last { get; }
+    public IpFamily Family => First.Family;
+
+    /// <summary>Number of addresses; saturates at UInt128.MaxValue for the whole IPv6 space (2^128 does not fit).</summary>
+    public UInt128 Count => Last.Value - First.Value == UInt128.MaxValue ? UInt128.MaxValue : Last.Value - First.Value + 1;
+
+    public bool Contains(Ip ip) => ip.Family == Family && ip.Value >= First.Value && ip.Value <= Last.Value;
+
+    public bool Overlaps(IpRange other) =>
+        other.Family == Family && other.First.Value <= Last.Value && First.Value <= other.Last.Value;
+
+    public IpRange Intersect(IpRange other) =>
+        new(First > other.First ? First : other.First, Last < other.Last ? Last : other.Last);
+
+    public override string ToString() => First == Last ? First.ToString() : $"{First}-{Last}";
+
+    public static bool TryParse(string? text, out IpRange range, [NotNullWhen(false)] out string? error)
+    {
+        range = default;
+        text = text?.Trim();
+        if (string.IsNullOrEmpty(text))
+        {
+            error = "empty address range";
+            return false;
+        }
+
+        var slash = text.IndexOf('/', StringComparison.Ordinal);
+        if (slash >= 0)
+        {
+            return TryParseCidr(text, slash, out range, out error);
+        }
+
+        var dash = text.IndexOf('-', StringComparison.Ordinal);
+        if (dash >= 0)
+        {
+            if (!Ip.TryParse(text[..dash], out var first, out error) || !Ip.TryParse(text[(dash + 1)..], out var last, out error))
+            {
+                error = $"\"{text}\": {error}";
+                return false;
+            }
+
+            if (first.Family != last.Family)
+            {
+                error = $"\"{text}\" mixes {Ip.FamilyName(first.Family)} and {Ip.FamilyName(last.Family)}";
+                return false;
+            }
+
+            if (first.Value > last.Value)
+            {
+                error = $"\"{text}\": start {first} is above end {last}";
+                return false;
+            }
+
+            range = new IpRange(first, last);
+            return true;
+        }
+
+        if (!Ip.TryParse(text, out var single, out error))
+        {
+            return false;
+        }
+
+        range = new IpRange(single, single);
+        return true;
+    }
+
+    public static IpRange Parse(string text) =>
+        TryParse(text, out var range, out var error) ? range : throw new FormatException(error);
+
+    private static bool TryParseCidr(string text, int slash, out IpRange range, [NotNullWhen(false)] out string? error)
+    {
+        range = default;
+        if (!Ip.TryParse(text[..slash], out var address, out error))
+        {
+            error = $"\"{text}\": {error}";
+            return false;
+        }
+
+        var bits = Ip.Bits(address.Family);
+        var prefixText = text[(slash + 1)..];
+        if (prefixText.Length is 0 or > 3
+            || !prefixText.All(char.IsAsciiDigit)
+            || !int.TryParse(prefixText, NumberStyles.None, CultureInfo.InvariantCulture, out var prefix)
+            || prefix > bits)
+        {
+            error = $"\"{text}\": prefix length must be a number from 0 to {bits} for {Ip.FamilyName(address.Family)}";
+            return false;
+        }
+
+        var hostMask = prefix == bits ? UInt128.Zero : (UInt128.One << (bits - prefix)) - 1;
+        var network = address.Value & ~hostMask;
+        if (network != address.Value)
+        {
+            // Ambiguous: the user may have meant the single address or the whole network.
+            var networkIp = new Ip(address.Family, network);
+            error = $"\"{text}\" has host bits set: write {networkIp}/{prefix} for the network or {address}/{bits} for one address";
+            return false;
+        }
+
+        range = new IpRange(new Ip(address.Family, network), new Ip(address.Family, network | hostMask));
+        return true;
+    }
+}

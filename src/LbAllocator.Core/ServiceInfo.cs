@@ -1,0 +1,51 @@
+namespace LbAllocator.Core;
+
+/// <summary>The annotations users and the controller put on Services.</summary>
+public static class ServiceAnnotations
+{
+    public const string LoadBalancerIPs = "lballocator.io/loadBalancerIPs";
+    public const string AddressPool = "lballocator.io/address-pool";
+    public const string AllowSharedIp = "lballocator.io/allow-shared-ip";
+    public const string AllocatedFromPool = "lballocator.io/ip-allocated-from-pool";
+}
+
+public sealed record ServicePort(string Protocol, int Port)
+{
+    public override string ToString() => $"{Port}/{Protocol}";
+}
+
+/// <summary>
+/// What the allocator needs to know of a Service, as plain data: raw strings as written, so that the
+/// allocator itself reports what is wrong with them. Built from a V1Service by the Kubernetes layer.
+/// </summary>
+public sealed record ServiceInfo
+{
+    public required string Namespace { get; init; }
+    public required string Name { get; init; }
+    public string? Type { get; init; } = "LoadBalancer";
+    public string? LoadBalancerClass { get; init; }
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = Empty;
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = Empty;
+    /// <summary>Labels of the Service's namespace, for pools' namespaceSelectors.</summary>
+    public IReadOnlyDictionary<string, string> NamespaceLabels { get; init; } = Empty;
+    /// <summary>The deprecated spec.loadBalancerIP.</summary>
+    public string? LoadBalancerIP { get; init; }
+    public string? IpFamilyPolicy { get; init; }
+    public IReadOnlyList<string> IpFamilies { get; init; } = [];
+    public IReadOnlyList<ServicePort> Ports { get; init; } = [];
+    public string? ExternalTrafficPolicy { get; init; }
+    public IReadOnlyDictionary<string, string> Selector { get; init; } = Empty;
+    /// <summary>The addresses in status.loadBalancer.ingress, claimed back after a restart.</summary>
+    public IReadOnlyList<string> IngressIps { get; init; } = [];
+
+    public string Key => $"{Namespace}/{Name}";
+
+    /// <summary>The allow-shared-ip key, or null when the Service does not want to share.</summary>
+    public string? SharingKey =>
+        Annotations.TryGetValue(ServiceAnnotations.AllowSharedIp, out var key) && !string.IsNullOrWhiteSpace(key) ? key.Trim() : null;
+
+    /// <summary>externalTrafficPolicy with the API server's default.</summary>
+    public string TrafficPolicy => string.IsNullOrEmpty(ExternalTrafficPolicy) ? "Cluster" : ExternalTrafficPolicy;
+
+    private static readonly IReadOnlyDictionary<string, string> Empty = new Dictionary<string, string>();
+}
