@@ -168,6 +168,9 @@ public sealed class Allocator
             Sum(IpFamily.IPv6, r => r.Usable - r.Taken));
     }
 
+    /// <summary>How many runs of free addresses the pool is split into: its memory grows with this, not with its size.</summary>
+    public int DebugFreeRunCount(string pool) => _pools[pool].Ranges.Sum(r => r.SpanCount);
+
     public IReadOnlyList<PoolStats> GetAllStats() =>
         [.. _pools.Keys.Order(StringComparer.Ordinal).Select(GetStats)];
 
