@@ -84,6 +84,9 @@ public sealed record L2Advertisement(
 /// <summary>One problem in the configuration, naming the object and the field.</summary>
 public sealed record ConfigProblem(string Kind, string Name, string Message)
 {
+    /// <summary>Which object of its kind, by position in the validator's input, so a caller can say which file it came from.</summary>
+    public int Index { get; init; }
+
     public override string ToString() => $"{Kind}/{Name}: {Message}";
 }
 

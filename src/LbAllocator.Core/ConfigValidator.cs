@@ -17,7 +17,7 @@ public static class ConfigValidator
         // Ranges of pools accepted so far, to reject a later pool that overlaps one of them.
         var claimed = new List<(IpRange Range, string Pool, string Text)>();
 
-        foreach (var spec in pools)
+        foreach (var (index, spec) in pools.Index())
         {
             var messages = new List<string>();
             if (!seenNames.Add(spec.Name))
@@ -44,7 +44,7 @@ public static class ConfigValidator
 
             if (messages.Count > 0 || pool is null)
             {
-                problems.AddRange(messages.Select(m => new ConfigProblem(PoolKind, spec.Name, m)));
+                problems.AddRange(messages.Select(m => new ConfigProblem(PoolKind, spec.Name, m) { Index = index }));
                 continue;
             }
 
@@ -55,7 +55,7 @@ public static class ConfigValidator
         var poolNames = pools.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
         var validAds = new List<L2Advertisement>();
         var seenAds = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var spec in advertisements)
+        foreach (var (index, spec) in advertisements.Index())
         {
             var messages = new List<string>();
             if (!seenAds.Add(spec.Name))
@@ -66,7 +66,7 @@ public static class ConfigValidator
             var ad = ValidateAdvertisement(spec, poolNames, messages);
             if (ad is null || messages.Count > 0)
             {
-                problems.AddRange(messages.Select(m => new ConfigProblem(AdvertisementKind, spec.Name, m)));
+                problems.AddRange(messages.Select(m => new ConfigProblem(AdvertisementKind, spec.Name, m) { Index = index }));
                 continue;
             }
 

@@ -32,7 +32,23 @@ public readonly record struct IpRange
     public IpRange Intersect(IpRange other) =>
         new(First > other.First ? First : other.First, Last < other.Last ? Last : other.Last);
 
-    public override string ToString() => First == Last ? First.ToString() : $"{First}-{Last}";
+    /// <summary>A single address, a CIDR when the range is exactly one network, else "first-last".</summary>
+    public override string ToString()
+    {
+        if (First == Last)
+        {
+            return First.ToString();
+        }
+
+        var size = Last.Value - First.Value;
+        var isBlock = UInt128.IsPow2(size + 1) && (First.Value & size) == 0;
+        if (size == UInt128.MaxValue)
+        {
+            return $"{First}/0";
+        }
+
+        return isBlock ? $"{First}/{Ip.Bits(Family) - (int)UInt128.Log2(size + 1)}" : $"{First}-{Last}";
+    }
 
     public static bool TryParse(string? text, out IpRange range, [NotNullWhen(false)] out string? error)
     {

@@ -1,0 +1,48 @@
+using System.CommandLine;
+
+namespace LbAllocator.Cli;
+
+/// <summary>The lballocator verbs. Exit codes: 0 success, 1 invalid input, 2 usage error.</summary>
+public static class CliApp
+{
+    public const int Ok = 0;
+    public const int Invalid = 1;
+    public const int Usage = 2;
+
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var paths = new Argument<string[]>("PATH")
+        {
+            Description = "Manifest files or directories (searched recursively); default: the bundled config/samples",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+
+        var validate = new Command("validate", "Check IPAddressPool, L2Advertisement, Namespace and Service manifests without a cluster") { paths };
+        validate.SetAction(result => Commands.Validate(result.GetValue(paths) ?? [], stdout, stderr));
+
+        var output = new Option<string>("--output", "-o")
+        {
+            Description = "Output format: table or json",
+            DefaultValueFactory = _ => "table",
+        };
+        output.AcceptOnlyFromAmong("table", "json");
+        var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests") { paths, output };
+        plan.SetAction(result => Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
+
+        var root = new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan };
+        var parsed = root.Parse(args);
+        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+            {
+                stderr.WriteLine($"lballocator: {error.Message}");
+            }
+
+            stderr.WriteLine("Run 'lballocator --help' for usage.");
+            return Usage;
+        }
+
+        return parsed.Invoke(configuration);
+    }
+}

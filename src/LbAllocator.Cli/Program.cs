@@ -1,0 +1,3 @@
+using LbAllocator.Cli;
+
+return CliApp.Run(args, Console.Out, Console.Error);

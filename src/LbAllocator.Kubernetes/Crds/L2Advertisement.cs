@@ -1,0 +1,40 @@
+using System.Text.Json.Serialization;
+using k8s;
+using k8s.Models;
+
+namespace LbAllocator.Kubernetes.Crds;
+
+/// <summary>lballocator.io/v1alpha1 L2Advertisement: which pools are announced by ARP/NDP, from which nodes and interfaces.</summary>
+[KubernetesEntity(Group = Api.Group, ApiVersion = Api.Version, Kind = "L2Advertisement", PluralName = "l2advertisements")]
+public sealed class V1Alpha1L2Advertisement : IKubernetesObject<V1ObjectMeta>, ISpec<L2AdvertisementSpec>
+{
+    [JsonPropertyName("apiVersion")]
+    public string ApiVersion { get; set; } = Api.GroupVersion;
+
+    [JsonPropertyName("kind")]
+    public string Kind { get; set; } = "L2Advertisement";
+
+    [JsonPropertyName("metadata")]
+    public V1ObjectMeta Metadata { get; set; } = new();
+
+    [JsonPropertyName("spec")]
+    public L2AdvertisementSpec Spec { get; set; } = new();
+}
+
+public sealed class L2AdvertisementSpec
+{
+    [JsonPropertyName("ipAddressPools")]
+    public IList<string>? IpAddressPools { get; set; }
+
+    [JsonPropertyName("ipAddressPoolSelectors")]
+    public IList<V1LabelSelector>? IpAddressPoolSelectors { get; set; }
+
+    [JsonPropertyName("nodeSelectors")]
+    public IList<V1LabelSelector>? NodeSelectors { get; set; }
+
+    [JsonPropertyName("interfaces")]
+    public IList<string>? Interfaces { get; set; }
+
+    [JsonPropertyName("serviceSelectors")]
+    public IList<V1LabelSelector>? ServiceSelectors { get; set; }
+}

@@ -1,0 +1,54 @@
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
+
+namespace LbAllocator.Kubernetes;
+
+/// <summary>Maps API objects to the core's plain data. The one place that knows both shapes.</summary>
+public static class ObjectMapper
+{
+    public static PoolSpec ToPoolSpec(V1Alpha1IPAddressPool pool) => new(
+        pool.Metadata.Name ?? "",
+        pool.Spec.Addresses?.ToList(),
+        pool.Spec.AutoAssign,
+        pool.Spec.AvoidBuggyIPs,
+        pool.Spec.ServiceAllocation is { } sa
+            ? new Core.ServiceAllocationSpec(sa.Priority, sa.Namespaces?.ToList(), Selectors(sa.NamespaceSelectors), Selectors(sa.ServiceSelectors))
+            : null,
+        Dictionary(pool.Metadata.Labels));
+
+    public static Core.L2AdvertisementSpec ToAdvertisementSpec(V1Alpha1L2Advertisement ad) => new(
+        ad.Metadata.Name ?? "",
+        ad.Spec.IpAddressPools?.ToList(),
+        Selectors(ad.Spec.IpAddressPoolSelectors),
+        Selectors(ad.Spec.NodeSelectors),
+        ad.Spec.Interfaces?.ToList(),
+        Selectors(ad.Spec.ServiceSelectors));
+
+    /// <summary>The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors.</summary>
+    public static ServiceInfo ToServiceInfo(V1Service service, IDictionary<string, string>? namespaceLabels) => new()
+    {
+        Namespace = string.IsNullOrEmpty(service.Metadata?.NamespaceProperty) ? "default" : service.Metadata.NamespaceProperty,
+        Name = service.Metadata?.Name ?? "",
+        Type = service.Spec?.Type ?? "ClusterIP",
+        LoadBalancerClass = service.Spec?.LoadBalancerClass,
+        Labels = Dictionary(service.Metadata?.Labels),
+        Annotations = Dictionary(service.Metadata?.Annotations),
+        NamespaceLabels = Dictionary(namespaceLabels),
+        LoadBalancerIP = service.Spec?.LoadBalancerIP,
+        IpFamilyPolicy = service.Spec?.IpFamilyPolicy,
+        IpFamilies = service.Spec?.IpFamilies?.ToList() ?? [],
+        Ports = service.Spec?.Ports?.Select(p => new ServicePort(p.Protocol ?? "TCP", p.Port)).ToList() ?? [],
+        ExternalTrafficPolicy = service.Spec?.ExternalTrafficPolicy,
+        Selector = Dictionary(service.Spec?.Selector),
+        IngressIps = service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [],
+    };
+
+    private static List<LabelSelectorSpec>? Selectors(IList<V1LabelSelector>? selectors) =>
+        selectors?.Select(s => new LabelSelectorSpec(
+            s?.MatchLabels is null ? null : Dictionary(s.MatchLabels),
+            s?.MatchExpressions?.Select(e => new LabelRequirementSpec(e.Key, e.OperatorProperty, e.Values?.ToList())).ToList())).ToList();
+
+    private static Dictionary<string, string> Dictionary(IDictionary<string, string>? source) =>
+        source is null ? [] : new Dictionary<string, string>(source, StringComparer.Ordinal);
+}
