@@ -16,6 +16,14 @@ public static class CliApp
             Description = "Manifest files or directories (searched recursively); default: the bundled config/samples",
             Arity = ArgumentArity.ZeroOrMore,
         };
+        // Otherwise a misspelt option would be taken for a file name.
+        paths.Validators.Add(result =>
+        {
+            foreach (var token in result.Tokens.Where(t => t.Value.StartsWith('-')))
+            {
+                result.AddError($"unknown option {token.Value}");
+            }
+        });
 
         var validate = new Command("validate", "Check IPAddressPool, L2Advertisement, Namespace and Service manifests without a cluster") { paths };
         validate.SetAction(result => Commands.Validate(result.GetValue(paths) ?? [], stdout, stderr));

@@ -1,0 +1,53 @@
+namespace LbAllocator.Cli.Tests;
+
+/// <summary>Runs the lballocator command in-process and captures what it prints.</summary>
+internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
+{
+    public static CliRun Of(params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = CliApp.Run(args, stdout, stderr);
+        return new CliRun(code, stdout.ToString(), stderr.ToString());
+    }
+}
+
+/// <summary>A temporary directory of manifest files, deleted afterwards.</summary>
+internal sealed class ManifestDir : IDisposable
+{
+    public ManifestDir() => Directory.CreateDirectory(Path);
+
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "lballocator-tests-" + Guid.NewGuid().ToString("N"));
+
+    public string Write(string name, string content)
+    {
+        var file = System.IO.Path.Combine(Path, name);
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(file)!);
+        File.WriteAllText(file, content);
+        return file;
+    }
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+
+    public const string Pool = """
+        apiVersion: lballocator.io/v1alpha1
+        kind: IPAddressPool
+        metadata:
+          name: main
+        spec:
+          addresses: [192.0.2.0/30]
+        """;
+
+    public static string Service(string name, string extra = "") => $"""
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: {name}
+          namespace: default
+        {extra}
+        spec:
+          type: LoadBalancer
+          ports:
+            - port: 80
+        """;
+}
