@@ -18,6 +18,10 @@ Warmup();
 var allocator = new Allocator(pools: v4);
 var services = Enumerable.Range(0, PoolSize).Select(i => Service($"svc-{i}")).ToArray();
 var fillTimes = new double[PoolSize];
+var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+var gen0Before = GC.CollectionCount(0);
+var gen2Before = GC.CollectionCount(2);
+var fillClock = Stopwatch.StartNew();
 for (var i = 0; i < PoolSize; i++)
 {
     var start = Stopwatch.GetTimestamp();
@@ -26,7 +30,12 @@ for (var i = 0; i < PoolSize; i++)
     Check(result.Ips.Count == 1, $"allocation {i} failed: {result.Error}");
 }
 
+fillClock.Stop();
+var bytesPerAllocation = (GC.GetAllocatedBytesForCurrentThread() - allocatedBefore) / PoolSize;
 Console.WriteLine("## Filling an IPv4 /16 (65,536 addresses), one Service at a time");
+Console.WriteLine();
+Console.WriteLine($"Whole fill: {fillClock.Elapsed.TotalMilliseconds:F0} ms, {fillClock.Elapsed.TotalMicroseconds / PoolSize:F2} µs per allocation including GC; "
+    + $"{bytesPerAllocation:N0} bytes allocated per allocation; {GC.CollectionCount(0) - gen0Before} gen0 and {GC.CollectionCount(2) - gen2Before} gen2 collections.");
 Console.WriteLine();
 Console.WriteLine("| fill level | allocations timed | mean µs | p50 µs | p99 µs |");
 Console.WriteLine("|---|---|---|---|---|");

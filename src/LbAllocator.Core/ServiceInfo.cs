@@ -20,8 +20,21 @@ public sealed record ServicePort(string Protocol, int Port)
 /// </summary>
 public sealed record ServiceInfo
 {
-    public required string Namespace { get; init; }
-    public required string Name { get; init; }
+    private readonly string _namespace = "";
+    private readonly string _name = "";
+    private string? _key;
+
+    public required string Namespace
+    {
+        get => _namespace;
+        init => (_namespace, _key) = (value, null);
+    }
+
+    public required string Name
+    {
+        get => _name;
+        init => (_name, _key) = (value, null);
+    }
     public string? Type { get; init; } = "LoadBalancer";
     public string? LoadBalancerClass { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = Empty;
@@ -38,7 +51,8 @@ public sealed record ServiceInfo
     /// <summary>The addresses in status.loadBalancer.ingress, claimed back after a restart.</summary>
     public IReadOnlyList<string> IngressIps { get; init; } = [];
 
-    public string Key => $"{Namespace}/{Name}";
+    /// <summary>"namespace/name", built once: the allocator looks Services up by it on every call.</summary>
+    public string Key => _key ??= $"{Namespace}/{Name}";
 
     /// <summary>The allow-shared-ip key, or null when the Service does not want to share.</summary>
     public string? SharingKey =>

@@ -53,7 +53,9 @@ public sealed record ServiceRequest(
             problems.Add("spec.ipFamilies lists two families but spec.ipFamilyPolicy is SingleStack");
         }
 
-        if (families.Count == 1 && policy != FamilyPolicy.SingleStack)
+        // The API server lists both families for RequireDualStack; for PreferDualStack it lists one
+        // only on a single-stack cluster, where one address is all the Service can use.
+        if (families.Count == 1 && policy == FamilyPolicy.RequireDualStack)
         {
             families.Add(families[0] == IpFamily.IPv4 ? IpFamily.IPv6 : IpFamily.IPv4);
         }

@@ -200,7 +200,9 @@ public static partial class ManifestReader
                     open.Push(parser.Current.Start.Index);
                     break;
                 case MappingEnd or SequenceEnd:
-                    ends[open.Pop()] = parser.Current.End.Index;
+                    // A flow collection's end event points at its closing bracket; keep the bracket.
+                    var end = parser.Current.End.Index;
+                    ends[open.Pop()] = end < content.Length && content[(int)end] is '}' or ']' ? end + 1 : end;
                     break;
             }
         }

@@ -112,6 +112,23 @@ public class PlanTests
     }
 
     [Fact]
+    public void Plan_reads_json_manifests_in_flow_style()
+    {
+        using var dir = new ManifestDir();
+        dir.Write("all.json", """
+            {"apiVersion": "v1", "kind": "List", "items": [
+              {"apiVersion": "lballocator.io/v1alpha1", "kind": "IPAddressPool", "metadata": {"name": "j"}, "spec": {"addresses": ["192.0.2.8/29"]}},
+              {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "x"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+            ]}
+            """);
+
+        var run = CliRun.Of("plan", dir.Path, "-o", "json");
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("""{"namespace":"x","name":"s","ips":["192.0.2.8"],"pool":"j","error":null}""", run.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Plan_warns_about_an_invalid_pool_and_uses_the_valid_ones()
     {
         using var dir = new ManifestDir();
