@@ -414,6 +414,14 @@ public sealed class Allocator
                     : (stats.AssignedIPv6, stats.AvailableIPv6);
                 var what = pool.Pool.Has(Other(family)) ? $"{Ip.FamilyName(family)} addresses" : "IPs";
                 reason = $"no available {what} in pool \"{pool.Pool.Name}\" ({assigned} of {SaturatingAdd(assigned, available)} assigned)";
+                if (service.SharingKey is { } key && pool.SharedByKey.TryGetValue(key, out var shared)
+                    && shared.FirstOrDefault(p => p.Ip.Family == family) is { Ip: var sharedIp } && sharedIp.Family == family
+                    && UseProblem(service, sharedIp) is { } conflict)
+                {
+                    // Say why the addresses under the same sharing key did not fit either.
+                    reason += $"; {conflict}";
+                }
+
                 return null;
             }
 
