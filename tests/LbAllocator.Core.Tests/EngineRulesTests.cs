@@ -258,7 +258,7 @@ public class EngineRulesTests
         var allocator = new Allocator(pools: Pools(new PoolSpec("p", ["192.0.2.0/30"])));
         allocator.Reconcile(Svc("filler"));
         allocator.Reconcile(Svc("filler2"));
-        allocator.Reconcile(Svc("s", annotations: new() { [ServiceAnnotations.LoadBalancerIPs] = "192.0.2.2" }) with { Annotations = new Dictionary<string, string>() } with { IngressIps = [] });
+        allocator.Reconcile(Svc("s"));
         allocator.Release("default", "filler");
 
         var changes = allocator.SetPools(Pools(new PoolSpec(edit == "rename" ? "renamed" : "p", addresses)));
