@@ -6,7 +6,7 @@ namespace LbAllocator.Kubernetes.Crds;
 
 /// <summary>lballocator.io/v1alpha1 IPAddressPool: addresses the controller may give to Services.</summary>
 [KubernetesEntity(Group = Api.Group, ApiVersion = Api.Version, Kind = "IPAddressPool", PluralName = "ipaddresspools")]
-public sealed class V1Alpha1IPAddressPool : IKubernetesObject<V1ObjectMeta>, ISpec<IPAddressPoolSpec>
+public sealed class V1Alpha1IPAddressPool : IKubernetesObject<V1ObjectMeta>, ISpec<IPAddressPoolSpec>, IStatus<IPAddressPoolStatus?>
 {
     [JsonPropertyName("apiVersion")]
     public string ApiVersion { get; set; } = Api.GroupVersion;
@@ -19,6 +19,9 @@ public sealed class V1Alpha1IPAddressPool : IKubernetesObject<V1ObjectMeta>, ISp
 
     [JsonPropertyName("spec")]
     public IPAddressPoolSpec Spec { get; set; } = new();
+
+    [JsonPropertyName("status")]
+    public IPAddressPoolStatus? Status { get; set; }
 }
 
 public sealed class IPAddressPoolSpec
@@ -53,4 +56,32 @@ public sealed class ServiceAllocationSpec
 
     [JsonPropertyName("serviceSelectors")]
     public IList<V1LabelSelector>? ServiceSelectors { get; set; }
+}
+
+/// <summary>Written by the controller: usage per family, and whether the spec is valid.</summary>
+public sealed class IPAddressPoolStatus
+{
+    // Counts saturate at long.MaxValue: an IPv6 /64 holds 2^64 addresses, more than an int64.
+    [JsonPropertyName("assignedIPv4")]
+    public long? AssignedIPv4 { get; set; }
+
+    [JsonPropertyName("availableIPv4")]
+    public long? AvailableIPv4 { get; set; }
+
+    [JsonPropertyName("assignedIPv6")]
+    public long? AssignedIPv6 { get; set; }
+
+    [JsonPropertyName("availableIPv6")]
+    public long? AvailableIPv6 { get; set; }
+
+    /// <summary>Assigned addresses per family as text, for the ASSIGNED printer column.</summary>
+    [JsonPropertyName("assigned")]
+    public string? Assigned { get; set; }
+
+    /// <summary>Available addresses per family as text, for the AVAILABLE printer column.</summary>
+    [JsonPropertyName("available")]
+    public string? Available { get; set; }
+
+    [JsonPropertyName("conditions")]
+    public IList<V1Condition>? Conditions { get; set; }
 }
