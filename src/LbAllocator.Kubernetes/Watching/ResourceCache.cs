@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+
+namespace LbAllocator.Kubernetes.Watching;
+
+public static class ObjectKey
+{
+    /// <summary>"namespace/name" for namespaced objects, "name" otherwise: the cache and queue key.</summary>
+    public static string Of(IKubernetesObject<V1ObjectMeta> item) =>
+        string.IsNullOrEmpty(item.Metadata.NamespaceProperty) ? item.Metadata.Name : $"{item.Metadata.NamespaceProperty}/{item.Metadata.Name}";
+}
+
+/// <summary>How to list and watch one kind of object.</summary>
+public sealed record ResourceSource<T>(
+    string Resource,
+    Func<CancellationToken, Task<(IList<T> Items, string ResourceVersion)>> List,
+    Func<string, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch);
+
+public sealed record CacheOptions
+{
+    public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(200);
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>
+/// A local copy of one kind of object, kept current the way client-go's reflector does: list, then watch
+/// from the list's resourceVersion; after a dropped or timed-out watch resume from the last version seen;
+/// re-list when the server says that version is gone (410); back off exponentially on errors.
+/// </summary>
+public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<V1ObjectMeta>
+{
+    private readonly ResourceSource<T> _source;
+    private readonly ILogger _logger;
+    private readonly CacheOptions _options;
+    private readonly ConcurrentDictionary<string, T> _items = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ResourceCache(ResourceSource<T> source, ILogger logger, CacheOptions? options = null)
+    {
+        _source = source;
+        _logger = logger;
+        _options = options ?? new CacheOptions();
+    }
+
+    /// <summary>Raised for every change with the old and the new object (null when created or deleted).</summary>
+    public event Action<T?, T?>? Changed;
+
+    public int Lists { get; private set; }
+    public int Watches { get; private set; }
+
+    public bool TryGet(string key, out T? item) => _items.TryGetValue(key, out item);
+
+    public IReadOnlyList<T> Items => [.. _items.Values];
+
+    /// <summary>Completes once the first list has been loaded.</summary>
+    public Task WaitForSyncAsync(CancellationToken cancellationToken) => _synced.Task.WaitAsync(cancellationToken);
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var backoff = _options.InitialBackoff;
+        string? version = null;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (version is null)
+                {
+                    version = await ListAsync(cancellationToken);
+                    backoff = _options.InitialBackoff;
+                }
+
+                Watches++;
+                await foreach (var (type, item) in _source.Watch(version, cancellationToken))
+                {
+                    version = Apply(type, item) ?? version;
+                    backoff = _options.InitialBackoff;
+                }
+
+                // The server ended the watch (timeout or dropped connection): resume from the last version.
+                LogWatchEnded(_source.Resource, version);
+            }
+            catch (Exception e) when (IsGone(e))
+            {
+                LogGone(_source.Resource, version);
+                version = null;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                LogWatchFailed(e, _source.Resource, backoff);
+                await Task.Delay(backoff, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                backoff = TimeSpan.FromTicks(Math.Min(_options.MaxBackoff.Ticks, backoff.Ticks * 2));
+            }
+        }
+    }
+
+    private async Task<string> ListAsync(CancellationToken cancellationToken)
+    {
+        var (items, version) = await _source.List(cancellationToken);
+        Lists++;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var item in items)
+        {
+            var key = ObjectKey.Of(item);
+            seen.Add(key);
+            _items.TryGetValue(key, out var old);
+            if (old?.Metadata.ResourceVersion != item.Metadata.ResourceVersion)
+            {
+                _items[key] = item;
+                Changed?.Invoke(old, item);
+            }
+        }
+
+        // Objects deleted while we were not watching.
+        foreach (var key in _items.Keys.Where(k => !seen.Contains(k)).ToList())
+        {
+            if (_items.TryRemove(key, out var gone))
+            {
+                Changed?.Invoke(gone, null);
+            }
+        }
+
+        LogListed(_source.Resource, items.Count, version);
+        _synced.TrySetResult();
+        return version;
+    }
+
+    /// <summary>Applies one watch event; returns the resourceVersion to resume from.</summary>
+    private string? Apply(WatchEventType type, T item)
+    {
+        var version = item.Metadata?.ResourceVersion;
+        switch (type)
+        {
+            case WatchEventType.Added or WatchEventType.Modified:
+                var key = ObjectKey.Of(item);
+                _items.TryGetValue(key, out var old);
+                _items[key] = item;
+                Changed?.Invoke(old, item);
+                break;
+            case WatchEventType.Deleted:
+                if (_items.TryRemove(ObjectKey.Of(item), out var gone))
+                {
+                    Changed?.Invoke(gone, null);
+                }
+
+                break;
+            case WatchEventType.Bookmark:
+                break;
+            default:
+                return null;
+        }
+
+        return version;
+    }
+
+    /// <summary>410 Gone: the version we would resume from is older than the server keeps.</summary>
+    private static bool IsGone(Exception e) => e switch
+    {
+        KubernetesException k => k.Status?.Code == (int)HttpStatusCode.Gone,
+        HttpOperationException h => h.Response?.StatusCode == HttpStatusCode.Gone,
+        _ => false,
+    };
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Listed {Resource}: {Count} objects at resourceVersion {ResourceVersion}")]
+    private partial void LogListed(string resource, int count, string resourceVersion);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Watch of {Resource} ended; resuming from resourceVersion {ResourceVersion}")]
+    private partial void LogWatchEnded(string resource, string? resourceVersion);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Watch of {Resource} from resourceVersion {ResourceVersion} expired (410 Gone); listing again")]
+    private partial void LogGone(string resource, string? resourceVersion);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Watching {Resource} failed; retrying in {Backoff}")]
+    private partial void LogWatchFailed(Exception exception, string resource, TimeSpan backoff);
+}

@@ -1,0 +1,62 @@
+using System.Text.Json.Serialization;
+using k8s;
+using k8s.Models;
+using LbAllocator.Kubernetes.Crds;
+
+namespace LbAllocator.Kubernetes.Watching;
+
+/// <summary>List and watch calls for the kinds the controller and the speaker follow.</summary>
+public static class Sources
+{
+    /// <summary>The server ends each watch after this long; the cache then resumes from its last version.</summary>
+    private const int WatchTimeoutSeconds = 300;
+
+    public static ResourceSource<V1Service> Services(IKubernetes client) => new(
+        "services",
+        async ct =>
+        {
+            var list = await client.CoreV1.ListServiceForAllNamespacesAsync(cancellationToken: ct);
+            return (list.Items, list.Metadata.ResourceVersion);
+        },
+        (version, ct) => client.CoreV1.WatchListServiceForAllNamespacesAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, cancellationToken: ct));
+
+    public static ResourceSource<V1Namespace> Namespaces(IKubernetes client) => new(
+        "namespaces",
+        async ct =>
+        {
+            var list = await client.CoreV1.ListNamespaceAsync(cancellationToken: ct);
+            return (list.Items, list.Metadata.ResourceVersion);
+        },
+        (version, ct) => client.CoreV1.WatchListNamespaceAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, cancellationToken: ct));
+
+    public static ResourceSource<V1Alpha1IPAddressPool> Pools(IKubernetes client, string ns) => Custom<V1Alpha1IPAddressPool>(client, ns, "ipaddresspools");
+
+    public static ResourceSource<V1Alpha1L2Advertisement> Advertisements(IKubernetes client, string ns) => Custom<V1Alpha1L2Advertisement>(client, ns, "l2advertisements");
+
+    private static ResourceSource<T> Custom<T>(IKubernetes client, string ns, string plural)
+        where T : IKubernetesObject<V1ObjectMeta> => new(
+        plural,
+        async ct =>
+        {
+            var raw = await client.CustomObjects.ListNamespacedCustomObjectAsync(Api.Group, Api.Version, ns, plural, cancellationToken: ct);
+            var list = KubernetesJson.Deserialize<CustomList<T>>(KubernetesJson.Serialize(raw));
+            return (list.Items ?? [], list.Metadata?.ResourceVersion ?? "");
+        },
+        // The client has no typed watch for custom objects that takes a resourceVersion, only this one.
+#pragma warning disable CS0618
+        (version, ct) => client.CustomObjects
+            .ListNamespacedCustomObjectWithHttpMessagesAsync(Api.Group, Api.Version, ns, plural, allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, watch: true, cancellationToken: ct)
+            .WatchAsync<T, object>(cancellationToken: ct));
+#pragma warning restore CS0618
+
+    private sealed class CustomList<T>
+    {
+        [JsonPropertyName("metadata")]
+        public V1ListMeta? Metadata { get; set; }
+
+        [JsonPropertyName("items")]
+        public IList<T>? Items { get; set; }
+    }
+}
