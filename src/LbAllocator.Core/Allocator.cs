@@ -17,6 +17,9 @@ public sealed record AllocationResult(
     bool Changed)
 {
     public string Key => $"{Namespace}/{Name}";
+
+    /// <summary>The Service's own fields or annotations are invalid (Error says which); it keeps what it held.</summary>
+    public bool InvalidRequest { get; init; }
 }
 
 public sealed record PoolStats(string Name, UInt128 AssignedIPv4, UInt128 AvailableIPv4, UInt128 AssignedIPv6, UInt128 AvailableIPv6);
@@ -211,7 +214,7 @@ public sealed class Allocator
             _pending[service.Key] = (waiting.Service is null ? _arrivals++ : waiting.Order, service);
         }
 
-        return Result(service, previous?.Ips, previous?.Pool.Pool.Name, assignment, error);
+        return Result(service, previous?.Ips, previous?.Pool.Pool.Name, assignment, error) with { InvalidRequest = request is null };
     }
 
     private static List<Ip> ParseIngress(ServiceInfo service)

@@ -1,0 +1,299 @@
+using k8s;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Crds;
+using LbAllocator.Kubernetes.Watching;
+using Microsoft.Extensions.Logging;
+
+namespace LbAllocator.Controller;
+
+/// <summary>
+/// watch caches → work queue → Allocator (pure) → StatusWriter. The caches run on every replica so a
+/// standby is ready at once; <see cref="RunAsync"/> runs only on the leader. Decisions are taken one at a
+/// time under a lock (the Allocator is single-threaded); the API writes that follow run on several workers.
+/// </summary>
+public sealed partial class Reconciler
+{
+    private const string PoolsKey = "\u0001pools";
+    private const string PoolStatusKey = "\u0001pool-status";
+    private const int Workers = 8;
+
+    private readonly ControllerOptions _options;
+    private readonly ILogger _logger;
+    private readonly StatusWriter _writer;
+    private readonly Lock _decisions = new();
+    private Allocator _allocator;
+    private PoolHistory _history = new();
+    private PoolHistory.Outcome? _config;
+    private WorkQueue<string>? _queue;
+
+    public Reconciler(IKubernetes client, ControllerOptions options, ILoggerFactory loggers)
+    {
+        _options = options;
+        _logger = loggers.CreateLogger<Reconciler>();
+        _writer = new StatusWriter(client, options, loggers.CreateLogger<StatusWriter>());
+        _allocator = new Allocator(AllocatorOptions());
+        Services = new ResourceCache<V1Service>(Sources.Services(client), loggers.CreateLogger("LbAllocator.Cache.Services"));
+        Namespaces = new ResourceCache<V1Namespace>(Sources.Namespaces(client), loggers.CreateLogger("LbAllocator.Cache.Namespaces"));
+        Pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.Pools"));
+
+        Services.Changed += (_, now) => Enqueue(now is null ? null : ObjectKey.Of(now));
+        Services.Changed += (old, now) => Enqueue(now is null && old is not null ? ObjectKey.Of(old) : null);
+        Pools.Changed += (old, now) =>
+        {
+            // Status-only updates (our own writes) change nothing that matters.
+            if (old is null || now is null || old.Metadata.Generation != now.Metadata.Generation || old.Metadata.Generation is null)
+            {
+                Enqueue(PoolsKey);
+            }
+        };
+        Namespaces.Changed += (old, now) =>
+        {
+            if (!SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
+            {
+                var ns = (now ?? old)!.Metadata.Name;
+                foreach (var service in Services.Items.Where(s => s.Metadata.NamespaceProperty == ns))
+                {
+                    Enqueue(ObjectKey.Of(service));
+                }
+            }
+        };
+    }
+
+    public ResourceCache<V1Service> Services { get; }
+    public ResourceCache<V1Namespace> Namespaces { get; }
+    public ResourceCache<V1Alpha1IPAddressPool> Pools { get; }
+
+    /// <summary>Keeps the caches current; runs for the life of the process, leader or not.</summary>
+    public Task RunCachesAsync(CancellationToken cancellationToken) =>
+        Task.WhenAll(Services.RunAsync(cancellationToken), Namespaces.RunAsync(cancellationToken), Pools.RunAsync(cancellationToken));
+
+    public Task WaitForCachesAsync(CancellationToken cancellationToken) =>
+        Task.WhenAll(Services.WaitForSyncAsync(cancellationToken), Namespaces.WaitForSyncAsync(cancellationToken), Pools.WaitForSyncAsync(cancellationToken));
+
+    /// <summary>Set once the leader has claimed existing addresses and queued every Service.</summary>
+    public bool Ready { get; private set; }
+
+    /// <summary>
+    /// The leader's loop. Starts from the caches with a fresh allocator: Services that carry addresses
+    /// claim them first, so a restart or a new leader renumbers nothing; then reacts to changes.
+    /// </summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        await WaitForCachesAsync(cancellationToken);
+        using var queue = new WorkQueue<string>();
+        lock (_decisions)
+        {
+            _allocator = new Allocator(AllocatorOptions());
+            _history = new PoolHistory();
+            ApplyPools();
+            var services = Services.Items.OrderBy(ObjectKey.Of, StringComparer.Ordinal).ToList();
+            _allocator.ReconcileAll([.. services.Select(ToInfo)]);
+            _queue = queue;
+            foreach (var service in services)
+            {
+                queue.Add(ObjectKey.Of(service));
+            }
+
+            queue.Add(PoolStatusKey);
+        }
+
+        Ready = true;
+        LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
+        try
+        {
+            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)));
+        }
+        finally
+        {
+            Ready = false;
+            lock (_decisions)
+            {
+                _queue = null;
+            }
+        }
+    }
+
+    private async Task WorkAsync(WorkQueue<string> queue, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            string key;
+            try
+            {
+                key = await queue.TakeAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            try
+            {
+                await ProcessAsync(key, cancellationToken);
+                queue.Forget(key);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                var delay = queue.AddRateLimited(key);
+                LogRetry(e, key, delay);
+            }
+            finally
+            {
+                queue.Done(key);
+            }
+        }
+    }
+
+    private async Task ProcessAsync(string key, CancellationToken cancellationToken)
+    {
+        if (key == PoolsKey)
+        {
+            lock (_decisions)
+            {
+                ApplyPools();
+            }
+
+            return;
+        }
+
+        if (key == PoolStatusKey)
+        {
+            await WritePoolStatusesAsync(cancellationToken);
+            return;
+        }
+
+        AllocationResult? result = null;
+        V1Service? service;
+        lock (_decisions)
+        {
+            if (Services.TryGet(key, out service))
+            {
+                result = _allocator.Reconcile(ToInfo(service!));
+                if (result.Changed)
+                {
+                    RetryPending();
+                }
+            }
+            else
+            {
+                var slash = key.IndexOf('/', StringComparison.Ordinal);
+                if (_allocator.Release(key[..slash], key[(slash + 1)..]))
+                {
+                    RetryPending();
+                }
+            }
+        }
+
+        if (result is not null)
+        {
+            await _writer.ApplyAsync(service!, result, cancellationToken);
+            if (result.Changed && _logger.IsEnabled(LogLevel.Information))
+            {
+                LogReconciled(key, string.Join(",", result.Ips), result.Pool, result.Error);
+            }
+        }
+    }
+
+    /// <summary>Re-validates the pools and hands the allocator the ones to use; affected Services are queued.</summary>
+    private void ApplyPools()
+    {
+        var pools = Pools.Items
+            .OrderBy(p => p.Metadata.CreationTimestamp ?? DateTime.MaxValue)
+            .ThenBy(p => p.Metadata.Name, StringComparer.Ordinal)
+            .ToList();
+        _config = _history.Apply([.. pools.Select(ObjectMapper.ToPoolSpec)], []);
+        foreach (var problem in _config.Config.Problems)
+        {
+            LogInvalidPool(problem.Name, problem.Message, _config.Stale.Contains(problem.Name));
+        }
+
+        foreach (var changed in _allocator.SetPools(_config.Config.Pools))
+        {
+            Enqueue(changed.Key);
+        }
+
+        Enqueue(PoolStatusKey);
+    }
+
+    private void RetryPending()
+    {
+        foreach (var got in _allocator.RetryPending())
+        {
+            Enqueue(got.Key);
+        }
+
+        Enqueue(PoolStatusKey);
+    }
+
+    private async Task WritePoolStatusesAsync(CancellationToken cancellationToken)
+    {
+        List<(V1Alpha1IPAddressPool Pool, PoolStats? Stats, string? Problem, bool Stale)> work;
+        lock (_decisions)
+        {
+            var running = _config!.Config.Pools.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+            work = [.. Pools.Items.Select(pool =>
+            {
+                var name = pool.Metadata.Name;
+                var problems = _config.Config.Problems.Where(p => p.Kind == ConfigValidator.PoolKind && p.Name == name).Select(p => p.Message).ToList();
+                return (pool, running.Contains(name) ? _allocator.GetStats(name) : null, problems.Count > 0 ? string.Join("; ", problems) : null, _config.Stale.Contains(name));
+            })];
+        }
+
+        foreach (var (pool, stats, problem, stale) in work)
+        {
+            await _writer.WritePoolStatusAsync(pool, stats, problem, stale, cancellationToken);
+        }
+    }
+
+    private void Enqueue(string? key)
+    {
+        if (key is null)
+        {
+            return;
+        }
+
+        lock (_decisions)
+        {
+            if (key == PoolStatusKey)
+            {
+                // Pool usage changes with every allocation: write it at most every half second.
+                _queue?.AddAfter(key, TimeSpan.FromMilliseconds(500));
+            }
+            else
+            {
+                _queue?.Add(key);
+            }
+        }
+    }
+
+    private ServiceInfo ToInfo(V1Service service)
+    {
+        var ns = service.Metadata.NamespaceProperty;
+        IDictionary<string, string>? labels = null;
+        if (Namespaces.TryGet(ns, out var found))
+        {
+            labels = found!.Metadata.Labels;
+        }
+
+        return ObjectMapper.ToServiceInfo(service, labels);
+    }
+
+    private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
+
+    private static bool SameLabels(IDictionary<string, string>? a, IDictionary<string, string>? b) =>
+        (a?.Count ?? 0) == (b?.Count ?? 0) && (a ?? new Dictionary<string, string>()).All(kv => b!.TryGetValue(kv.Key, out var v) && v == kv.Value);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Leading: claimed addresses of {Services} Services with {Pools} valid pools")]
+    private partial void LogStarted(int services, int pools);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Service {Service}: ips={Ips} pool={Pool} error={Error}")]
+    private partial void LogReconciled(string service, string ips, string? pool, string? error);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
+    private partial void LogInvalidPool(string pool, string problem, bool stale);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
+    private partial void LogRetry(Exception exception, string key, TimeSpan delay);
+}

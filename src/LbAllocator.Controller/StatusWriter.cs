@@ -1,0 +1,246 @@
+using System.Net;
+using System.Text.Json;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
+using Microsoft.Extensions.Logging;
+
+namespace LbAllocator.Controller;
+
+/// <summary>
+/// The controller's side effects: a Service's status.loadBalancer.ingress and pool annotation, events on
+/// Services and pools, and pool status. Writes only what differs; retries conflicts from a fresh read.
+/// </summary>
+internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions options, ILogger<StatusWriter> logger)
+{
+    public const string Component = "lballocator-controller";
+    private const int ConflictRetries = 5;
+
+    // The last event sent per object, so a Service stuck on the same failure is not told again on every pass.
+    private readonly Dictionary<string, string> _lastEvent = new(StringComparer.Ordinal);
+    private readonly Lock _eventsLock = new();
+
+    public static IReadOnlyList<string> IngressIps(V1Service service) =>
+        service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [];
+
+    /// <summary>Brings the Service in line with the allocator's result.</summary>
+    public async Task ApplyAsync(V1Service service, AllocationResult result, CancellationToken cancellationToken)
+    {
+        var key = result.Key;
+        var held = IngressIps(service);
+        var desired = result.Ips.Select(ip => ip.ToString()).ToList();
+
+        // A Service we do not manage is left alone, unless it still shows addresses we gave it.
+        if (!result.Managed && !result.Changed)
+        {
+            return;
+        }
+
+        if (!held.SequenceEqual(desired) || !(service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode == "VIP"))
+        {
+            service = await WriteIngressAsync(service, desired, cancellationToken);
+        }
+
+        string? annotated = null;
+        service.Metadata.Annotations?.TryGetValue(ServiceAnnotations.AllocatedFromPool, out annotated);
+        if (annotated != result.Pool)
+        {
+            var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = result.Pool } } });
+            await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+        }
+
+        var released = held.Except(desired).ToList();
+        if (released.Count > 0)
+        {
+            await EventAsync(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}", cancellationToken);
+        }
+
+        if (result.Error is { } error)
+        {
+            if (result.InvalidRequest)
+            {
+                await EventAsync(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
+            }
+            else
+            {
+                await EventAsync(service, key, "Warning", "AllocationFailed", error, cancellationToken);
+            }
+        }
+        else if (desired.Count > 0 && !held.SequenceEqual(desired))
+        {
+            await EventAsync(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"", cancellationToken);
+        }
+
+        if (result.Error is null)
+        {
+            ForgetEvent(key);
+        }
+    }
+
+    private async Task<V1Service> WriteIngressAsync(V1Service service, List<string> desired, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            service.Status ??= new V1ServiceStatus();
+            service.Status.LoadBalancer = new V1LoadBalancerStatus
+            {
+                Ingress = [.. desired.Select(ip => new V1LoadBalancerIngress { Ip = ip, IpMode = "VIP" })],
+            };
+            try
+            {
+                return await client.CoreV1.ReplaceNamespacedServiceStatusAsync(service, service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
+            {
+                LogConflict(service.Metadata.NamespaceProperty, service.Metadata.Name, attempt);
+                service = await client.CoreV1.ReadNamespacedServiceStatusAsync(service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>Writes a pool's usage and its Valid condition, when they changed.</summary>
+    public async Task WritePoolStatusAsync(V1Alpha1IPAddressPool pool, PoolStats? stats, string? problem, bool stale, CancellationToken cancellationToken)
+    {
+        var valid = problem is null;
+        var message = valid ? "the pool is valid" : stale ? $"{problem}; still serving its last valid spec" : $"{problem}; the pool is not used";
+        var old = pool.Status?.Conditions?.FirstOrDefault(c => c.Type == "Valid");
+        var condition = new V1Condition
+        {
+            Type = "Valid",
+            Status = valid ? "True" : "False",
+            Reason = valid ? "Valid" : stale ? "InvalidSpecLastValidInUse" : "InvalidSpec",
+            Message = message,
+            ObservedGeneration = pool.Metadata.Generation,
+            LastTransitionTime = old?.Status == (valid ? "True" : "False") ? old.LastTransitionTime : DateTime.UtcNow,
+        };
+        var status = new IPAddressPoolStatus
+        {
+            AssignedIPv4 = Saturate(stats?.AssignedIPv4),
+            AvailableIPv4 = Saturate(stats?.AvailableIPv4),
+            AssignedIPv6 = Saturate(stats?.AssignedIPv6),
+            AvailableIPv6 = Saturate(stats?.AvailableIPv6),
+            Assigned = stats is null ? "-" : PerFamily(stats.AssignedIPv4, stats.AssignedIPv6, stats),
+            Available = stats is null ? "-" : PerFamily(stats.AvailableIPv4, stats.AvailableIPv6, stats),
+            Conditions = [condition],
+        };
+
+        if (pool.Status is { } current && SameStatus(current, status))
+        {
+            return;
+        }
+
+        var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = status });
+        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
+            new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, pool.Metadata.NamespaceProperty, "ipaddresspools", pool.Metadata.Name, cancellationToken: cancellationToken);
+
+        if (!valid)
+        {
+            await EventAsync(pool, $"pool/{pool.Metadata.Name}", "Warning", "InvalidPool", message, cancellationToken);
+        }
+        else
+        {
+            ForgetEvent($"pool/{pool.Metadata.Name}");
+        }
+    }
+
+    private async Task EventAsync(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message, CancellationToken cancellationToken)
+    {
+        lock (_eventsLock)
+        {
+            var text = $"{reason}: {message}";
+            if (_lastEvent.GetValueOrDefault(key) == text)
+            {
+                return;
+            }
+
+            _lastEvent[key] = text;
+        }
+
+        var now = DateTime.UtcNow;
+        var ns = target.Metadata.NamespaceProperty ?? options.Namespace;
+        var body = new Corev1Event
+        {
+            Metadata = new V1ObjectMeta { GenerateName = target.Metadata.Name + ".", NamespaceProperty = ns },
+            InvolvedObject = new V1ObjectReference
+            {
+                ApiVersion = target.ApiVersion ?? "v1",
+                Kind = target.Kind ?? "Service",
+                Name = target.Metadata.Name,
+                NamespaceProperty = ns,
+                Uid = target.Metadata.Uid,
+                ResourceVersion = target.Metadata.ResourceVersion,
+            },
+            Type = type,
+            Reason = reason,
+            Message = message,
+            Source = new V1EventSource { Component = Component },
+            ReportingComponent = "lballocator.io/controller",
+            ReportingInstance = options.Identity,
+            FirstTimestamp = now,
+            LastTimestamp = now,
+            Count = 1,
+        };
+        LogEvent(type, reason, key, message);
+        try
+        {
+            await client.CoreV1.CreateNamespacedEventAsync(body, ns, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e)
+        {
+            // An event is information, not state: losing one must not fail the reconcile.
+            LogEventFailed(e, reason, key);
+        }
+    }
+
+    private void ForgetEvent(string key)
+    {
+        lock (_eventsLock)
+        {
+            _lastEvent.Remove(key);
+        }
+    }
+
+    private static long? Saturate(UInt128? value) => value is null ? null : value > long.MaxValue ? long.MaxValue : (long)value.Value;
+
+    private static string PerFamily(UInt128 v4, UInt128 v6, PoolStats stats)
+    {
+        var parts = new List<string>();
+        if (stats.AssignedIPv4 + stats.AvailableIPv4 > 0)
+        {
+            parts.Add($"{v4} IPv4");
+        }
+
+        if (stats.AssignedIPv6 + stats.AvailableIPv6 > 0)
+        {
+            parts.Add($"{v6} IPv6");
+        }
+
+        return parts.Count == 0 ? "0" : string.Join(", ", parts);
+    }
+
+    private static bool SameStatus(IPAddressPoolStatus a, IPAddressPoolStatus b)
+    {
+        static string Key(IPAddressPoolStatus s) => KubernetesJson.Serialize(new
+        {
+            s.AssignedIPv4,
+            s.AvailableIPv4,
+            s.AssignedIPv6,
+            s.AvailableIPv6,
+            s.Assigned,
+            s.Available,
+            Conditions = s.Conditions?.Select(c => new { c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration }),
+        });
+        return Key(a) == Key(b);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{EventType} event {Reason} for {Object}: {Message}")]
+    private partial void LogEvent(string eventType, string reason, string @object, string message);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record event {Reason} for {Object}")]
+    private partial void LogEventFailed(Exception exception, string reason, string @object);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Status of Service {Namespace}/{Name} changed under us (attempt {Attempt}); retrying from a fresh read")]
+    private partial void LogConflict(string @namespace, string name, int attempt);
+}
