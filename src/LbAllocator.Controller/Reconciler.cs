@@ -191,7 +191,8 @@ public sealed partial class Reconciler
             await _writer.ApplyAsync(service!, result, cancellationToken);
             if (result.Changed && _logger.IsEnabled(LogLevel.Information))
             {
-                LogReconciled(key, string.Join(",", result.Ips), result.Pool, result.Error);
+                var ips = string.Join(",", result.Ips);
+                LogReconciled(key, ips, result.Pool, result.Error);
             }
         }
     }
