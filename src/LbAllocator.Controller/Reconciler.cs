@@ -38,8 +38,7 @@ public sealed partial class Reconciler
         Namespaces = new ResourceCache<V1Namespace>(Sources.Namespaces(client), loggers.CreateLogger("LbAllocator.Cache.Namespaces"));
         Pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.Pools"));
 
-        Services.Changed += (_, now) => Enqueue(now is null ? null : ObjectKey.Of(now));
-        Services.Changed += (old, now) => Enqueue(now is null && old is not null ? ObjectKey.Of(old) : null);
+        Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
         Pools.Changed += (old, now) =>
         {
             // Status-only updates (our own writes) change nothing that matters.

@@ -1,0 +1,36 @@
+using k8s;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace LbAllocator.Controller;
+
+/// <summary>Builds the controller process: options validated at start, the Kubernetes client, the reconciler.</summary>
+public static class ControllerHost
+{
+    /// <param name="settings">Option overrides from the command line, as "Controller:Namespace" style keys.</param>
+    public static IHost Build(IReadOnlyDictionary<string, string?> settings, Action<ILoggingBuilder>? logging = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = false, Args = [] });
+        builder.Configuration.AddInMemoryCollection(settings);
+        logging?.Invoke(builder.Logging);
+        builder.Services.AddOptions<ControllerOptions>()
+            .Bind(builder.Configuration.GetSection(ControllerOptions.Section))
+            .ValidateDataAnnotations() // includes ControllerOptions.Validate (IValidatableObject)
+            .ValidateOnStart();
+        // Loaded before the host starts, so a missing kubeconfig is one clear error, not a failed start.
+        var client = new k8s.Kubernetes(ClientConfiguration(settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}")));
+        builder.Services.AddSingleton<IKubernetes>(client);
+        builder.Services.AddSingleton(sp => new Reconciler(
+            sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<IOptions<ControllerOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
+        builder.Services.AddHostedService<ControllerService>();
+        return builder.Build();
+    }
+
+    /// <summary>--kubeconfig, else KUBECONFIG or ~/.kube/config, else the in-cluster service account.</summary>
+    public static KubernetesClientConfiguration ClientConfiguration(string? kubeconfig) =>
+        !string.IsNullOrEmpty(kubeconfig) ? KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig)
+        : KubernetesClientConfiguration.BuildDefaultConfig();
+}

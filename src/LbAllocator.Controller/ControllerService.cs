@@ -1,0 +1,88 @@
+using k8s;
+using k8s.LeaderElection;
+using k8s.LeaderElection.ResourceLock;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace LbAllocator.Controller;
+
+/// <summary>
+/// Runs the caches always and the reconcile loop only while this replica holds the leader Lease, so two
+/// replicas run safely: the standby has warm caches and takes over within the lease duration.
+/// </summary>
+public sealed partial class ControllerService(IKubernetes client, Reconciler reconciler, IOptions<ControllerOptions> options, ILogger<ControllerService> logger)
+    : BackgroundService
+{
+    private readonly ControllerOptions _options = options.Value;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var caches = reconciler.RunCachesAsync(stoppingToken);
+        if (!_options.LeaderElection)
+        {
+            await Task.WhenAll(caches, reconciler.RunAsync(stoppingToken));
+            return;
+        }
+
+        var leading = LeadAsync(stoppingToken);
+        await Task.WhenAll(caches, leading);
+    }
+
+    private async Task LeadAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var config = new LeaderElectionConfig(new LeaseLock(client, _options.Namespace, _options.LeaseName, _options.Identity))
+            {
+                LeaseDuration = _options.LeaseDuration,
+                RenewDeadline = _options.RenewDeadline,
+                RetryPeriod = _options.RetryPeriod,
+            };
+            using var elector = new LeaderElector(config);
+            using var term = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+            Task? work = null;
+            elector.OnStartedLeading += () =>
+            {
+                LogLeading(_options.Identity);
+                work = reconciler.RunAsync(term.Token);
+            };
+            elector.OnNewLeader += leader => LogNewLeader(leader);
+            try
+            {
+                await elector.RunUntilLeadershipLostAsync(stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogElectionFailed(e);
+            }
+            finally
+            {
+                // Stop writing before anyone else may start: cancel the term and wait for the workers.
+                await term.CancelAsync();
+                if (work is not null)
+                {
+                    await work.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    LogStoppedLeading(_options.Identity);
+                }
+            }
+
+            if (!stoppingToken.IsCancellationRequested)
+            {
+                await Task.Delay(_options.RetryPeriod, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Identity} is now the leader")]
+    private partial void LogLeading(string identity);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Identity} stopped leading")]
+    private partial void LogStoppedLeading(string identity);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Leader is {Leader}")]
+    private partial void LogNewLeader(string leader);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Leader election failed; trying again")]
+    private partial void LogElectionFailed(Exception exception);
+}
