@@ -26,11 +26,25 @@ public static class ControllerHost
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<IOptions<ControllerOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
         builder.Services.AddHostedService<ControllerService>();
-        return builder.Build();
+        var host = builder.Build();
+        // Validate now, so bad options are one clear error before anything starts (and logs a failed start).
+        _ = host.Services.GetRequiredService<IOptions<ControllerOptions>>().Value;
+        return host;
     }
 
     /// <summary>--kubeconfig, else KUBECONFIG or ~/.kube/config, else the in-cluster service account.</summary>
-    public static KubernetesClientConfiguration ClientConfiguration(string? kubeconfig) =>
-        !string.IsNullOrEmpty(kubeconfig) ? KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig)
-        : KubernetesClientConfiguration.BuildDefaultConfig();
+    public static KubernetesClientConfiguration ClientConfiguration(string? kubeconfig)
+    {
+        try
+        {
+            return !string.IsNullOrEmpty(kubeconfig)
+                ? KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig)
+                : KubernetesClientConfiguration.BuildDefaultConfig();
+        }
+        catch (Exception e) when (e is not k8s.Exceptions.KubeConfigException)
+        {
+            // The client fails on malformed files with bare NullReference or YAML exceptions.
+            throw new k8s.Exceptions.KubeConfigException($"kubeconfig {kubeconfig ?? "(default)"} could not be read: {e.Message}");
+        }
+    }
 }
