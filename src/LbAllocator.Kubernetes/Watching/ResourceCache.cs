@@ -14,11 +14,14 @@ public static class ObjectKey
         string.IsNullOrEmpty(item.Metadata.NamespaceProperty) ? item.Metadata.Name : $"{item.Metadata.NamespaceProperty}/{item.Metadata.Name}";
 }
 
-/// <summary>How to list and watch one kind of object.</summary>
+/// <summary>
+/// How to list and watch one kind of object. The watch reports ERROR events (such as 410 Gone) through its
+/// error callback, which is how KubernetesClient surfaces them: the stream itself just ends.
+/// </summary>
 public sealed record ResourceSource<T>(
     string Resource,
     Func<CancellationToken, Task<(IList<T> Items, string ResourceVersion)>> List,
-    Func<string, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch);
+    Func<string, Action<Exception>, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch);
 
 public sealed record CacheOptions
 {
@@ -74,10 +77,16 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
                 }
 
                 Watches++;
-                await foreach (var (type, item) in _source.Watch(version, cancellationToken))
+                Exception? error = null;
+                await foreach (var (type, item) in _source.Watch(version, e => error ??= e, cancellationToken))
                 {
                     version = Apply(type, item) ?? version;
                     backoff = _options.InitialBackoff;
+                }
+
+                if (error is not null)
+                {
+                    throw error;
                 }
 
                 // The server ended the watch (timeout or dropped connection): resume from the last version.

@@ -18,8 +18,8 @@ public static class Sources
             var list = await client.CoreV1.ListServiceForAllNamespacesAsync(cancellationToken: ct);
             return (list.Items, list.Metadata.ResourceVersion);
         },
-        (version, ct) => client.CoreV1.WatchListServiceForAllNamespacesAsync(
-            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, cancellationToken: ct));
+        (version, onError, ct) => client.CoreV1.WatchListServiceForAllNamespacesAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
 
     public static ResourceSource<V1Namespace> Namespaces(IKubernetes client) => new(
         "namespaces",
@@ -28,8 +28,8 @@ public static class Sources
             var list = await client.CoreV1.ListNamespaceAsync(cancellationToken: ct);
             return (list.Items, list.Metadata.ResourceVersion);
         },
-        (version, ct) => client.CoreV1.WatchListNamespaceAsync(
-            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, cancellationToken: ct));
+        (version, onError, ct) => client.CoreV1.WatchListNamespaceAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
 
     public static ResourceSource<V1Alpha1IPAddressPool> Pools(IKubernetes client, string ns) => Custom<V1Alpha1IPAddressPool>(client, ns, "ipaddresspools");
 
@@ -46,9 +46,9 @@ public static class Sources
         },
         // The client has no typed watch for custom objects that takes a resourceVersion, only this one.
 #pragma warning disable CS0618
-        (version, ct) => client.CustomObjects
+        (version, onError, ct) => client.CustomObjects
             .ListNamespacedCustomObjectWithHttpMessagesAsync(Api.Group, Api.Version, ns, plural, allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, watch: true, cancellationToken: ct)
-            .WatchAsync<T, object>(cancellationToken: ct));
+            .WatchAsync<T, object>(onError, ct));
 #pragma warning restore CS0618
 
     private sealed class CustomList<T>
