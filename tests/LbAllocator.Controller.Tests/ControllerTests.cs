@@ -1,0 +1,204 @@
+using k8s;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
+
+namespace LbAllocator.Controller.Tests;
+
+/// <summary>The controller against an API server over HTTP: the behaviours operators rely on.</summary>
+public sealed class ControllerTests : IAsyncLifetime
+{
+    private ControllerFixture _f = null!;
+
+    public async Task InitializeAsync() => _f = await ControllerFixture.StartAsync();
+
+    public async Task DisposeAsync() => await _f.DisposeAsync();
+
+    [Fact]
+    public async Task A_new_service_gets_an_address_an_annotation_and_an_event()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/30");
+        await _f.StartControllerAsync();
+
+        await _f.CreateServiceAsync("web");
+
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("web") == "192.0.2.0", "web has 192.0.2.0");
+        var svc = await _f.Client.CoreV1.ReadNamespacedServiceAsync("web", "default");
+        Assert.Equal("VIP", svc.Status.LoadBalancer.Ingress[0].IpMode);
+        Assert.Equal("main", svc.Metadata.Annotations[ServiceAnnotations.AllocatedFromPool]);
+        await ControllerFixture.Eventually(async () => (await _f.EventsAsync("web")).Any(e => e.Reason == "IPAllocated" && e.Message.Contains("192.0.2.0", StringComparison.Ordinal)), "an IPAllocated event");
+        await ControllerFixture.Eventually(async () => (await _f.PoolAsync("main")).Status?.AssignedIPv4 == 1, "pool status counts 1 assigned");
+        var pool = await _f.PoolAsync("main");
+        Assert.Equal(3, pool.Status!.AvailableIPv4);
+        Assert.Equal("True", pool.Status.Conditions!.Single(c => c.Type == "Valid").Status);
+    }
+
+    [Fact]
+    public async Task Deleting_a_service_frees_its_address_for_a_waiting_one()
+    {
+        await _f.CreatePoolAsync("one", "192.0.2.7");
+        await _f.StartControllerAsync();
+        await _f.CreateServiceAsync("first");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("first") == "192.0.2.7", "first has the address");
+
+        await _f.CreateServiceAsync("second");
+        await ControllerFixture.Eventually(async () => (await _f.EventsAsync("second")).Any(e => e.Reason == "AllocationFailed" && e.Message == "no available IPs in pool \"one\" (1 of 1 assigned)"), "second is told why it waits");
+        Assert.Null(await _f.IngressAsync("second"));
+
+        await _f.Client.CoreV1.DeleteNamespacedServiceAsync("first", "default");
+
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("second") == "192.0.2.7", "second gets the freed address");
+    }
+
+    [Fact]
+    public async Task A_restarted_controller_renumbers_nothing_and_writes_nothing()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/24");
+        var first = await _f.StartControllerAsync();
+        for (var i = 0; i < 20; i++)
+        {
+            await _f.CreateServiceAsync($"s{i}");
+        }
+
+        await ControllerFixture.Eventually(async () => (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.All(s => s.Status?.LoadBalancer?.Ingress?.Count == 1), "all 20 have an address");
+        var before = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.ToDictionary(s => s.Metadata.Name, s => s.Status.LoadBalancer.Ingress[0].Ip);
+        await first.StopAsync();
+        // Delete the first one while no controller runs, so a naive restart would hand out 192.0.2.0 again in order.
+        await _f.Client.CoreV1.DeleteNamespacedServiceAsync("s0", "default");
+        var writesBefore = _f.Server.CountRequests("PUT", "/status");
+
+        var second = await _f.StartControllerAsync();
+        await ControllerFixture.Eventually(() => Task.FromResult(second.Reconciler.Ready), "the new controller is ready");
+        await _f.CreateServiceAsync("late");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("late") is not null, "a new service is served");
+
+        var after = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.ToDictionary(s => s.Metadata.Name, s => s.Status.LoadBalancer.Ingress[0].Ip);
+        foreach (var (name, ip) in before.Where(kv => kv.Key != "s0"))
+        {
+            Assert.Equal(ip, after[name]);
+        }
+
+        Assert.Equal(before["s0"], after["late"]);
+        // One status write: the new Service's.
+        Assert.Equal(1, _f.Server.CountRequests("PUT", "/status") - writesBefore);
+    }
+
+    [Fact]
+    public async Task Two_controllers_with_leader_election_never_hand_out_one_address_twice()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/26");
+        var a = await _f.StartControllerAsync("a", leaderElection: true);
+        var b = await _f.StartControllerAsync("b", leaderElection: true);
+        for (var i = 0; i < 20; i++)
+        {
+            await _f.CreateServiceAsync($"s{i}");
+        }
+
+        await ControllerFixture.Eventually(async () => (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.All(s => s.Status?.LoadBalancer?.Ingress?.Count == 1), "all have an address");
+        var leader = a.Reconciler.Ready ? a : b;
+        await leader.StopAsync();
+        for (var i = 20; i < 30; i++)
+        {
+            await _f.CreateServiceAsync($"s{i}");
+        }
+
+        await ControllerFixture.Eventually(async () => (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.All(s => s.Status?.LoadBalancer?.Ingress?.Count == 1), "the standby took over and served the rest", TimeSpan.FromSeconds(20));
+        var ips = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.Select(s => s.Status.LoadBalancer.Ingress[0].Ip).ToList();
+        Assert.Equal(30, ips.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Dropped_watches_and_expired_versions_still_converge()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/24");
+        await _f.StartControllerAsync();
+        await _f.CreateServiceAsync("before");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("before") is not null, "before is served");
+
+        for (var round = 0; round < 3; round++)
+        {
+            _f.Server.CompactHistory();
+            _f.Server.DropWatches();
+            await _f.CreateServiceAsync($"during-{round}");
+        }
+
+        await _f.Client.CoreV1.DeleteNamespacedServiceAsync("before", "default");
+        await ControllerFixture.Eventually(async () => Enumerable.Range(0, 3).All(r => _f.IngressAsync($"during-{r}").Result is not null), "every service created while watches dropped is served");
+        await _f.CreateServiceAsync("after");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("after") is not null, "after is served");
+        // Whichever Service the cache saw first after the re-list took the freed 192.0.2.0: none is lost or doubled.
+        var ips = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.Select(s => s.Status.LoadBalancer.Ingress[0].Ip).Order();
+        Assert.Equal(["192.0.2.0", "192.0.2.1", "192.0.2.2", "192.0.2.3"], ips);
+    }
+
+    [Fact]
+    public async Task A_stretch_of_500s_is_retried_and_converges()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/24");
+        await _f.StartControllerAsync();
+        await ControllerFixture.Eventually(async () => (await _f.PoolAsync("main")).Status is not null, "the controller is up");
+
+        _f.Server.FailRequestsFor(TimeSpan.FromSeconds(2));
+        _f.Server.DropWatches();
+        await Task.Delay(2100);
+        for (var i = 0; i < 5; i++)
+        {
+            await _f.CreateServiceAsync($"s{i}");
+        }
+
+        await ControllerFixture.Eventually(async () => (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items.All(s => s.Status?.LoadBalancer?.Ingress?.Count == 1), "all served after the errors");
+    }
+
+    [Fact]
+    public async Task An_invalid_pool_gets_a_condition_while_the_others_keep_working()
+    {
+        await _f.CreatePoolAsync("good", "192.0.2.0/30");
+        await _f.CreatePoolAsync("bad", "192.0.2.5/24");
+        await _f.StartControllerAsync();
+
+        await _f.CreateServiceAsync("web");
+
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("web") == "192.0.2.0", "web is served from the good pool");
+        await ControllerFixture.Eventually(async () => (await _f.PoolAsync("bad")).Status?.Conditions?.Any(c => c.Type == "Valid" && c.Status == "False") == true, "the bad pool says it is invalid");
+        var condition = (await _f.PoolAsync("bad")).Status!.Conditions!.Single();
+        Assert.Contains("has host bits set", condition.Message, StringComparison.Ordinal);
+        Assert.Contains("the pool is not used", condition.Message, StringComparison.Ordinal);
+        await ControllerFixture.Eventually(async () => (await _f.EventsAsync("bad", ControllerFixture.Ns)).Any(e => e.Reason == "InvalidPool"), "an InvalidPool event");
+    }
+
+    [Fact]
+    public async Task A_broken_edit_keeps_the_pool_on_its_last_valid_spec()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/30");
+        await _f.StartControllerAsync();
+        await _f.CreateServiceAsync("web");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("web") == "192.0.2.0", "web is served");
+
+        await _f.Client.CustomObjects.PatchNamespacedCustomObjectAsync(
+            new V1Patch("""{"spec":{"addresses":["not-a-cidr"]}}""", V1Patch.PatchType.MergePatch), Api.Group, Api.Version, ControllerFixture.Ns, "ipaddresspools", "main");
+        await _f.CreateServiceAsync("api");
+
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("api") == "192.0.2.1", "new services still get addresses from the last valid spec");
+        Assert.Equal("192.0.2.0", await _f.IngressAsync("web"));
+        await ControllerFixture.Eventually(async () => (await _f.PoolAsync("main")).Status?.Conditions?.Single().Status == "False", "the pool says its spec is invalid");
+        var condition = (await _f.PoolAsync("main")).Status!.Conditions!.Single();
+        Assert.Contains("still serving its last valid spec", condition.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_annotation_gets_a_warning_and_changes_nothing()
+    {
+        await _f.CreatePoolAsync("main", "192.0.2.0/30");
+        await _f.StartControllerAsync();
+        await _f.CreateServiceAsync("web");
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("web") == "192.0.2.0", "web is served");
+        var writes = _f.Server.CountRequests("PUT", "/status");
+
+        await _f.Client.CoreV1.PatchNamespacedServiceAsync(
+            new V1Patch("{\"metadata\":{\"annotations\":{\"" + ServiceAnnotations.LoadBalancerIPs + "\":\"192.0.2.300\"}}}", V1Patch.PatchType.MergePatch), "web", "default");
+
+        await ControllerFixture.Eventually(async () => (await _f.EventsAsync("web")).Any(e => e.Reason == "InvalidAnnotation" && e.Type == "Warning" && e.Message.Contains("\"192.0.2.300\" is not a valid IP address", StringComparison.Ordinal)), "a warning names the annotation");
+        Assert.Equal("192.0.2.0", await _f.IngressAsync("web"));
+        Assert.Equal(writes, _f.Server.CountRequests("PUT", "/status"));
+    }
+}
