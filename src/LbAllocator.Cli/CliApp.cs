@@ -37,7 +37,7 @@ public static class CliApp
         var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests") { paths, output };
         plan.SetAction(result => Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
 
-        var root = new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, ControllerCommand.Create(stderr) };
+        var root = new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, ControllerCommand.Create(stderr), SpeakerCommand.Create(stderr) };
         var parsed = root.Parse(args);
         var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
         if (parsed.Errors.Count > 0)

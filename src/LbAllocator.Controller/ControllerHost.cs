@@ -1,4 +1,5 @@
 using k8s;
+using LbAllocator.Kubernetes;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -21,7 +22,7 @@ public static class ControllerHost
             .ValidateDataAnnotations() // includes ControllerOptions.Validate (IValidatableObject)
             .ValidateOnStart();
         // Loaded before the host starts, so a missing kubeconfig is one clear error, not a failed start.
-        var client = new k8s.Kubernetes(ClientConfiguration(settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}")));
+        var client = new k8s.Kubernetes(KubeClientConfiguration.Load(settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}")));
         builder.Services.AddSingleton<IKubernetes>(client);
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<IOptions<ControllerOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
@@ -30,21 +31,5 @@ public static class ControllerHost
         // Validate now, so bad options are one clear error before anything starts (and logs a failed start).
         _ = host.Services.GetRequiredService<IOptions<ControllerOptions>>().Value;
         return host;
-    }
-
-    /// <summary>--kubeconfig, else KUBECONFIG or ~/.kube/config, else the in-cluster service account.</summary>
-    public static KubernetesClientConfiguration ClientConfiguration(string? kubeconfig)
-    {
-        try
-        {
-            return !string.IsNullOrEmpty(kubeconfig)
-                ? KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig)
-                : KubernetesClientConfiguration.BuildDefaultConfig();
-        }
-        catch (Exception e) when (e is not k8s.Exceptions.KubeConfigException)
-        {
-            // The client fails on malformed files with bare NullReference or YAML exceptions.
-            throw new k8s.Exceptions.KubeConfigException($"kubeconfig {kubeconfig ?? "(default)"} could not be read: {e.Message}");
-        }
     }
 }

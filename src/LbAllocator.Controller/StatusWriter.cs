@@ -4,6 +4,7 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using Microsoft.Extensions.Logging;
 
@@ -15,12 +16,9 @@ namespace LbAllocator.Controller;
 /// </summary>
 internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions options, ILogger<StatusWriter> logger)
 {
-    public const string Component = "lballocator-controller";
     private const int ConflictRetries = 5;
 
-    // The last event sent per object, so a Service stuck on the same failure is not told again on every pass.
-    private readonly Dictionary<string, string> _lastEvent = new(StringComparer.Ordinal);
-    private readonly Lock _eventsLock = new();
+    private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, logger);
 
     public static IReadOnlyList<string> IngressIps(V1Service service) =>
         service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [];
@@ -54,28 +52,28 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var released = held.Except(desired).ToList();
         if (released.Count > 0)
         {
-            await EventAsync(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}", cancellationToken);
+            await _events.RecordAsync(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}", cancellationToken);
         }
 
         if (result.Error is { } error)
         {
             if (result.InvalidRequest)
             {
-                await EventAsync(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
+                await _events.RecordAsync(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
             }
             else
             {
-                await EventAsync(service, key, "Warning", "AllocationFailed", error, cancellationToken);
+                await _events.RecordAsync(service, key, "Warning", "AllocationFailed", error, cancellationToken);
             }
         }
         else if (desired.Count > 0 && !held.SequenceEqual(desired))
         {
-            await EventAsync(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"", cancellationToken);
+            await _events.RecordAsync(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"", cancellationToken);
         }
 
         if (result.Error is null)
         {
-            ForgetEvent(key);
+            _events.Forget(key);
         }
     }
 
@@ -137,68 +135,11 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 
         if (!valid)
         {
-            await EventAsync(pool, $"pool/{pool.Metadata.Name}", "Warning", "InvalidPool", message, cancellationToken);
+            await _events.RecordAsync(pool, $"pool/{pool.Metadata.Name}", "Warning", "InvalidPool", message, cancellationToken);
         }
         else
         {
-            ForgetEvent($"pool/{pool.Metadata.Name}");
-        }
-    }
-
-    private async Task EventAsync(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message, CancellationToken cancellationToken)
-    {
-        lock (_eventsLock)
-        {
-            var text = $"{reason}: {message}";
-            if (_lastEvent.GetValueOrDefault(key) == text)
-            {
-                return;
-            }
-
-            _lastEvent[key] = text;
-        }
-
-        var now = DateTime.UtcNow;
-        var ns = target.Metadata.NamespaceProperty ?? options.Namespace;
-        var body = new Corev1Event
-        {
-            Metadata = new V1ObjectMeta { GenerateName = target.Metadata.Name + ".", NamespaceProperty = ns },
-            InvolvedObject = new V1ObjectReference
-            {
-                ApiVersion = target.ApiVersion ?? "v1",
-                Kind = target.Kind ?? "Service",
-                Name = target.Metadata.Name,
-                NamespaceProperty = ns,
-                Uid = target.Metadata.Uid,
-                ResourceVersion = target.Metadata.ResourceVersion,
-            },
-            Type = type,
-            Reason = reason,
-            Message = message,
-            Source = new V1EventSource { Component = Component },
-            ReportingComponent = "lballocator.io/controller",
-            ReportingInstance = options.Identity,
-            FirstTimestamp = now,
-            LastTimestamp = now,
-            Count = 1,
-        };
-        LogEvent(type, reason, key, message);
-        try
-        {
-            await client.CoreV1.CreateNamespacedEventAsync(body, ns, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e)
-        {
-            // An event is information, not state: losing one must not fail the reconcile.
-            LogEventFailed(e, reason, key);
-        }
-    }
-
-    private void ForgetEvent(string key)
-    {
-        lock (_eventsLock)
-        {
-            _lastEvent.Remove(key);
+            _events.Forget($"pool/{pool.Metadata.Name}");
         }
     }
 
@@ -234,12 +175,6 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         });
         return Key(a) == Key(b);
     }
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "{EventType} event {Reason} for {Object}: {Message}")]
-    private partial void LogEvent(string eventType, string reason, string @object, string message);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record event {Reason} for {Object}")]
-    private partial void LogEventFailed(Exception exception, string reason, string @object);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Status of Service {Namespace}/{Name} changed under us (attempt {Attempt}); retrying from a fresh read")]
     private partial void LogConflict(string @namespace, string name, int attempt);

@@ -40,16 +40,20 @@ public sealed class TestApiServer : IAsyncDisposable
 
     public IReadOnlyCollection<RecordedRequest> Requests => _requests;
 
-    public static async Task<TestApiServer> StartAsync(TimeSpan? bookmarkInterval = null, int historyLimit = 10_000)
+    /// <param name="unixSocket">
+    /// Also listen on this Unix socket: it is reachable from other network namespaces (through a forwarder
+    /// there), where 127.0.0.1 of this one is not.
+    /// </param>
+    public static async Task<TestApiServer> StartAsync(TimeSpan? bookmarkInterval = null, int historyLimit = 10_000, string? unixSocket = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.UseUrls(unixSocket is null ? ["http://127.0.0.1:0"] : ["http://127.0.0.1:0", $"http://unix:{unixSocket}"]);
         builder.Logging.ClearProviders();
         var app = builder.Build();
         var server = new TestApiServer(app, new Store(historyLimit), bookmarkInterval ?? TimeSpan.FromSeconds(1));
         app.Run(server.HandleAsync);
         await app.StartAsync();
-        var address = app.Services.GetService(typeof(IServer)) is IServer s ? s.Features.Get<IServerAddressesFeature>()!.Addresses.First() : throw new InvalidOperationException("no server");
+        var address = app.Services.GetService(typeof(IServer)) is IServer s ? s.Features.Get<IServerAddressesFeature>()!.Addresses.First(a => !a.Contains("unix:", StringComparison.Ordinal)) : throw new InvalidOperationException("no server");
         server.Url = new Uri(address);
         return server;
     }

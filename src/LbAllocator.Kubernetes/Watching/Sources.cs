@@ -31,6 +31,39 @@ public static class Sources
         (version, onError, ct) => client.CoreV1.WatchListNamespaceAsync(
             allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
 
+    public static ResourceSource<V1Node> Nodes(IKubernetes client) => new(
+        "nodes",
+        async ct =>
+        {
+            var list = await client.CoreV1.ListNodeAsync(cancellationToken: ct);
+            return (list.Items, list.Metadata.ResourceVersion);
+        },
+        (version, onError, ct) => client.CoreV1.WatchListNodeAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
+
+    public static ResourceSource<V1EndpointSlice> EndpointSlices(IKubernetes client) => new(
+        "endpointslices",
+        async ct =>
+        {
+            var list = await client.DiscoveryV1.ListEndpointSliceForAllNamespacesAsync(cancellationToken: ct);
+            return (list.Items, list.Metadata.ResourceVersion);
+        },
+        (version, onError, ct) => client.DiscoveryV1.WatchListEndpointSliceForAllNamespacesAsync(
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
+
+    /// <summary>Leases in one namespace with the given labels (the speakers' liveness leases).</summary>
+    public static ResourceSource<V1Lease> Leases(IKubernetes client, string ns, string labelSelector) => new(
+        "leases",
+        async ct =>
+        {
+            var list = await client.CoordinationV1.ListNamespacedLeaseAsync(ns, labelSelector: labelSelector, cancellationToken: ct);
+            return (list.Items, list.Metadata.ResourceVersion);
+        },
+        (version, onError, ct) => client.CoordinationV1.WatchListNamespacedLeaseAsync(
+            ns, labelSelector: labelSelector, allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
+
+    public static ResourceSource<V1Alpha1ServiceL2Status> ServiceL2Statuses(IKubernetes client, string ns) => Custom<V1Alpha1ServiceL2Status>(client, ns, "servicel2statuses");
+
     public static ResourceSource<V1Alpha1IPAddressPool> Pools(IKubernetes client, string ns) => Custom<V1Alpha1IPAddressPool>(client, ns, "ipaddresspools");
 
     public static ResourceSource<V1Alpha1L2Advertisement> Advertisements(IKubernetes client, string ns) => Custom<V1Alpha1L2Advertisement>(client, ns, "l2advertisements");

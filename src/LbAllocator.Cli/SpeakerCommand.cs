@@ -1,0 +1,70 @@
+using System.CommandLine;
+using System.Globalization;
+using LbAllocator.Speaker;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace LbAllocator.Cli;
+
+/// <summary>`lballocator speaker`: announces this node's share of the addresses until stopped.</summary>
+internal static class SpeakerCommand
+{
+    public static Command Create(TextWriter stderr)
+    {
+        var defaults = new SpeakerOptions();
+        var kubeconfig = new Option<string?>("--kubeconfig") { Description = "Path to a kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)" };
+        var ns = new Option<string>("--namespace", "-n") { Description = "Namespace of the pools, advertisements and speaker leases", DefaultValueFactory = _ => defaults.Namespace };
+        var node = new Option<string?>("--node") { Description = "This node's name (default: the NODE_NAME environment variable)" };
+        var lbClass = new Option<string?>("--load-balancer-class") { Description = "Announce only Services with this spec.loadBalancerClass (default: only Services without one)" };
+        var leaseDuration = Seconds("--lease-duration", "Seconds without a renewal after which a speaker counts as dead", defaults.LeaseDuration);
+        var renewInterval = Seconds("--renew-interval", "Seconds between lease renewals (one API write per node each time)", defaults.RenewInterval);
+        var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
+        var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
+        var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
+        var logLevel = new Option<string>("--log-level") { Description = "Trace, Debug, Information, Warning or Error", DefaultValueFactory = _ => "Information" };
+        logLevel.AcceptOnlyFromAmong("Trace", "Debug", "Information", "Warning", "Error");
+
+        var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
+        {
+            kubeconfig, ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, exclude, logLevel,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var settings = new Dictionary<string, string?>
+            {
+                ["Speaker:Namespace"] = result.GetValue(ns),
+                ["Speaker:Kubeconfig"] = result.GetValue(kubeconfig),
+                ["Speaker:NodeName"] = result.GetValue(node) ?? Environment.GetEnvironmentVariable("NODE_NAME"),
+                ["Speaker:LoadBalancerClass"] = result.GetValue(lbClass),
+                ["Speaker:LeaseDuration"] = Span(result.GetValue(leaseDuration)),
+                ["Speaker:RenewInterval"] = Span(result.GetValue(renewInterval)),
+                ["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture),
+                ["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval)),
+                ["Speaker:ExcludeInterfaces"] = result.GetValue(exclude),
+                ["Logging:LogLevel:Default"] = result.GetValue(logLevel),
+            };
+            try
+            {
+                using var host = SpeakerHost.Build(settings);
+                await host.RunAsync(cancellationToken);
+                return CliApp.Ok;
+            }
+            catch (OptionsValidationException e)
+            {
+                stderr.WriteLine($"lballocator speaker: invalid options: {string.Join("; ", e.Failures)}");
+                return CliApp.Usage;
+            }
+            catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or FileNotFoundException)
+            {
+                stderr.WriteLine($"lballocator speaker: cannot load the cluster configuration: {e.Message}");
+                return CliApp.Invalid;
+            }
+        });
+        return command;
+    }
+
+    private static Option<double> Seconds(string name, string description, TimeSpan defaultValue) =>
+        new(name) { Description = description, DefaultValueFactory = _ => defaultValue.TotalSeconds };
+
+    private static string Span(double seconds) => TimeSpan.FromSeconds(seconds).ToString("c", CultureInfo.InvariantCulture);
+}

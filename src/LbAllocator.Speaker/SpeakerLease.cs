@@ -1,0 +1,161 @@
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using Microsoft.Extensions.Logging;
+
+namespace LbAllocator.Speaker;
+
+/// <summary>
+/// This speaker's liveness: a coordination.k8s.io Lease for the node, renewed every RenewInterval. Others
+/// count the speaker alive while they see the lease change; this speaker counts itself alive only while its
+/// last successful renewal is recent enough that nobody can have given up on it yet, so it stops answering
+/// before anyone else starts (self-fencing).
+/// </summary>
+public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions options, TimeProvider time, ILogger<SpeakerLease> logger)
+{
+    public const string ComponentLabel = "app.kubernetes.io/component";
+    public const string ComponentValue = "speaker";
+    public const string LabelSelector = $"{ComponentLabel}={ComponentValue}";
+
+    private V1Lease? _current;
+    private long _lastRenewStarted = long.MinValue;
+    private bool _healthy;
+
+    /// <summary>Raised when this speaker becomes or stops being alive.</summary>
+    public event Action? HealthChanged;
+
+    public static string NameFor(string node) => $"lballocator-speaker-{node}";
+
+    public string Name { get; } = NameFor(options.NodeName);
+
+    /// <summary>
+    /// Alive: the last renewal that succeeded was sent less than LeaseDuration minus half a renew interval ago.
+    /// Others give up on us LeaseDuration after they saw that renewal, which is later than we sent it.
+    /// </summary>
+    public bool Healthy => _lastRenewStarted != long.MinValue && time.GetElapsedTime(_lastRenewStarted) < Deadline;
+
+    /// <summary>When the current health runs out unless renewed, for scheduling the next check.</summary>
+    public TimeSpan UntilUnhealthy => Healthy ? Deadline - time.GetElapsedTime(_lastRenewStarted) : TimeSpan.Zero;
+
+    private TimeSpan Deadline => options.LeaseDuration - (options.RenewInterval / 2);
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var started = time.GetTimestamp();
+            using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                // A hung request must not hold the loop past the next renewal.
+                attempt.CancelAfter(options.RenewInterval);
+                try
+                {
+                    await RenewAsync(attempt.Token);
+                    _lastRenewStarted = started;
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
+                {
+                    _current = null; // read afresh next time: someone may have changed or deleted it
+                    LogRenewFailed(e, Name);
+                }
+            }
+
+            CheckHealth();
+            var wait = options.RenewInterval - time.GetElapsedTime(started);
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+    }
+
+    /// <summary>Re-evaluates health; raises <see cref="HealthChanged"/> on a change.</summary>
+    public void CheckHealth()
+    {
+        var healthy = Healthy;
+        if (healthy != _healthy)
+        {
+            _healthy = healthy;
+            if (healthy)
+            {
+                LogAlive(Name);
+            }
+            else
+            {
+                LogFenced(Name, options.LeaseDuration);
+            }
+
+            HealthChanged?.Invoke();
+        }
+    }
+
+    /// <summary>Planned handoff: delete the lease, so the others take over at once.</summary>
+    public async Task ReleaseAsync(CancellationToken cancellationToken)
+    {
+        _lastRenewStarted = long.MinValue;
+        CheckHealth();
+        try
+        {
+            await client.CoordinationV1.DeleteNamespacedLeaseAsync(Name, options.Namespace, cancellationToken: cancellationToken);
+            LogReleased(Name);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+        }
+    }
+
+    private async Task RenewAsync(CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        if (_current is null)
+        {
+            try
+            {
+                _current = await client.CoordinationV1.ReadNamespacedLeaseAsync(Name, options.Namespace, cancellationToken: cancellationToken);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            {
+                _current = await client.CoordinationV1.CreateNamespacedLeaseAsync(NewLease(now), options.Namespace, cancellationToken: cancellationToken);
+                return;
+            }
+        }
+
+        _current.Spec ??= new V1LeaseSpec();
+        _current.Spec.HolderIdentity = options.NodeName;
+        _current.Spec.LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds);
+        _current.Spec.RenewTime = now;
+        _current.Metadata.Labels ??= new Dictionary<string, string>();
+        _current.Metadata.Labels[ComponentLabel] = ComponentValue;
+        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(_current, Name, options.Namespace, cancellationToken: cancellationToken);
+    }
+
+    private V1Lease NewLease(DateTime now) => new()
+    {
+        Metadata = new V1ObjectMeta
+        {
+            Name = Name,
+            NamespaceProperty = options.Namespace,
+            Labels = new Dictionary<string, string> { [ComponentLabel] = ComponentValue, ["app.kubernetes.io/name"] = "lballocator" },
+        },
+        Spec = new V1LeaseSpec
+        {
+            HolderIdentity = options.NodeName,
+            LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds),
+            AcquireTime = now,
+            RenewTime = now,
+        },
+    };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew lease {Lease}")]
+    private partial void LogRenewFailed(Exception exception, string lease);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} renewed: this speaker is alive")]
+    private partial void LogAlive(string lease);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease {Lease} not renewed in time (lease duration {LeaseDuration}): stopping all announcements until it is")]
+    private partial void LogFenced(string lease, TimeSpan leaseDuration);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} deleted: other speakers take over now")]
+    private partial void LogReleased(string lease);
+}

@@ -1,0 +1,78 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text.RegularExpressions;
+
+namespace LbAllocator.Speaker;
+
+/// <summary>Speaker settings, bound from configuration (command line, environment) and validated at start.</summary>
+public sealed class SpeakerOptions : IValidatableObject
+{
+    public const string Section = "Speaker";
+
+    /// <summary>Where the pools, advertisements, ServiceL2Statuses and the speakers' leases live.</summary>
+    [Required]
+    [RegularExpression("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ErrorMessage = "Namespace must be a valid namespace name")]
+    public string Namespace { get; set; } = "lballocator-system";
+
+    /// <summary>This node's name, from NODE_NAME (the downward API) in the DaemonSet.</summary>
+    [Required(ErrorMessage = "NodeName is required: set NODE_NAME or pass --node")]
+    public string NodeName { get; set; } = "";
+
+    public string? Kubeconfig { get; set; }
+
+    /// <summary>The spec.loadBalancerClass announced; empty announces Services without a class.</summary>
+    public string? LoadBalancerClass { get; set; }
+
+    /// <summary>A speaker whose lease has not been renewed for this long is dead to the others.</summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How often each speaker renews its lease: the steady-state API cost, one write per node per interval.</summary>
+    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gratuitous ARP / unsolicited NA rounds sent on taking an address over, the first at once.</summary>
+    [Range(1, 100)]
+    public int GratuitousCount { get; set; } = 5;
+
+    public TimeSpan GratuitousInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Interfaces never used unless an L2Advertisement names them: container, CNI and tunnel devices.</summary>
+    public string ExcludeInterfaces { get; set; } =
+        "^(lo|docker.*|cni.*|cbr.*|flannel.*|cali.*|cilium.*|lxc.*|veth.*|vxlan.*|tunl.*|weave.*|kube-ipvs.*|genev.*|tap.*|virbr.*|kube-bridge|nodelocaldns)$";
+
+    /// <summary>How often interfaces are rescanned even without a netlink change notification.</summary>
+    public TimeSpan InterfaceRescanInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!(RenewInterval > TimeSpan.Zero && RenewInterval * 2 <= LeaseDuration))
+        {
+            yield return new ValidationResult(
+                $"RenewInterval ({RenewInterval}) must be positive and at most half of LeaseDuration ({LeaseDuration}), so one lost renewal does not kill the speaker",
+                [nameof(RenewInterval), nameof(LeaseDuration)]);
+        }
+
+        if (GratuitousInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"GratuitousInterval ({GratuitousInterval}) must be positive", [nameof(GratuitousInterval)]);
+        }
+
+        if (InterfaceRescanInterval <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"InterfaceRescanInterval ({InterfaceRescanInterval}) must be positive", [nameof(InterfaceRescanInterval)]);
+        }
+
+        string? regexError = null;
+        try
+        {
+            _ = new Regex(ExcludeInterfaces);
+        }
+        catch (ArgumentException e)
+        {
+            regexError = $"ExcludeInterfaces is not a valid regular expression: {e.Message}";
+        }
+
+        if (regexError is not null)
+        {
+            yield return new ValidationResult(regexError, [nameof(ExcludeInterfaces)]);
+        }
+    }
+}

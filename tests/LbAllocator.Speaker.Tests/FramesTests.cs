@@ -1,0 +1,174 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using LbAllocator.Core;
+using PacketDotNet;
+
+namespace LbAllocator.Speaker.Tests;
+
+/// <summary>Crafted frames in, frames out, byte for byte; PacketDotNet reads our output as an independent check.</summary>
+public class FramesTests
+{
+    private static readonly byte[] Ours = Convert.FromHexString("020000000001");
+    private static readonly byte[] Asker = Convert.FromHexString("020000000099");
+
+    // ARP request "who has 192.0.2.10? tell 192.0.2.100", broadcast, from 02:00:00:00:00:99.
+    private const string ArpRequest =
+        "ffffffffffff" + "020000000099" + "0806"
+        + "0001" + "0800" + "06" + "04" + "0001"
+        + "020000000099" + "c0000264" + "000000000000" + "c000020a";
+
+    private const string ArpReply =
+        "020000000099" + "020000000001" + "0806"
+        + "0001" + "0800" + "06" + "04" + "0002"
+        + "020000000001" + "c000020a" + "020000000099" + "c0000264";
+
+    // Neighbor Solicitation for 2001:db8::10 from 2001:db8::100 to the solicited-node group ff02::1:ff00:10,
+    // with a source link-layer option.
+    private const string Solicitation =
+        "3333ff000010" + "020000000099" + "86dd"
+        + "60000000" + "0020" + "3a" + "ff"
+        + "20010db8000000000000000000000100" + "ff0200000000000000000001ff000010"
+        + "87" + "00" + "CSUM" + "00000000" + "20010db8000000000000000000000010"
+        + "01" + "01" + "020000000099";
+
+    private const string Advertisement =
+        "020000000099" + "020000000001" + "86dd"
+        + "60000000" + "0020" + "3a" + "ff"
+        + "20010db8000000000000000000000010" + "20010db8000000000000000000000100"
+        + "88" + "00" + "CSUM" + "60000000" + "20010db8000000000000000000000010"
+        + "02" + "01" + "020000000001";
+
+    [Fact]
+    public void Arp_request_gets_a_reply_byte_for_byte()
+    {
+        var request = Convert.FromHexString(ArpRequest);
+        Assert.True(Frames.TryReadArpRequest(request, Ours, out var target));
+        Assert.Equal(Ip.Parse("192.0.2.10"), target);
+        var reply = new byte[Frames.ArpLength];
+        Assert.Equal(Frames.ArpLength, Frames.WriteArpReply(request, Ours, reply));
+        Assert.Equal(ArpReply, Convert.ToHexStringLower(reply));
+
+        var parsed = Assert.IsType<ArpPacket>(Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket);
+        Assert.Equal(ArpOperation.Response, parsed.Operation);
+        Assert.Equal(IPAddress.Parse("192.0.2.10"), parsed.SenderProtocolAddress);
+        Assert.Equal(new PhysicalAddress(Ours), parsed.SenderHardwareAddress);
+        Assert.Equal(IPAddress.Parse("192.0.2.100"), parsed.TargetProtocolAddress);
+    }
+
+    [Fact]
+    public void Arp_request_to_our_mac_is_answered_too()
+    {
+        var request = Convert.FromHexString(ArpRequest);
+        Ours.CopyTo(request, 0);
+        Assert.True(Frames.TryReadArpRequest(request, Ours, out _));
+    }
+
+    [Theory]
+    [InlineData("reply", 20, "02")] // operation 2
+    [InlineData("to another host", 0, "020000000077")]
+    [InlineData("sent by us", 6, "020000000001")]
+    [InlineData("gratuitous (sender is target)", 28, "c000020a")]
+    [InlineData("not Ethernet/IPv4", 14, "0006")]
+    [InlineData("not ARP", 12, "0800")]
+    public void Arp_frames_that_are_not_questions_to_us_are_ignored(string why, int offset, string bytes)
+    {
+        var frame = Convert.FromHexString(ArpRequest);
+        Convert.FromHexString(bytes).CopyTo(frame, offset);
+        Assert.False(Frames.TryReadArpRequest(frame, Ours, out _), why);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(13)]
+    [InlineData(41)]
+    public void Truncated_arp_is_ignored(int length) =>
+        Assert.False(Frames.TryReadArpRequest(Convert.FromHexString(ArpRequest).AsSpan(0, length), Ours, out _));
+
+    [Fact]
+    public void Gratuitous_arp_request_and_reply()
+    {
+        var ip = Ip.Parse("192.0.2.10");
+        Assert.Equal(
+            "ffffffffffff" + "020000000001" + "0806" + "0001080006040001" + "020000000001" + "c000020a" + "000000000000" + "c000020a",
+            Convert.ToHexStringLower(Frames.GratuitousArp(ip, Ours, reply: false)));
+        Assert.Equal(
+            "ffffffffffff" + "020000000001" + "0806" + "0001080006040002" + "020000000001" + "c000020a" + "ffffffffffff" + "c000020a",
+            Convert.ToHexStringLower(Frames.GratuitousArp(ip, Ours, reply: true)));
+    }
+
+    [Fact]
+    public void Neighbor_solicitation_gets_an_advertisement_byte_for_byte()
+    {
+        var solicitation = WithChecksum(Solicitation);
+        Assert.True(Frames.TryReadNeighborSolicitation(solicitation, Ours, out var target));
+        Assert.Equal(Ip.Parse("2001:db8::10"), target);
+        var reply = new byte[Frames.NeighborAdvertisementLength];
+        Assert.Equal(Frames.NeighborAdvertisementLength, Frames.WriteNeighborAdvertisement(solicitation, Ours, reply));
+        Assert.Equal(Convert.ToHexStringLower(WithChecksum(Advertisement)), Convert.ToHexStringLower(reply));
+
+        var ip6 = Assert.IsType<IPv6Packet>(Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket);
+        Assert.Equal(IPAddress.Parse("2001:db8::10"), ip6.SourceAddress);
+        Assert.Equal(IPAddress.Parse("2001:db8::100"), ip6.DestinationAddress);
+        var icmp = Assert.IsType<IcmpV6Packet>(ip6.PayloadPacket);
+        Assert.Equal(IcmpV6Type.NeighborAdvertisement, icmp.Type);
+        Assert.True(icmp.ValidIcmpChecksum);
+    }
+
+    [Fact]
+    public void Duplicate_address_detection_is_answered_to_all_nodes_without_the_solicited_flag()
+    {
+        var dad = Convert.FromHexString(Solicitation.Replace("20010db8000000000000000000000100", "00000000000000000000000000000000", StringComparison.Ordinal)
+            .Replace("0101020000000099", "", StringComparison.Ordinal).Replace("0020", "0018", StringComparison.Ordinal).Replace("CSUM", "0000", StringComparison.Ordinal));
+        Assert.True(Frames.TryReadNeighborSolicitation(dad, Ours, out _));
+        var reply = new byte[Frames.NeighborAdvertisementLength];
+        Frames.WriteNeighborAdvertisement(dad, Ours, reply);
+        Assert.Equal("333300000001", Convert.ToHexStringLower(reply.AsSpan(0, 6)));
+        Assert.Equal("ff020000000000000000000000000001", Convert.ToHexStringLower(reply.AsSpan(14 + 24, 16)));
+        Assert.Equal(0x20, reply[14 + 40 + 4]); // Override only
+        Assert.True(Assert.IsType<IcmpV6Packet>(Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket.PayloadPacket).ValidIcmpChecksum);
+    }
+
+    [Theory]
+    [InlineData("hop limit not 255", 21, "40")]
+    [InlineData("not ICMPv6", 20, "11")]
+    [InlineData("not a solicitation", 54, "88")]
+    [InlineData("unicast to another host", 0, "020000000077")]
+    [InlineData("sent by us", 6, "020000000001")]
+    public void Neighbor_frames_that_are_not_questions_to_us_are_ignored(string why, int offset, string bytes)
+    {
+        var frame = WithChecksum(Solicitation);
+        Convert.FromHexString(bytes).CopyTo(frame, offset);
+        Assert.False(Frames.TryReadNeighborSolicitation(frame, Ours, out _), why);
+    }
+
+    [Fact]
+    public void Unsolicited_advertisement_goes_to_all_nodes_with_override()
+    {
+        var frame = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Ours);
+        var expected = WithChecksum(
+            "333300000001" + "020000000001" + "86dd" + "60000000" + "0020" + "3a" + "ff"
+            + "20010db8000000000000000000000010" + "ff020000000000000000000000000001"
+            + "88" + "00" + "CSUM" + "20000000" + "20010db8000000000000000000000010" + "02" + "01" + "020000000001");
+        Assert.Equal(Convert.ToHexStringLower(expected), Convert.ToHexStringLower(frame));
+    }
+
+    [Fact]
+    public void Checksum_matches_a_known_value()
+    {
+        // RFC 1071 worked example bytes, placed as an ICMPv6 body between two zero addresses: the sum
+        // 00 01 f2 03 f4 f5 f6 f7 folds to ddf2; plus length 8 and next header 58 makes de34, complemented 21cb.
+        var sum = Frames.IcmpV6Checksum(new byte[16], new byte[16], Convert.FromHexString("0001f203f4f5f6f7"));
+        Assert.Equal(0x21cb, sum);
+    }
+
+    /// <summary>Fills the CSUM placeholder with the ICMPv6 checksum computed independently by PacketDotNet.</summary>
+    private static byte[] WithChecksum(string hex)
+    {
+        var frame = Convert.FromHexString(hex.Replace("CSUM", "0000", StringComparison.Ordinal));
+        var icmp = (IcmpV6Packet)Packet.ParsePacket(LinkLayers.Ethernet, frame).PayloadPacket.PayloadPacket;
+        icmp.UpdateIcmpChecksum(); // writes through to the frame: PacketDotNet's packets are views of one buffer
+        Assert.True(icmp.ValidIcmpChecksum);
+        Assert.NotEqual(0, icmp.Checksum);
+        return frame;
+    }
+}
