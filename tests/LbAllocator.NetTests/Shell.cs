@@ -1,0 +1,109 @@
+using System.Diagnostics;
+
+namespace LbAllocator.NetTests;
+
+/// <summary>Runs the network tools the lab needs (ip, arping, ndisc6, tcpdump, socat).</summary>
+public static class Shell
+{
+    public static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    /// <summary>Runs a command that must succeed; its output is in the exception otherwise.</summary>
+    public static async Task<string> MustAsync(string file, params string[] args)
+    {
+        var (code, output) = await RunAsync(file, args);
+        return code == 0 ? output : throw new InvalidOperationException($"{file} {string.Join(' ', args)} exited {code}: {output}");
+    }
+
+    /// <summary>A long-running process whose output is kept for diagnostics and for tests that read it.</summary>
+    public sealed class Background : IDisposable
+    {
+        private readonly Process _process;
+        private readonly List<string> _lines = [];
+
+        public Background(string file, IEnumerable<string> args, IDictionary<string, string>? environment = null)
+        {
+            var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in args)
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+            {
+                info.Environment[key] = value;
+            }
+
+            _process = Process.Start(info)!;
+            _process.OutputDataReceived += (_, e) => Add(e.Data);
+            _process.ErrorDataReceived += (_, e) => Add(e.Data);
+            _process.BeginOutputReadLine();
+            _process.BeginErrorReadLine();
+        }
+
+        public int Pid => _process.Id;
+
+        public bool HasExited => _process.HasExited;
+
+        public IReadOnlyList<string> Lines
+        {
+            get
+            {
+                lock (_lines)
+                {
+                    return [.. _lines];
+                }
+            }
+        }
+
+        public async Task SignalAsync(string signal) => await MustAsync("kill", $"-{signal}", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+        {
+            using var cts = new CancellationTokenSource(timeout);
+            try
+            {
+                await _process.WaitForExitAsync(cts.Token);
+                return true;
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                _process.WaitForExit(5000);
+            }
+
+            _process.Dispose();
+        }
+
+        private void Add(string? line)
+        {
+            if (line is not null)
+            {
+                lock (_lines)
+                {
+                    _lines.Add(line);
+                }
+            }
+        }
+    }
+}
