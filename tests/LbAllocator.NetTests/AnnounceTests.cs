@@ -1,15 +1,133 @@
+using System.Diagnostics;
+using k8s;
+using k8s.Models;
+
 namespace LbAllocator.NetTests;
 
+/// <summary>
+/// The speaker against real peers: arping, ndisc6 and tcpdump in the client namespace, the kernel's
+/// neighbour handling, speakers as real processes killed with real signals. Tests share one lab and run
+/// one after another; each uses its own Service and leaves every speaker running.
+/// </summary>
 public class AnnounceTests(Lab lab) : IClassFixture<Lab>
 {
     [Fact]
     public async Task Arping_and_ndisc6_get_the_owners_mac()
     {
-        await lab.CreateServiceAsync("web", families: ["IPv4", "IPv6"]);
+        var service = await lab.CreateServiceAsync("web", ip: "192.0.2.200,2001:db8::200", families: ["IPv4", "IPv6"]);
         var status = await WaitForL2StatusAsync("web");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.200");
         Assert.Equal(status, owner);
         Assert.Equal(lab.Macs[owner], await lab.Ndisc6Async("2001:db8::200"));
+
+        var events = await lab.Client.CoreV1.ListNamespacedEventAsync("default");
+        Assert.Contains(events.Items, e => e.InvolvedObject.Name == "web" && e.Reason == "nodeAssigned" && e.Message.Contains($"from node {owner}", StringComparison.Ordinal));
+        Assert.Equal(["192.0.2.200", "2001:db8::200"], service.Status.LoadBalancer.Ingress.Select(i => i.Ip));
+    }
+
+    [Fact]
+    public async Task Nobody_answers_for_addresses_that_are_not_assigned()
+    {
+        await lab.CreateServiceAsync("assigned", ip: "192.0.2.205");
+        await lab.WaitForArpOwnerAsync("192.0.2.205");
+        // In the pool but not assigned, and outside every pool: no speaker may answer.
+        Assert.Null(await lab.ArpingAsync("192.0.2.206"));
+        Assert.Null(await lab.ArpingAsync("192.0.2.250"));
+        Assert.Null(await lab.Ndisc6Async("2001:db8::206"));
+    }
+
+    [Fact]
+    public async Task Killing_the_owner_moves_the_address_within_five_seconds_with_gratuitous_arp()
+    {
+        await lab.CreateServiceAsync("failover", ip: "192.0.2.201");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.201");
+        using var capture = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "arp"]);
+        await Task.Delay(500); // let tcpdump start listening
+
+        var killed = Stopwatch.StartNew();
+        await lab.Speaker(owner).SignalAsync("KILL");
+        var successor = await lab.WaitForArpOwnerAsync("192.0.2.201", not: owner, timeout: TimeSpan.FromSeconds(10));
+        var failover = killed.Elapsed;
+        Assert.True(failover < TimeSpan.FromSeconds(5), $"failover took {failover.TotalSeconds:F1} s");
+
+        // The successor announced itself: a gratuitous ARP for the address from its MAC.
+        var successorMac = lab.Macs[successor];
+        await Eventually.HoldsAsync(() => Task.FromResult(
+            capture.Lines.Any(l => l.Contains(successorMac + " > ff:ff:ff:ff:ff:ff", StringComparison.OrdinalIgnoreCase) && l.Contains("192.0.2.201 tell 192.0.2.201", StringComparison.Ordinal))
+                ? null : "no gratuitous ARP request seen: " + string.Join(" | ", capture.Lines)), TimeSpan.FromSeconds(5));
+        Assert.Contains(capture.Lines, l => l.Contains("Reply 192.0.2.201 is-at " + successorMac, StringComparison.OrdinalIgnoreCase));
+
+        lab.StartSpeaker(owner);
+        await lab.WaitForSpeakersAsync([owner]);
+    }
+
+    [Fact]
+    public async Task Sigterm_hands_over_at_once()
+    {
+        await lab.CreateServiceAsync("handover", ip: "192.0.2.202");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.202");
+        var stopped = Stopwatch.StartNew();
+        await lab.Speaker(owner).SignalAsync("TERM");
+        await lab.WaitForArpOwnerAsync("192.0.2.202", not: owner, timeout: TimeSpan.FromSeconds(10));
+        var handover = stopped.Elapsed;
+        Assert.True(await lab.Speaker(owner).WaitForExitAsync(TimeSpan.FromSeconds(10)), "the speaker did not exit on SIGTERM");
+        // Well under the 3 s lease duration: the lease was deleted, nobody waited for it to expire.
+        Assert.True(handover < TimeSpan.FromSeconds(2), $"handover took {handover.TotalSeconds:F1} s");
+
+        lab.StartSpeaker(owner);
+        await lab.WaitForSpeakersAsync([owner]);
+    }
+
+    [Fact]
+    public async Task Local_policy_follows_the_ready_endpoints()
+    {
+        await lab.CreateServiceAsync("local", ip: "192.0.2.203", policy: "Local");
+        await WaitForEventAsync("local", "NotAnnounced");
+        Assert.Null(await lab.ArpingAsync("192.0.2.203")); // no ready endpoint anywhere: nobody announces
+
+        await SetEndpointsAsync("local", "node2");
+        Assert.Equal("node2", await lab.WaitForArpOwnerAsync("192.0.2.203"));
+
+        await SetEndpointsAsync("local", "node3");
+        Assert.Equal("node3", await lab.WaitForArpOwnerAsync("192.0.2.203", not: "node2"));
+    }
+
+    [Fact]
+    public async Task The_exclusion_label_moves_the_address()
+    {
+        await lab.CreateServiceAsync("exclude", ip: "192.0.2.204");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.204");
+        var patch = ExcludePatch("\"\"");
+        await lab.Client.CoreV1.PatchNodeAsync(patch, owner);
+        try
+        {
+            Assert.NotEqual(owner, await lab.WaitForArpOwnerAsync("192.0.2.204", not: owner));
+        }
+        finally
+        {
+            await lab.Client.CoreV1.PatchNodeAsync(ExcludePatch("null"), owner);
+        }
+    }
+
+    private static V1Patch ExcludePatch(string value) =>
+        new("{\"metadata\":{\"labels\":{\"" + Core.Election.ExcludeLabel + "\":" + value + "}}}", V1Patch.PatchType.MergePatch);
+
+    private async Task SetEndpointsAsync(string service, string node)
+    {
+        var slice = new V1EndpointSlice
+        {
+            Metadata = new V1ObjectMeta { Name = service + "-abc", NamespaceProperty = "default", Labels = new Dictionary<string, string> { ["kubernetes.io/service-name"] = service } },
+            AddressType = "IPv4",
+            Endpoints = [new V1Endpoint { Addresses = ["10.0.0.1"], NodeName = node, Conditions = new V1EndpointConditions { Ready = true } }],
+        };
+        try
+        {
+            await lab.Client.DiscoveryV1.CreateNamespacedEndpointSliceAsync(slice, "default");
+        }
+        catch (k8s.Autorest.HttpOperationException)
+        {
+            await lab.Client.DiscoveryV1.ReplaceNamespacedEndpointSliceAsync(slice, slice.Metadata.Name, "default");
+        }
     }
 
     private async Task<string> WaitForL2StatusAsync(string service)
@@ -22,4 +140,11 @@ public class AnnounceTests(Lab lab) : IClassFixture<Lab>
         }, TimeSpan.FromSeconds(30));
         return node!;
     }
+
+    private async Task WaitForEventAsync(string service, string reason) =>
+        await Eventually.HoldsAsync(async () =>
+        {
+            var events = await lab.Client.CoreV1.ListNamespacedEventAsync("default");
+            return events.Items.Any(e => e.InvolvedObject.Name == service && e.Reason == reason) ? null : $"no {reason} event on {service}";
+        }, TimeSpan.FromSeconds(30));
 }
