@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test of the solution. Works on a fresh machine with the .NET 10 SDK: NuGet packages come
-# through restore. Prints a closing "N passed, N failed, N skipped" line summed over the test projects.
+# Runs every test of the solution. Works on a fresh machine with the .NET 10 SDK, as root: NuGet packages
+# come through restore, Debian packages through apt-get. Prints a closing "N passed, N failed, N skipped" line summed over the test projects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The speaker's tests talk to real ARP/NDP peers in network namespaces: they need root, libpcap and these tools.
+missing=()
+for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump socat; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
