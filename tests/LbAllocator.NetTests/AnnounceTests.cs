@@ -109,6 +109,23 @@ public class AnnounceTests(Lab lab) : IClassFixture<Lab>
         }
     }
 
+    [Fact]
+    public async Task A_speaker_that_cannot_renew_its_lease_stops_answering_and_resumes_after()
+    {
+        await lab.CreateServiceAsync("fenced", ip: "192.0.2.207");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.207");
+        // Every API request fails: no speaker can renew, so each must fall silent before its lease could
+        // have expired in anyone's eyes (3 s), rather than keep answering while another might take over.
+        lab.Server.FailRequestsFor(TimeSpan.FromSeconds(8));
+        var outage = Stopwatch.StartNew();
+        await Eventually.HoldsAsync(async () => await lab.ArpingAsync("192.0.2.207") is null ? null : "still answered", TimeSpan.FromSeconds(6));
+        Assert.True(outage.Elapsed < TimeSpan.FromSeconds(6), $"answered for {outage.Elapsed.TotalSeconds:F1} s without a lease");
+        Assert.Contains(lab.SpeakerLog(owner), l => l.Contains("not renewed in time", StringComparison.Ordinal));
+
+        // The API comes back: the same node (same election inputs) answers again.
+        Assert.Equal(owner, await lab.WaitForArpOwnerAsync("192.0.2.207", timeout: TimeSpan.FromSeconds(30)));
+    }
+
     private static V1Patch ExcludePatch(string value) =>
         new("{\"metadata\":{\"labels\":{\"" + Core.Election.ExcludeLabel + "\":" + value + "}}}", V1Patch.PatchType.MergePatch);
 
