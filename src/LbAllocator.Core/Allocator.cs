@@ -45,8 +45,7 @@ public sealed class Allocator
         SetPools(pools ?? []);
     }
 
-    public bool IsManaged(ServiceInfo service) =>
-        service.Type == "LoadBalancer" && service.LoadBalancerClass == _options.LoadBalancerClass;
+    public bool IsManaged(ServiceInfo service) => service.IsLoadBalancerFor(_options.LoadBalancerClass);
 
     /// <summary>
     /// Brings one Service up to date: keeps the addresses it holds (or carries in its status, after a

@@ -58,6 +58,13 @@ public sealed record ServiceInfo
     public string? SharingKey =>
         Annotations.TryGetValue(ServiceAnnotations.AllowSharedIp, out var key) && !string.IsNullOrWhiteSpace(key) ? key.Trim() : null;
 
+    /// <summary>
+    /// Whether an implementation for <paramref name="loadBalancerClass"/> (null or empty: the default one,
+    /// for Services without a class) handles this Service.
+    /// </summary>
+    public bool IsLoadBalancerFor(string? loadBalancerClass) =>
+        Type == "LoadBalancer" && (LoadBalancerClass ?? "") == (loadBalancerClass ?? "");
+
     /// <summary>externalTrafficPolicy with the API server's default.</summary>
     public string TrafficPolicy => string.IsNullOrEmpty(ExternalTrafficPolicy) ? "Cluster" : ExternalTrafficPolicy;
 

@@ -19,30 +19,6 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, string[]> _owned = FrozenDictionary<Ip, string[]>.Empty;
-    private long _requests;
-    private long _replies;
-    private long _gratuitous;
-
-    /// <summary>ARP requests and Neighbor Solicitations received for any address.</summary>
-    public long Requests => Interlocked.Read(ref _requests);
-
-    public long Replies => Interlocked.Read(ref _replies);
-
-    public long GratuitousSent => Interlocked.Read(ref _gratuitous);
-
-    public IReadOnlyDictionary<Ip, string[]> Owned => _owned;
-
-    public IReadOnlyList<string> OpenInterfaces
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _listeners.Keys.Order(StringComparer.Ordinal)];
-            }
-        }
-    }
-
     /// <summary>
     /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
     /// on), opening and closing captures as needed. Returns the (address, interface) pairs that are new, which
@@ -85,8 +61,11 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         }
     }
 
-    /// <summary>One round of gratuitous announcements for an address on an interface: ARP request and reply, or an unsolicited NA.</summary>
-    public void AnnounceGratuitously(Ip address, string interfaceName)
+    /// <summary>
+    /// One round of gratuitous announcements for an address on an interface: ARP request and reply, or an
+    /// unsolicited NA. False, and nothing sent, when the address is no longer owned there.
+    /// </summary>
+    public bool AnnounceGratuitously(Ip address, string interfaceName)
     {
         Listener? listener;
         lock (_lock)
@@ -94,7 +73,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
             if (!_owned.TryGetValue(address, out var interfaces) || !interfaces.Contains(interfaceName, StringComparer.Ordinal)
                 || !_listeners.TryGetValue(interfaceName, out listener))
             {
-                return;
+                return false;
             }
         }
 
@@ -102,13 +81,13 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         {
             listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: false));
             listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: true));
-            Interlocked.Add(ref _gratuitous, 2);
         }
         else
         {
             listener.Send(Frames.UnsolicitedAdvertisement(address, listener.Mac));
-            Interlocked.Increment(ref _gratuitous);
         }
+
+        return true;
     }
 
     /// <summary>Stops answering for everything and closes every capture.</summary>
@@ -129,7 +108,6 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     /// <summary>Called on the capture thread of <paramref name="listener"/> for every frame the filter lets through.</summary>
     private void OnFrame(Listener listener, ReadOnlySpan<byte> frame)
     {
-        Interlocked.Increment(ref _requests);
         Span<byte> reply = stackalloc byte[Frames.NeighborAdvertisementLength];
         int length;
         if (Frames.TryReadArpRequest(frame, listener.Mac, out var target) && Owns(target, listener.Name))
@@ -146,7 +124,6 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         }
 
         listener.Send(reply[..length]);
-        Interlocked.Increment(ref _replies);
     }
 
     private bool Owns(Ip address, string interfaceName) =>

@@ -43,8 +43,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1L2Advertisement> _ads;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
 
-    // Lease name -> local time after which its speaker counts as dead, unless the lease changes again.
-    private readonly Dictionary<string, long> _leaseExpiry = new(StringComparer.Ordinal);
+    // Other speakers' nodes -> local time after which the speaker counts as dead, unless its lease changes again.
+    private readonly Dictionary<string, long> _speakerExpiry = new(StringComparer.Ordinal);
     private readonly Lock _leaseLock = new();
     private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
@@ -69,7 +69,6 @@ public sealed partial class SpeakerReconciler : IDisposable
         _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
         _leases.Changed += OnLeaseChanged;
-        _leases.Changed += (_, _) => _queue.Add(Everything);
         lease.HealthChanged += () => _queue.Add(Everything);
 
         ResourceCache<T> Watch<T>(ResourceSource<T> source) where T : class, IKubernetesObject<V1ObjectMeta>
@@ -79,9 +78,6 @@ public sealed partial class SpeakerReconciler : IDisposable
             return cache;
         }
     }
-
-    /// <summary>Service keys this node announces, as of the last pass.</summary>
-    public IReadOnlyCollection<string> AnnouncedServices => _announcedServices;
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -162,27 +158,47 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
+    /// <summary>
+    /// Tracks when each other speaker expires. Only a speaker coming alive or leaving wakes a pass: a renewal
+    /// of a live one changes no election input, and expiries are picked up by the pass scheduled for them.
+    /// </summary>
     private void OnLeaseChanged(V1Lease? old, V1Lease? lease)
     {
+        var node = (lease ?? old)?.Spec?.HolderIdentity;
+        if (node is null || node == _options.NodeName)
+        {
+            return; // our own liveness is what we know of our renewals, not what the watch echoes back
+        }
+
+        bool changed;
         lock (_leaseLock)
         {
+            var now = _time.GetTimestamp();
+            var wasAlive = _speakerExpiry.TryGetValue(node, out var expiry) && expiry > now;
             if (lease is null)
             {
-                _leaseExpiry.Remove(old!.Metadata.Name);
-                return;
+                _speakerExpiry.Remove(node);
+                changed = wasAlive;
             }
-
-            // Measured on our own clock from when we saw the change, so clock skew between nodes does not
-            // matter; only on first sight (at start-up) does the lease's renewTime say how old it already is.
-            var now = _time.GetTimestamp();
-            var remaining = _options.LeaseDuration;
-            if (old is null && lease.Spec?.RenewTime is { } renewed)
+            else
             {
-                var age = _time.GetUtcNow().UtcDateTime - renewed.ToUniversalTime();
-                remaining -= age < TimeSpan.Zero ? TimeSpan.Zero : age;
-            }
+                // Measured on our own clock from when we saw the change, so clock skew between nodes does not
+                // matter; only on first sight (at start-up) does the lease's renewTime say how old it already is.
+                var remaining = _options.LeaseDuration;
+                if (old is null && lease.Spec?.RenewTime is { } renewed)
+                {
+                    var age = _time.GetUtcNow().UtcDateTime - renewed.ToUniversalTime();
+                    remaining -= age < TimeSpan.Zero ? TimeSpan.Zero : age;
+                }
 
-            _leaseExpiry[lease.Metadata.Name] = now + (long)(Math.Max(0, remaining.TotalSeconds) * _time.TimestampFrequency);
+                _speakerExpiry[node] = now + (long)(Math.Max(0, remaining.TotalSeconds) * _time.TimestampFrequency);
+                changed = !wasAlive && remaining > TimeSpan.Zero;
+            }
+        }
+
+        if (changed)
+        {
+            _queue.Add(Everything);
         }
     }
 
@@ -195,8 +211,19 @@ public sealed partial class SpeakerReconciler : IDisposable
             (IReadOnlyDictionary<string, string>?)n.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>(),
             alive.Contains(n.Metadata.Name),
             n.Status?.Conditions?.Any(c => c.Type == "NetworkUnavailable" && c.Status == "True") == true)).ToList();
-        var services = _services.Items.Where(Handled).ToDictionary(ObjectKey.Of, StringComparer.Ordinal);
-        var announced = services.Values.Select(ToAnnounced).Where(s => s.Addresses.Count > 0).ToList();
+        var services = new Dictionary<string, V1Service>(StringComparer.Ordinal);
+        var announced = new List<AnnouncedService>();
+        var readyNodes = ReadyNodesByService();
+        foreach (var service in _services.Items)
+        {
+            var info = ObjectMapper.ToServiceInfo(service, null);
+            if (info.IsLoadBalancerFor(_options.LoadBalancerClass) && info.IngressIps.Count > 0)
+            {
+                services[info.Key] = service;
+                announced.Add(ToAnnounced(info, readyNodes));
+            }
+        }
+
         var pools = _pools.Items.ToDictionary(
             p => p.Metadata.Name,
             p => (IReadOnlyDictionary<string, string>)(p.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>().AsReadOnly()),
@@ -276,21 +303,14 @@ public sealed partial class SpeakerReconciler : IDisposable
         var now = _time.GetTimestamp();
         lock (_leaseLock)
         {
-            foreach (var lease in _leases.Items)
+            foreach (var (node, expiry) in _speakerExpiry.Where(kv => kv.Value > now))
             {
-                if (lease.Spec?.HolderIdentity is not { } node || node == _options.NodeName
-                    || !_leaseExpiry.TryGetValue(lease.Metadata.Name, out var expiry) || expiry <= now)
-                {
-                    continue;
-                }
-
                 alive.Add(node);
                 var left = TimeSpan.FromSeconds((double)(expiry - now) / _time.TimestampFrequency);
                 next = next is null || left < next ? left : next;
             }
         }
 
-        // Our own liveness is what we know of our renewals, not what the watch echoes back.
         _lease.CheckHealth();
         if (_lease.Healthy)
         {
@@ -300,56 +320,37 @@ public sealed partial class SpeakerReconciler : IDisposable
         return (alive, next);
     }
 
-    private bool Handled(V1Service service) =>
-        service.Spec?.Type == "LoadBalancer"
-        && (string.IsNullOrEmpty(_options.LoadBalancerClass)
-            ? string.IsNullOrEmpty(service.Spec.LoadBalancerClass)
-            : service.Spec.LoadBalancerClass == _options.LoadBalancerClass);
+    private static AnnouncedService ToAnnounced(ServiceInfo service, Dictionary<string, HashSet<string>> readyNodes) => new(
+        service.Key,
+        [.. service.IngressIps.Select(text => Ip.TryParse(text, out var ip, out _) ? ip : (Ip?)null).OfType<Ip>().Distinct()],
+        service.Annotations.GetValueOrDefault(ServiceAnnotations.AllocatedFromPool),
+        service.Labels,
+        service.TrafficPolicy == "Local",
+        readyNodes.GetValueOrDefault(service.Key));
 
-    private AnnouncedService ToAnnounced(V1Service service)
+    /// <summary>Service key to the nodes with a ready endpoint of it, from every EndpointSlice, built once per pass.</summary>
+    private Dictionary<string, HashSet<string>> ReadyNodesByService()
     {
-        var ips = new List<Ip>();
-        foreach (var ingress in service.Status?.LoadBalancer?.Ingress ?? [])
-        {
-            if (Ip.TryParse(ingress.Ip, out var ip, out _) && !ips.Contains(ip))
-            {
-                ips.Add(ip);
-            }
-        }
-
-        var key = ObjectKey.Of(service);
-        var local = service.Spec?.ExternalTrafficPolicy == "Local";
-        return new AnnouncedService(
-            key,
-            ips,
-            service.Metadata.Annotations?.TryGetValue(ServiceAnnotations.AllocatedFromPool, out var pool) == true ? pool : null,
-            (IReadOnlyDictionary<string, string>?)service.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>(),
-            local,
-            local ? NodesWithReadyEndpoints(service) : null);
-    }
-
-    private HashSet<string> NodesWithReadyEndpoints(V1Service service)
-    {
-        var nodes = new HashSet<string>(StringComparer.Ordinal);
+        var result = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var slice in _slices.Items)
         {
-            if (slice.Metadata.NamespaceProperty != service.Metadata.NamespaceProperty
-                || slice.Metadata.Labels?.TryGetValue(ServiceNameLabel, out var name) != true || name != service.Metadata.Name)
+            if (slice.Metadata.Labels?.TryGetValue(ServiceNameLabel, out var name) != true)
             {
                 continue;
             }
 
+            var key = $"{slice.Metadata.NamespaceProperty}/{name}";
             // A missing ready condition means ready (the EndpointSlice API's rule).
             foreach (var endpoint in slice.Endpoints ?? [])
             {
                 if (endpoint.Conditions?.Ready != false && !string.IsNullOrEmpty(endpoint.NodeName))
                 {
-                    nodes.Add(endpoint.NodeName);
+                    (result.TryGetValue(key, out var nodes) ? nodes : result[key] = new HashSet<string>(StringComparer.Ordinal)).Add(endpoint.NodeName);
                 }
             }
         }
 
-        return nodes;
+        return result;
     }
 
     /// <summary>The interfaces to announce on: the advertisements' named ones, else every usable one.</summary>
@@ -380,12 +381,10 @@ public sealed partial class SpeakerReconciler : IDisposable
                     await Task.Delay(_options.GratuitousInterval, _time, cancellationToken);
                 }
 
-                if (!_announcer.Owned.TryGetValue(address, out var interfaces) || !interfaces.Contains(interfaceName))
+                if (!_announcer.AnnounceGratuitously(address, interfaceName))
                 {
-                    return;
+                    return; // no longer ours there
                 }
-
-                _announcer.AnnounceGratuitously(address, interfaceName);
             }
         }
         catch (OperationCanceledException)
