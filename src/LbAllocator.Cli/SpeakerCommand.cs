@@ -1,8 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using LbAllocator.Speaker;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Options;
 
 namespace LbAllocator.Cli;
 
@@ -12,7 +10,7 @@ internal static class SpeakerCommand
     public static Command Create(TextWriter stderr)
     {
         var defaults = new SpeakerOptions();
-        var kubeconfig = new Option<string?>("--kubeconfig") { Description = "Path to a kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster)" };
+        var kubeconfig = HostCommand.Kubeconfig();
         var ns = new Option<string>("--namespace", "-n") { Description = "Namespace of the pools, advertisements and speaker leases", DefaultValueFactory = _ => defaults.Namespace };
         var node = new Option<string?>("--node") { Description = "This node's name (default: the NODE_NAME environment variable)" };
         var lbClass = new Option<string?>("--load-balancer-class") { Description = "Announce only Services with this spec.loadBalancerClass (default: only Services without one)" };
@@ -21,8 +19,7 @@ internal static class SpeakerCommand
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
         var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
-        var logLevel = new Option<string>("--log-level") { Description = "Trace, Debug, Information, Warning or Error", DefaultValueFactory = _ => "Information" };
-        logLevel.AcceptOnlyFromAmong("Trace", "Debug", "Information", "Warning", "Error");
+        var logLevel = HostCommand.LogLevel();
 
         var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
         {
@@ -43,22 +40,7 @@ internal static class SpeakerCommand
                 ["Speaker:ExcludeInterfaces"] = result.GetValue(exclude),
                 ["Logging:LogLevel:Default"] = result.GetValue(logLevel),
             };
-            try
-            {
-                using var host = SpeakerHost.Build(settings);
-                await host.RunAsync(cancellationToken);
-                return CliApp.Ok;
-            }
-            catch (OptionsValidationException e)
-            {
-                stderr.WriteLine($"lballocator speaker: invalid options: {string.Join("; ", e.Failures)}");
-                return CliApp.Usage;
-            }
-            catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or FileNotFoundException)
-            {
-                stderr.WriteLine($"lballocator speaker: cannot load the cluster configuration: {e.Message}");
-                return CliApp.Invalid;
-            }
+            return await HostCommand.RunAsync("speaker", () => SpeakerHost.Build(settings), stderr, cancellationToken);
         });
         return command;
     }

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using LbAllocator.Core;
 
 namespace LbAllocator.Controller;
 
@@ -8,8 +9,6 @@ public sealed class ControllerOptions : IValidatableObject
     public const string Section = "Controller";
 
     /// <summary>Where the pools, advertisements and the leader lease live.</summary>
-    [Required]
-    [RegularExpression("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ErrorMessage = "Namespace must be a valid namespace name")]
     public string Namespace { get; set; } = "lballocator-system";
 
     /// <summary>The spec.loadBalancerClass handled; empty handles Services without a class.</summary>
@@ -32,6 +31,11 @@ public sealed class ControllerOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (!Names.IsDnsLabel(Namespace))
+        {
+            yield return new ValidationResult($"Namespace \"{Namespace}\" is not a valid namespace name (lowercase letters, digits and '-', at most 63)", [nameof(Namespace)]);
+        }
+
         if (!(RetryPeriod > TimeSpan.Zero && RetryPeriod < RenewDeadline && RenewDeadline < LeaseDuration))
         {
             yield return new ValidationResult(

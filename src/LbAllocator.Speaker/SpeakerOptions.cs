@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using LbAllocator.Core;
 using System.Text.RegularExpressions;
 
 namespace LbAllocator.Speaker;
@@ -9,8 +10,6 @@ public sealed class SpeakerOptions : IValidatableObject
     public const string Section = "Speaker";
 
     /// <summary>Where the pools, advertisements, ServiceL2Statuses and the speakers' leases live.</summary>
-    [Required]
-    [RegularExpression("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", ErrorMessage = "Namespace must be a valid namespace name")]
     public string Namespace { get; set; } = "lballocator-system";
 
     /// <summary>This node's name, from NODE_NAME (the downward API) in the DaemonSet.</summary>
@@ -43,6 +42,16 @@ public sealed class SpeakerOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (!Names.IsDnsLabel(Namespace))
+        {
+            yield return new ValidationResult($"Namespace \"{Namespace}\" is not a valid namespace name (lowercase letters, digits and '-', at most 63)", [nameof(Namespace)]);
+        }
+
+        if (!string.IsNullOrEmpty(NodeName) && !Names.IsDnsSubdomain(NodeName))
+        {
+            yield return new ValidationResult($"NodeName \"{NodeName}\" is not a valid node name", [nameof(NodeName)]);
+        }
+
         if (!(RenewInterval > TimeSpan.Zero && RenewInterval * 2 <= LeaseDuration))
         {
             yield return new ValidationResult(

@@ -1,0 +1,42 @@
+namespace LbAllocator.Cli.Tests;
+
+/// <summary>The long-running verbs refuse bad options and kubeconfigs before starting anything.</summary>
+public class HostCommandTests
+{
+    private const string Kubeconfig = """
+        apiVersion: v1
+        kind: Config
+        clusters: [{name: c, cluster: {server: "http://127.0.0.1:9"}}]
+        users: [{name: u, user: {token: t}}]
+        contexts: [{name: x, context: {cluster: c, user: u}}]
+        current-context: x
+        """;
+
+    [Theory]
+    [InlineData("controller", "-n", "Bad_Namespace", "Namespace \"Bad_Namespace\" is not a valid namespace name")]
+    [InlineData("speaker", "--node", "", "NodeName is required")]
+    [InlineData("speaker", "--node", "Node_1", "NodeName \"Node_1\" is not a valid node name")]
+    [InlineData("speaker", "--renew-interval", "2", "must be positive and at most half of LeaseDuration")]
+    [InlineData("speaker", "--exclude-interfaces", "(", "ExcludeInterfaces is not a valid regular expression")]
+    public void Bad_options_are_one_line_and_exit_2(string verb, string option, string value, string message)
+    {
+        using var dir = new ManifestDir();
+        var kubeconfig = dir.Write("kubeconfig", Kubeconfig);
+        string[] node = verb == "speaker" && option != "--node" ? ["--node", "node-1"] : [];
+        var run = CliRun.Of([verb, "--kubeconfig", kubeconfig, option, value, .. node]);
+        Assert.Equal(2, run.ExitCode);
+        Assert.StartsWith($"lballocator {verb}: invalid options: ", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains(message, run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("controller")]
+    [InlineData("speaker")]
+    public void A_missing_kubeconfig_exits_1(string verb)
+    {
+        string[] node = verb == "speaker" ? ["--node", "node-1"] : [];
+        var run = CliRun.Of([verb, "--kubeconfig", "/nonexistent/kubeconfig", .. node]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith($"lballocator {verb}: cannot load the cluster configuration", run.Stderr, StringComparison.Ordinal);
+    }
+}
