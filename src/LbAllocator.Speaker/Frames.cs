@@ -94,7 +94,7 @@ public static class Frames
         target = default;
         if (frame.Length < 14 + 40 + 24
             || BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) != EtherTypeIPv6
-            || !(frame[0] == 0x33 && frame[1] == 0x33 || frame[..6].SequenceEqual(ourMac))
+            || !((frame[0] == 0x33 && frame[1] == 0x33) || frame[..6].SequenceEqual(ourMac))
             || frame[6..12].SequenceEqual(ourMac))
         {
             return false;

@@ -48,6 +48,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Lock _leaseLock = new();
     private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
+    private long _wakeAt; // when the pending timed pass is due (only the worker touches it)
 
     public SpeakerReconciler(IKubernetes client, SpeakerOptions options, SpeakerLease lease, Announcer announcer, TimeProvider time, ILoggerFactory loggers)
     {
@@ -123,7 +124,7 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _queue.Forget(key);
                 if (next is { } wait)
                 {
-                    _queue.AddAfter(Everything, wait);
+                    WakeAfter(wait);
                 }
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
@@ -134,6 +135,21 @@ public sealed partial class SpeakerReconciler : IDisposable
             {
                 _queue.Done(key);
             }
+        }
+    }
+
+    /// <summary>
+    /// Schedules a pass for when the next lease expires. One timer at a time: every pass asks for one, and
+    /// without this each pass started by an event would begin another endless chain of timed passes.
+    /// </summary>
+    private void WakeAfter(TimeSpan wait)
+    {
+        var now = _time.GetTimestamp();
+        var at = now + (long)(wait.TotalSeconds * _time.TimestampFrequency);
+        if (_wakeAt <= now || at < _wakeAt)
+        {
+            _wakeAt = at;
+            _queue.AddAfter(Everything, wait);
         }
     }
 
