@@ -36,6 +36,7 @@ internal static class Probe
                 // One request at a time: the round trip to whoever answers, in milliseconds.
                 for (var i = 0; i < int.Parse(args[3], CultureInfo.InvariantCulture); i++)
                 {
+                    Drain(replied); // a late reply to an earlier request must not end this round trip
                     var start = Stopwatch.GetTimestamp();
                     device.SendPacket(request);
                     if (replied.Wait(100))
@@ -71,6 +72,7 @@ internal static class Probe
                 // A request every 20 ms until stopped; prints the MAC of each reply as it comes.
                 while (true)
                 {
+                    Drain(replied);
                     device.SendPacket(request);
                     if (replied.Wait(20))
                     {
@@ -82,6 +84,13 @@ internal static class Probe
 
         device.StopCapture();
         return 0;
+    }
+
+    private static void Drain(SemaphoreSlim replied)
+    {
+        while (replied.Wait(0))
+        {
+        }
     }
 
     private static byte[] Request(LibPcapLiveDevice device, IPAddress target)

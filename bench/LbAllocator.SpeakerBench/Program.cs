@@ -4,7 +4,6 @@
 // time over 20 trials, unplanned (SIGKILL) and planned (SIGTERM); the speaker's memory and CPU.
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.RegularExpressions;
 using LbAllocator.NetTests;
 
 if (args is ["probe", ..])
@@ -13,7 +12,8 @@ if (args is ["probe", ..])
 }
 
 const int Trials = 20;
-var lab = new Lab();
+// Any other arguments are speaker options for every speaker, e.g. --lease-duration 1.5 --renew-interval 0.5.
+var lab = new Lab { SpeakerOptions = args };
 await lab.InitializeAsync();
 try
 {
@@ -21,7 +21,7 @@ try
     var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
     // The kernel's own answer for comparison: the owner node's address on the same interface.
     var kernelIp = $"192.0.2.{11 + Array.IndexOf(Lab.Nodes, owner)}";
-    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0");
+    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(args.Length == 0 ? "defaults" : string.Join(' ', args))}");
     Console.WriteLine();
 
     Console.WriteLine("## ARP reply latency (from the client namespace, 1,000 requests one at a time, sent and captured with libpcap)");
@@ -70,7 +70,7 @@ try
             times.Add(await FailoverAsync(lab, owner, signal));
             lab.StartSpeaker(owner);
             await lab.WaitForSpeakersAsync([owner]);
-            await Task.Delay(TimeSpan.FromSeconds(4)); // let the restarted speaker count as alive everywhere
+            await Task.Delay(TimeSpan.FromSeconds(4)); // let the restarted speaker settle everywhere
         }
 
         var sorted = times.Order().ToArray();

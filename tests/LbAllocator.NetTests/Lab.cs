@@ -41,6 +41,9 @@ public sealed partial class Lab : IAsyncLifetime
 
     public IReadOnlyList<string> SpeakerLog(string node) => _speakers[node].Lines;
 
+    /// <summary>Extra `lballocator speaker` options for every speaker (the benchmark's timings); none in the tests.</summary>
+    public IReadOnlyList<string> SpeakerOptions { get; init; } = [];
+
     public async Task InitializeAsync()
     {
         await RemoveLeftoversAsync();
@@ -111,7 +114,7 @@ public sealed partial class Lab : IAsyncLifetime
         var dll = CliPath;
         _speakers[node] = new Shell.Background(
             "ip",
-            ["netns", "exec", NodeNs(node), "dotnet", dll, "speaker", "--kubeconfig", Path.Combine(_dir, "node.kubeconfig"), "--log-level", "Debug"],
+            ["netns", "exec", NodeNs(node), "dotnet", dll, "speaker", "--kubeconfig", Path.Combine(_dir, "node.kubeconfig"), "--log-level", "Debug", .. SpeakerOptions],
             new Dictionary<string, string> { ["NODE_NAME"] = node });
     }
 
