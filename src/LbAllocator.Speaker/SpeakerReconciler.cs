@@ -35,6 +35,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly EventRecorder _events;
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
+    private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
     private readonly ResourceCache<V1Service> _services;
     private readonly ResourceCache<V1EndpointSlice> _slices;
     private readonly ResourceCache<V1Node> _nodes;
@@ -48,7 +49,6 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Lock _leaseLock = new();
     private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
-    private long _wakeAt; // when the pending timed pass is due (only the worker touches it)
 
     public SpeakerReconciler(IKubernetes client, SpeakerOptions options, SpeakerLease lease, Announcer announcer, TimeProvider time, ILoggerFactory loggers)
     {
@@ -61,6 +61,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _events = new EventRecorder(client, "speaker", options.NodeName, options.Namespace, _logger);
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
+        _wake = time.CreateTimer(_ => _queue.Add(Everything), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         var cacheLogger = loggers.CreateLogger("LbAllocator.Speaker.Watch");
         _services = Watch(Sources.Services(client));
         _slices = Watch(Sources.EndpointSlices(client));
@@ -111,7 +112,11 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
-    public void Dispose() => _queue.Dispose();
+    public void Dispose()
+    {
+        _wake.Dispose();
+        _queue.Dispose();
+    }
 
     private async Task WorkAsync(CancellationToken cancellationToken)
     {
@@ -122,10 +127,8 @@ public sealed partial class SpeakerReconciler : IDisposable
             {
                 var next = await ReconcileAsync(cancellationToken);
                 _queue.Forget(key);
-                if (next is { } wait)
-                {
-                    WakeAfter(wait);
-                }
+                // Each pass knows best when the next expiry is due, so it re-arms the one timer.
+                _wake.Change(next ?? Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
@@ -135,21 +138,6 @@ public sealed partial class SpeakerReconciler : IDisposable
             {
                 _queue.Done(key);
             }
-        }
-    }
-
-    /// <summary>
-    /// Schedules a pass for when the next lease expires. One timer at a time: every pass asks for one, and
-    /// without this each pass started by an event would begin another endless chain of timed passes.
-    /// </summary>
-    private void WakeAfter(TimeSpan wait)
-    {
-        var now = _time.GetTimestamp();
-        var at = now + (long)(wait.TotalSeconds * _time.TimestampFrequency);
-        if (_wakeAt <= now || at < _wakeAt)
-        {
-            _wakeAt = at;
-            _queue.AddAfter(Everything, wait);
         }
     }
 
