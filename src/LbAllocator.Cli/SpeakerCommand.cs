@@ -10,7 +10,7 @@ internal static class SpeakerCommand
     public static Command Create(TextWriter stderr)
     {
         var defaults = new SpeakerOptions();
-        var kubeconfig = HostCommand.Kubeconfig();
+        var common = new HostCommand.CommonOptions("Speaker", "0.0.0.0:7472");
         var ns = new Option<string>("--namespace", "-n") { Description = "Namespace of the pools, advertisements and speaker leases", DefaultValueFactory = _ => defaults.Namespace };
         var node = new Option<string?>("--node") { Description = "This node's name (default: the NODE_NAME environment variable)" };
         var lbClass = new Option<string?>("--load-balancer-class") { Description = "Announce only Services with this spec.loadBalancerClass (default: only Services without one)" };
@@ -19,27 +19,23 @@ internal static class SpeakerCommand
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
         var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
-        var logLevel = HostCommand.LogLevel();
 
         var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
         {
-            kubeconfig, ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, exclude, logLevel,
+            ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, exclude,
         };
+        common.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
         {
-            var settings = new Dictionary<string, string?>
-            {
-                ["Speaker:Namespace"] = result.GetValue(ns),
-                ["Speaker:Kubeconfig"] = result.GetValue(kubeconfig),
-                ["Speaker:NodeName"] = result.GetValue(node) ?? Environment.GetEnvironmentVariable("NODE_NAME"),
-                ["Speaker:LoadBalancerClass"] = result.GetValue(lbClass),
-                ["Speaker:LeaseDuration"] = Span(result.GetValue(leaseDuration)),
-                ["Speaker:RenewInterval"] = Span(result.GetValue(renewInterval)),
-                ["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture),
-                ["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval)),
-                ["Speaker:ExcludeInterfaces"] = result.GetValue(exclude),
-                ["Logging:LogLevel:Default"] = result.GetValue(logLevel),
-            };
+            var settings = common.Settings(result);
+            settings["Speaker:Namespace"] = result.GetValue(ns);
+            settings["Speaker:NodeName"] = result.GetValue(node) ?? Environment.GetEnvironmentVariable("NODE_NAME");
+            settings["Speaker:LoadBalancerClass"] = result.GetValue(lbClass);
+            settings["Speaker:LeaseDuration"] = Span(result.GetValue(leaseDuration));
+            settings["Speaker:RenewInterval"] = Span(result.GetValue(renewInterval));
+            settings["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture);
+            settings["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval));
+            settings["Speaker:ExcludeInterfaces"] = result.GetValue(exclude);
             return await HostCommand.RunAsync("speaker", () => SpeakerHost.Build(settings), stderr, cancellationToken);
         });
         return command;

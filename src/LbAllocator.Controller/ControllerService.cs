@@ -1,6 +1,7 @@
 using k8s;
 using k8s.LeaderElection;
 using k8s.LeaderElection.ResourceLock;
+using LbAllocator.Hosting;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -11,16 +12,24 @@ namespace LbAllocator.Controller;
 /// Runs the caches always and the reconcile loop only while this replica holds the leader Lease, so two
 /// replicas run safely: the standby has warm caches and takes over within the lease duration.
 /// </summary>
-public sealed partial class ControllerService(IKubernetes client, Reconciler reconciler, IOptions<ControllerOptions> options, ILogger<ControllerService> logger)
+public sealed partial class ControllerService(
+    IKubernetes client, Reconciler reconciler, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, ILogger<ControllerService> logger)
     : BackgroundService
 {
+    private const string CachesGate = "caches";
+
     private readonly ControllerOptions _options = options.Value;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // Ready once the caches are warm: a standby is ready too, so it can take over at once.
+        health.SetReady(CachesGate, false, "listing Services, Namespaces and IPAddressPools");
         var caches = reconciler.RunCachesAsync(stoppingToken);
+        _ = reconciler.WaitForCachesAsync(stoppingToken).ContinueWith(
+            t => health.SetReady(CachesGate, true, "synced"), stoppingToken, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
         if (!_options.LeaderElection)
         {
+            metrics.SetLeader(true);
             await Task.WhenAll(caches, reconciler.RunAsync(stoppingToken));
             return;
         }
@@ -45,6 +54,7 @@ public sealed partial class ControllerService(IKubernetes client, Reconciler rec
             elector.OnStartedLeading += () =>
             {
                 LogLeading(_options.Identity);
+                metrics.SetLeader(true);
                 work = reconciler.RunAsync(term.Token);
             };
             elector.OnNewLeader += leader => LogNewLeader(leader);
@@ -63,6 +73,7 @@ public sealed partial class ControllerService(IKubernetes client, Reconciler rec
                 if (work is not null)
                 {
                     await work.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                    metrics.SetLeader(false);
                     LogStoppedLeading(_options.Identity);
                 }
             }

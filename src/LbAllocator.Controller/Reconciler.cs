@@ -20,6 +20,7 @@ public sealed partial class Reconciler
     private const int Workers = 8;
 
     private readonly ControllerOptions _options;
+    private readonly ControllerMetrics _metrics;
     private readonly ILogger _logger;
     private readonly StatusWriter _writer;
     private readonly Lock _decisions = new();
@@ -28,11 +29,12 @@ public sealed partial class Reconciler
     private PoolHistory.Outcome? _config;
     private WorkQueue<string>? _queue;
 
-    public Reconciler(IKubernetes client, ControllerOptions options, ILoggerFactory loggers)
+    public Reconciler(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
     {
         _options = options;
+        _metrics = metrics;
         _logger = loggers.CreateLogger<Reconciler>();
-        _writer = new StatusWriter(client, options, loggers.CreateLogger<StatusWriter>());
+        _writer = new StatusWriter(client, options, metrics, loggers.CreateLogger<StatusWriter>());
         _allocator = new Allocator(AllocatorOptions());
         Services = new ResourceCache<V1Service>(Sources.Services(client), loggers.CreateLogger("LbAllocator.Cache.Services"));
         Namespaces = new ResourceCache<V1Namespace>(Sources.Namespaces(client), loggers.CreateLogger("LbAllocator.Cache.Namespaces"));
@@ -163,6 +165,7 @@ public sealed partial class Reconciler
             return;
         }
 
+        using var timer = _metrics.TimeReconcile();
         AllocationResult? result = null;
         V1Service? service;
         lock (_decisions)
@@ -241,6 +244,7 @@ public sealed partial class Reconciler
             })];
         }
 
+        _metrics.SetPools([.. work.Select(w => w.Stats).OfType<PoolStats>()]);
         foreach (var (pool, stats, problem, stale) in work)
         {
             await _writer.WritePoolStatusAsync(pool, stats, problem, stale, cancellationToken);

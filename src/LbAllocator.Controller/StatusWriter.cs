@@ -14,7 +14,7 @@ namespace LbAllocator.Controller;
 /// The controller's side effects: a Service's status.loadBalancer.ingress and pool annotation, events on
 /// Services and pools, and pool status. Writes only what differs; retries conflicts from a fresh read.
 /// </summary>
-internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions options, ILogger<StatusWriter> logger)
+internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILogger<StatusWriter> logger)
 {
     private const int ConflictRetries = 5;
 
@@ -52,11 +52,13 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var released = held.Except(desired).ToList();
         if (released.Count > 0)
         {
+            metrics.Released(released.Count);
             await _events.RecordAsync(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}", cancellationToken);
         }
 
         if (result.Error is { } error)
         {
+            metrics.Failed(result.InvalidRequest ? "InvalidAnnotation" : "AllocationFailed");
             if (result.InvalidRequest)
             {
                 await _events.RecordAsync(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
@@ -68,6 +70,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         }
         else if (desired.Count > 0 && !held.SequenceEqual(desired))
         {
+            metrics.Allocated(result.Pool ?? "");
             await _events.RecordAsync(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"", cancellationToken);
         }
 

@@ -18,7 +18,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
 
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
-    private volatile FrozenDictionary<Ip, string[]> _owned = FrozenDictionary<Ip, string[]>.Empty;
+    private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
     /// <summary>
     /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
     /// on), opening and closing captures as needed. Returns the (address, interface) pairs that are new, which
@@ -53,13 +53,16 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
             var usable = owned
                 .Select(kv => (kv.Key, Interfaces: kv.Value.Where(_listeners.ContainsKey).ToArray()))
                 .Where(x => x.Interfaces.Length > 0)
-                .ToFrozenDictionary(x => x.Key, x => x.Interfaces);
+                .ToFrozenDictionary(x => x.Key, x => new Owned(x.Interfaces, previous.TryGetValue(x.Key, out var before) ? before.Counters : new AddressCounters()));
             _owned = usable;
-            return [.. usable.SelectMany(kv => kv.Value
-                .Where(i => !(previous.TryGetValue(kv.Key, out var before) && before.Contains(i, StringComparer.Ordinal)))
+            return [.. usable.SelectMany(kv => kv.Value.Interfaces
+                .Where(i => !(previous.TryGetValue(kv.Key, out var before) && before.Interfaces.Contains(i, StringComparer.Ordinal)))
                 .Select(i => (kv.Key, i)))];
         }
     }
+
+    /// <summary>The packet counts of each address owned now; an address given up starts again from zero.</summary>
+    public IReadOnlyDictionary<Ip, AddressCounters> Counters() => _owned.ToDictionary(kv => kv.Key, kv => kv.Value.Counters);
 
     /// <summary>
     /// One round of gratuitous announcements for an address on an interface: ARP request and reply, or an
@@ -68,25 +71,21 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     public bool AnnounceGratuitously(Ip address, string interfaceName)
     {
         Listener? listener;
+        Owned? owned;
         lock (_lock)
         {
-            if (!_owned.TryGetValue(address, out var interfaces) || !interfaces.Contains(interfaceName, StringComparer.Ordinal)
+            if (!_owned.TryGetValue(address, out owned) || !owned.Interfaces.Contains(interfaceName, StringComparer.Ordinal)
                 || !_listeners.TryGetValue(interfaceName, out listener))
             {
                 return false;
             }
         }
 
-        if (address.Family == IpFamily.IPv4)
-        {
-            listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: false));
-            listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: true));
-        }
-        else
-        {
-            listener.Send(Frames.UnsolicitedAdvertisement(address, listener.Mac));
-        }
-
+        var sent = address.Family == IpFamily.IPv4
+            ? Convert.ToInt32(listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: false)))
+                + Convert.ToInt32(listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: true)))
+            : Convert.ToInt32(listener.Send(Frames.UnsolicitedAdvertisement(address, listener.Mac)));
+        Interlocked.Add(ref owned.Counters.GratuitousSent, sent);
         return true;
     }
 
@@ -95,7 +94,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     {
         lock (_lock)
         {
-            _owned = FrozenDictionary<Ip, string[]>.Empty;
+            _owned = FrozenDictionary<Ip, Owned>.Empty;
             foreach (var listener in _listeners.Values)
             {
                 listener.Dispose();
@@ -110,11 +109,12 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     {
         Span<byte> reply = stackalloc byte[Frames.NeighborAdvertisementLength];
         int length;
-        if (Frames.TryReadArpRequest(frame, listener.Mac, out var target) && Owns(target, listener.Name))
+        AddressCounters? counters;
+        if (Frames.TryReadArpRequest(frame, listener.Mac, out var target) && (counters = OwnedOn(target, listener.Name)) is not null)
         {
             length = Frames.WriteArpReply(frame, listener.Mac, reply);
         }
-        else if (Frames.TryReadNeighborSolicitation(frame, listener.Mac, out target) && Owns(target, listener.Name))
+        else if (Frames.TryReadNeighborSolicitation(frame, listener.Mac, out target) && (counters = OwnedOn(target, listener.Name)) is not null)
         {
             length = Frames.WriteNeighborAdvertisement(frame, listener.Mac, reply);
         }
@@ -123,11 +123,16 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
             return;
         }
 
-        listener.Send(reply[..length]);
+        Interlocked.Increment(ref counters.RequestsReceived);
+        if (listener.Send(reply[..length]))
+        {
+            Interlocked.Increment(ref counters.RepliesSent);
+        }
     }
 
-    private bool Owns(Ip address, string interfaceName) =>
-        _owned.TryGetValue(address, out var interfaces) && Array.IndexOf(interfaces, interfaceName) >= 0;
+    /// <summary>The counters of <paramref name="address"/> if this node answers for it on the interface, else null.</summary>
+    private AddressCounters? OwnedOn(Ip address, string interfaceName) =>
+        _owned.TryGetValue(address, out var owned) && Array.IndexOf(owned.Interfaces, interfaceName) >= 0 ? owned.Counters : null;
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Listening for ARP and NDP on {Interface} ({Mac})")]
     private partial void LogOpened(string @interface, string mac);
@@ -183,15 +188,17 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
             return listener;
         }
 
-        public void Send(ReadOnlySpan<byte> frame)
+        public bool Send(ReadOnlySpan<byte> frame)
         {
             try
             {
                 _device.SendPacket(frame);
+                return true;
             }
             catch (PcapException e)
             {
                 _owner.LogSendFailed(e, Name);
+                return false;
             }
         }
 
@@ -213,3 +220,20 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         private void Arrived(object sender, PacketCapture capture) => _owner.OnFrame(this, capture.Data);
     }
 }
+
+/// <summary>Packets for one owned address, counted on the answering path without locks or allocation.</summary>
+public sealed class AddressCounters
+{
+    internal long RequestsReceived;
+    internal long RepliesSent;
+    internal long GratuitousSent;
+
+    public long Requests => Interlocked.Read(ref RequestsReceived);
+
+    public long Replies => Interlocked.Read(ref RepliesSent);
+
+    public long Gratuitous => Interlocked.Read(ref GratuitousSent);
+}
+
+/// <summary>An owned address: the interfaces it is answered on and its counters.</summary>
+internal sealed record Owned(string[] Interfaces, AddressCounters Counters);

@@ -2,6 +2,7 @@ using System.Net;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using LbAllocator.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
@@ -12,8 +13,11 @@ namespace LbAllocator.Speaker;
 /// last successful renewal is recent enough that nobody can have given up on it yet, so it stops answering
 /// before anyone else starts (self-fencing).
 /// </summary>
-public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions options, TimeProvider time, ILogger<SpeakerLease> logger)
+public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions options, SpeakerMetrics metrics, Health health, TimeProvider time, ILogger<SpeakerLease> logger)
 {
+    private const string LeaseGate = "lease";
+    private const string RenewLoop = "lease-renewal";
+
     public const string ComponentLabel = "app.kubernetes.io/component";
     public const string ComponentValue = "speaker";
     public const string LabelSelector = $"{ComponentLabel}={ComponentValue}";
@@ -42,8 +46,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        health.SetReady(LeaseGate, false, $"creating lease {Name}");
         while (!cancellationToken.IsCancellationRequested)
         {
+            // Each turn is bounded by the renew interval, so a loop silent for much longer is stuck.
+            health.Beat(RenewLoop, (options.RenewInterval * 10) + options.LeaseDuration);
             var started = time.GetTimestamp();
             using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
             {
@@ -57,6 +64,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
                 {
                     _current = null; // read afresh next time: someone may have changed or deleted it
+                    metrics.RenewFailed();
                     LogRenewFailed(e, Name);
                 }
             }
@@ -68,6 +76,8 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
                 await Task.Delay(wait, time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
+
+        health.Stopped(RenewLoop);
     }
 
     /// <summary>Re-evaluates health; raises <see cref="HealthChanged"/> on a change.</summary>
@@ -77,6 +87,8 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         if (healthy != _healthy)
         {
             _healthy = healthy;
+            metrics.SetAlive(healthy);
+            health.SetReady(LeaseGate, healthy, healthy ? $"lease {Name} renewed" : $"lease {Name} not renewed within {Deadline.TotalSeconds:0.#}s: not answering");
             if (healthy)
             {
                 LogAlive(Name);

@@ -10,6 +10,7 @@ using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
+using LbAllocator.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
@@ -45,14 +46,22 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
 
     // Other speakers' nodes -> local time after which the speaker counts as dead, unless its lease changes again.
+    private const string CachesGate = "caches";
+
     private readonly Dictionary<string, long> _speakerExpiry = new(StringComparer.Ordinal);
     private readonly Lock _leaseLock = new();
+    private readonly SpeakerMetrics _metrics;
+    private readonly Health _health;
     private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
 
-    public SpeakerReconciler(IKubernetes client, SpeakerOptions options, SpeakerLease lease, Announcer announcer, TimeProvider time, ILoggerFactory loggers)
+    public SpeakerReconciler(
+        IKubernetes client, SpeakerOptions options, SpeakerLease lease, Announcer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers)
     {
         _client = client;
+        _metrics = metrics;
+        _health = health;
+        health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements, statuses and leases");
         _options = options;
         _lease = lease;
         _announcer = announcer;
@@ -98,6 +107,7 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _pools.WaitForSyncAsync(cancellationToken), _ads.WaitForSyncAsync(cancellationToken), _statuses.WaitForSyncAsync(cancellationToken),
                 _leases.WaitForSyncAsync(cancellationToken));
             LogSynced(_options.NodeName);
+            _health.SetReady(CachesGate, true, "synced");
             _interfaces = NetworkInterfaces.Scan();
             _queue.Add(Everything);
             await Task.WhenAll([.. caches, WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
@@ -258,11 +268,15 @@ public sealed partial class SpeakerReconciler : IDisposable
             }
         }
 
+        var ownedBefore = _announcer.Counters().Keys.ToHashSet();
         foreach (var (ip, name) in _announcer.SetOwned(owned))
         {
             LogTakingOver(ip, name);
             _ = AnnounceGratuitouslyAsync(ip, name, cancellationToken);
         }
+
+        var ownedNow = _announcer.Counters().Keys.ToHashSet();
+        _metrics.OwnershipChanged(acquired: ownedNow.Except(ownedBefore).Count(), released: ownedBefore.Except(ownedNow).Count());
 
         var previous = _announcedServices;
         _announcedServices = [.. mine.Keys];

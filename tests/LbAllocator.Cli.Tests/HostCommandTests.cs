@@ -18,6 +18,8 @@ public class HostCommandTests
     [InlineData("speaker", "--node", "Node_1", "NodeName \"Node_1\" is not a valid node name")]
     [InlineData("speaker", "--renew-interval", "2", "must be positive and at most half of LeaseDuration")]
     [InlineData("speaker", "--exclude-interfaces", "(", "ExcludeInterfaces is not a valid regular expression")]
+    [InlineData("controller", "--status-address", "localhost:8080", "status address \"localhost:8080\" is not IP:port")]
+    [InlineData("speaker", "--status-address", "0.0.0.0", "status address \"0.0.0.0\" is not IP:port")]
     public void Bad_options_are_one_line_and_exit_2(string verb, string option, string value, string message)
     {
         using var dir = new ManifestDir();
@@ -38,5 +40,21 @@ public class HostCommandTests
         var run = CliRun.Of([verb, "--kubeconfig", "/nonexistent/kubeconfig", .. node]);
         Assert.Equal(1, run.ExitCode);
         Assert.StartsWith($"lballocator {verb}: cannot load the cluster configuration", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("controller")]
+    [InlineData("speaker")]
+    public void A_status_port_in_use_exits_1(string verb)
+    {
+        using var dir = new ManifestDir();
+        var kubeconfig = dir.Write("kubeconfig", Kubeconfig);
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var address = $"127.0.0.1:{((System.Net.IPEndPoint)taken.LocalEndpoint).Port}";
+        string[] node = verb == "speaker" ? ["--node", "node-1"] : [];
+        var run = CliRun.Of([verb, "--kubeconfig", kubeconfig, "--status-address", address, .. node]);
+        Assert.Equal(1, run.ExitCode);
+        Assert.StartsWith($"lballocator {verb}: cannot serve the status endpoint (--status-address): ", run.Stderr, StringComparison.Ordinal);
     }
 }

@@ -56,8 +56,9 @@ public sealed class ControllerFixture : IAsyncDisposable
             RetryPeriod = TimeSpan.FromMilliseconds(500),
         };
         var client = Server.CreateClient();
-        var reconciler = new Reconciler(client, options, NullLoggerFactory.Instance);
-        var service = new ControllerService(client, reconciler, Options.Create(options), NullLogger<ControllerService>.Instance);
+        var metrics = new ControllerMetrics(Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry()));
+        var reconciler = new Reconciler(client, options, metrics, NullLoggerFactory.Instance);
+        var service = new ControllerService(client, reconciler, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), NullLogger<ControllerService>.Instance);
         await service.StartAsync(CancellationToken.None);
         var running = new RunningController(reconciler, service);
         _controllers.Add(running);

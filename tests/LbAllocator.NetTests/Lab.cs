@@ -59,12 +59,13 @@ public sealed partial class Lab : IAsyncLifetime
         }
 
         await SeedAsync();
-        File.WriteAllText(Path.Combine(_dir, "controller.kubeconfig"), Kubeconfig(Server.Url.ToString()));
-        File.WriteAllText(Path.Combine(_dir, "node.kubeconfig"), Kubeconfig("http://127.0.0.1:6443"));
+        File.WriteAllText(Path.Combine(_dir, "controller.kubeconfig"), LbAllocator.TestApiServer.TestApiServer.Kubeconfig(Server.Url.ToString()));
+        File.WriteAllText(Path.Combine(_dir, "node.kubeconfig"), LbAllocator.TestApiServer.TestApiServer.Kubeconfig("http://127.0.0.1:6443"));
         _controller = ControllerHost.Build(new Dictionary<string, string?>
         {
             ["Controller:Kubeconfig"] = Path.Combine(_dir, "controller.kubeconfig"),
             ["Controller:LeaderElection"] = "false",
+            ["Status:Address"] = "127.0.0.1:0",
             ["Logging:LogLevel:Default"] = "Warning",
         });
         await _controller.StartAsync();
@@ -210,25 +211,6 @@ public sealed partial class Lab : IAsyncLifetime
         var list = KubernetesJson.Deserialize<V1Alpha1ServiceL2StatusList>(KubernetesJson.Serialize(raw));
         return list.Items?.FirstOrDefault(s => s.Status?.ServiceName == service);
     }
-
-    private static string Kubeconfig(string server) => $"""
-        apiVersion: v1
-        kind: Config
-        clusters:
-        - name: lab
-          cluster:
-            server: {server}
-        users:
-        - name: lab
-          user:
-            token: lab
-        contexts:
-        - name: lab
-          context:
-            cluster: lab
-            user: lab
-        current-context: lab
-        """;
 
     private async Task BuildNetworkAsync()
     {

@@ -12,7 +12,7 @@ using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.TestApiServer;
 
-public sealed record RecordedRequest(string Method, string Path, string Query);
+public sealed record RecordedRequest(string Method, string Path, string Query, string UserAgent);
 
 /// <summary>
 /// A test double of kube-apiserver over HTTP on 127.0.0.1, for the resources in <see cref="ResourceType.All"/>:
@@ -58,6 +58,26 @@ public sealed class TestApiServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>A kubeconfig that points a process at <paramref name="server"/> (this double, or a forwarder to it).</summary>
+    public static string Kubeconfig(string server) => $"""
+        apiVersion: v1
+        kind: Config
+        clusters:
+        - name: lab
+          cluster:
+            server: {server}
+        users:
+        - name: lab
+          user:
+            token: lab
+        contexts:
+        - name: lab
+          context:
+            cluster: lab
+            user: lab
+        current-context: lab
+        """;
+
     public k8s.Kubernetes CreateClient() => new(new KubernetesClientConfiguration { Host = Url.ToString() });
 
     /// <summary>Closes every open watch stream abruptly.</summary>
@@ -84,7 +104,7 @@ public sealed class TestApiServer : IAsyncDisposable
     private async Task HandleAsync(HttpContext context)
     {
         var request = context.Request;
-        _requests.Enqueue(new RecordedRequest(request.Method, request.Path.Value ?? "", request.QueryString.Value ?? ""));
+        _requests.Enqueue(new RecordedRequest(request.Method, request.Path.Value ?? "", request.QueryString.Value ?? "", request.Headers.UserAgent.ToString()));
         try
         {
             if (Interlocked.Decrement(ref _failNext) >= 0 || DateTime.UtcNow.Ticks < Interlocked.Read(ref _failUntilTicks))

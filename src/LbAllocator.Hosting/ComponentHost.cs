@@ -1,0 +1,105 @@
+using k8s;
+using LbAllocator.Kubernetes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace LbAllocator.Hosting;
+
+/// <summary>
+/// The host shape the controller and the speaker share: settings from the command line, one-line logs
+/// (text or JSON), options validated before anything starts, a Kubernetes client that reports its
+/// requests, a metrics registry, and the status server.
+/// </summary>
+public static class ComponentHost
+{
+    public const string LogFormatKey = "Logging:Format";
+
+    /// <param name="component">"controller" or "speaker": names the User-Agent and event source.</param>
+    /// <param name="settings">Option overrides from the command line, as "Section:Name" keys.</param>
+    public static HostApplicationBuilder CreateBuilder(string component, IReadOnlyDictionary<string, string?> settings, Action<ILoggingBuilder>? logging)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.Configuration.AddInMemoryCollection(settings);
+        ConfigureLogging(builder.Logging, settings.GetValueOrDefault(LogFormatKey));
+        logging?.Invoke(builder.Logging);
+
+        builder.Services.TryAddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<Health>();
+        var registry = Metrics.NewCustomRegistry();
+        DotNetStats.Register(registry); // process_* and dotnet_* series: CPU, memory, GC, threads
+        var metrics = Metrics.WithCustomRegistry(registry);
+        builder.Services.AddSingleton(registry);
+        builder.Services.AddSingleton<IMetricFactory>(metrics);
+        builder.AddValidatedOptions<StatusOptions>(StatusOptions.Section);
+        builder.Services.AddSingleton<StatusServer>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<StatusServer>());
+        return builder;
+    }
+
+    /// <summary>Binds <typeparamref name="T"/> from its section and validates it (data annotations and IValidatableObject).</summary>
+    public static void AddValidatedOptions<T>(this HostApplicationBuilder builder, string section)
+        where T : class
+    {
+        builder.Services.AddOptions<T>()
+            .Bind(builder.Configuration.GetSection(section))
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<T>>().Value);
+    }
+
+    /// <summary>
+    /// The client, loaded now so a missing kubeconfig is one clear error before anything starts. Its
+    /// requests carry the component's User-Agent and are counted in the metrics.
+    /// </summary>
+    public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig)
+    {
+        var configuration = KubeClientConfiguration.Load(kubeconfig);
+        builder.Services.AddSingleton<IKubernetes>(sp =>
+            new k8s.Kubernetes(configuration, new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>())));
+    }
+
+    /// <summary>Builds the host and validates the options now, so bad options are one clear error, not a failed start.</summary>
+    public static IHost BuildValidated(this HostApplicationBuilder builder, params Type[] optionTypes)
+    {
+        var host = builder.Build();
+        _ = host.Services.GetRequiredService<IOptions<StatusOptions>>().Value;
+        foreach (var type in optionTypes)
+        {
+            _ = ((IOptions<object>)host.Services.GetRequiredService(typeof(IOptions<>).MakeGenericType(type))).Value;
+        }
+
+        return host;
+    }
+
+    /// <summary>One line per log entry; JSON (one object per line, fields as properties) when asked for.</summary>
+    private static void ConfigureLogging(ILoggingBuilder logging, string? format)
+    {
+        logging.ClearProviders();
+        if (string.Equals(format, "json", StringComparison.OrdinalIgnoreCase))
+        {
+            logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.IncludeScopes = true;
+                o.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false };
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                o.SingleLine = true;
+                o.ColorBehavior = LoggerColorBehavior.Disabled;
+            });
+        }
+    }
+}

@@ -1,0 +1,72 @@
+using LbAllocator.Core;
+using Prometheus;
+
+namespace LbAllocator.Speaker;
+
+/// <summary>
+/// The speaker's metrics. Per-address packet counts live in the announcer (plain counters on the answering
+/// path) and are copied into the registry when /metrics is read.
+/// </summary>
+public sealed class SpeakerMetrics
+{
+    private readonly Gauge _announced;
+    private readonly Counter _requests;
+    private readonly Counter _replies;
+    private readonly Counter _gratuitous;
+    private readonly Counter _renewFailures;
+    private readonly Counter _ownershipChanges;
+    private readonly Gauge _alive;
+    private readonly HashSet<string> _exported = new(StringComparer.Ordinal);
+
+    public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, Announcer announcer)
+    {
+        _announced = factory.CreateGauge("lballocator_speaker_addresses_announced", "Addresses this node answers for.");
+        _requests = factory.CreateCounter("lballocator_speaker_requests_received_total", "ARP requests and Neighbor Solicitations received for an address this node announces.", ["address", "protocol"]);
+        _replies = factory.CreateCounter("lballocator_speaker_replies_sent_total", "ARP replies and Neighbor Advertisements sent, by address.", ["address", "protocol"]);
+        _gratuitous = factory.CreateCounter("lballocator_speaker_gratuitous_sent_total", "Gratuitous ARP and unsolicited Neighbor Advertisement packets sent, by address.", ["address"]);
+        _renewFailures = factory.CreateCounter("lballocator_speaker_lease_renew_failures_total", "Speaker lease renewals that failed.");
+        _ownershipChanges = factory.CreateCounter("lballocator_speaker_ownership_changes_total", "Addresses this node started (acquired) or stopped (released) announcing.", ["change"]);
+        _alive = factory.CreateGauge("lballocator_speaker_alive", "1 while this speaker's lease is fresh and it may answer.");
+        registry.AddBeforeCollectCallback(() => Export(announcer.Counters()));
+    }
+
+    public void RenewFailed() => _renewFailures.Inc();
+
+    public void SetAlive(bool alive) => _alive.Set(alive ? 1 : 0);
+
+    public void OwnershipChanged(int acquired, int released)
+    {
+        _ownershipChanges.WithLabels("acquired").Inc(acquired);
+        _ownershipChanges.WithLabels("released").Inc(released);
+    }
+
+    private void Export(IReadOnlyDictionary<Ip, AddressCounters> counters)
+    {
+        lock (_exported)
+        {
+            _announced.Set(counters.Count);
+            var now = counters.Keys.Select(ip => ip.ToString()).ToHashSet(StringComparer.Ordinal);
+            foreach (var gone in _exported.Except(now).ToList())
+            {
+                foreach (var protocol in new[] { "arp", "ndp" })
+                {
+                    _requests.RemoveLabelled(gone, protocol);
+                    _replies.RemoveLabelled(gone, protocol);
+                }
+
+                _gratuitous.RemoveLabelled(gone);
+                _exported.Remove(gone);
+            }
+
+            foreach (var (ip, c) in counters)
+            {
+                var address = ip.ToString();
+                var protocol = ip.Family == IpFamily.IPv4 ? "arp" : "ndp";
+                _exported.Add(address);
+                _requests.WithLabels(address, protocol).IncTo(c.Requests);
+                _replies.WithLabels(address, protocol).IncTo(c.Replies);
+                _gratuitous.WithLabels(address).IncTo(c.Gratuitous);
+            }
+        }
+    }
+}

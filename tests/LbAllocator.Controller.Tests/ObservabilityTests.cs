@@ -1,0 +1,96 @@
+using System.Globalization;
+using System.Net;
+using LbAllocator.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace LbAllocator.Controller.Tests;
+
+/// <summary>The controller process as deployed (ControllerHost): /metrics, /healthz and /readyz over HTTP.</summary>
+public sealed class ObservabilityTests : IAsyncLifetime
+{
+    private ControllerFixture _f = null!;
+    private string _dir = null!;
+
+    public async Task InitializeAsync()
+    {
+        _f = await ControllerFixture.StartAsync();
+        _dir = Directory.CreateTempSubdirectory("lbt-obs").FullName;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _f.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task Metrics_health_and_readiness_report_what_the_controller_does()
+    {
+        var kubeconfig = Path.Combine(_dir, "kubeconfig");
+        await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(_f.Server.Url.ToString()));
+        await _f.CreatePoolAsync("main", "192.0.2.0/30", "2001:db8::/126");
+        await _f.CreatePoolAsync("tiny", "198.51.100.7");
+        using var host = ControllerHost.Build(new Dictionary<string, string?>
+        {
+            ["Controller:Kubeconfig"] = kubeconfig,
+            ["Controller:Namespace"] = ControllerFixture.Ns,
+            ["Controller:LeaderElection"] = "false",
+            ["Status:Address"] = "127.0.0.1:0",
+            ["Logging:LogLevel:Default"] = "Warning",
+        });
+        await host.StartAsync();
+        using var http = new HttpClient { BaseAddress = host.Services.GetRequiredService<StatusServer>().Url };
+        try
+        {
+            await ControllerFixture.Eventually(async () => (await http.GetAsync("/readyz")).StatusCode == HttpStatusCode.OK, "/readyz says ready once the caches are synced");
+            Assert.Equal("ok caches: synced\n", await http.GetStringAsync("/readyz"));
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
+
+            await _f.CreateServiceAsync("web");
+            await _f.CreateServiceAsync("api", annotations: new() { [Core.ServiceAnnotations.AddressPool] = "tiny" });
+            await _f.CreateServiceAsync("late", annotations: new() { [Core.ServiceAnnotations.AddressPool] = "tiny" });
+            await _f.CreateServiceAsync("bad", annotations: new() { [Core.ServiceAnnotations.LoadBalancerIPs] = "192.0.2.999" });
+
+            await ControllerFixture.Eventually(async () =>
+            {
+                var m = Parse(await http.GetStringAsync("/metrics"));
+                return m.GetValueOrDefault("lballocator_pool_addresses_in_use{pool=\"tiny\",family=\"IPv4\"}") == 1
+                    && m.GetValueOrDefault("lballocator_pool_addresses_in_use{pool=\"main\",family=\"IPv4\"}") == 1;
+            }, "pool usage in the metrics");
+            var metrics = Parse(await http.GetStringAsync("/metrics"));
+            Assert.Equal(4, metrics["lballocator_pool_addresses{pool=\"main\",family=\"IPv4\"}"]);
+            Assert.Equal(4, metrics["lballocator_pool_addresses{pool=\"main\",family=\"IPv6\"}"]);
+            Assert.Equal(0, metrics["lballocator_pool_addresses_in_use{pool=\"main\",family=\"IPv6\"}"]);
+            Assert.Equal(1, metrics["lballocator_pool_addresses{pool=\"tiny\",family=\"IPv4\"}"]);
+            Assert.Equal(1, metrics["lballocator_allocations_total{pool=\"main\"}"]);
+            Assert.Equal(1, metrics["lballocator_allocations_total{pool=\"tiny\"}"]);
+            Assert.True(metrics["lballocator_allocation_failures_total{reason=\"AllocationFailed\"}"] >= 1, "late waits for the full pool");
+            Assert.True(metrics["lballocator_allocation_failures_total{reason=\"InvalidAnnotation\"}"] >= 1, "bad has a malformed annotation");
+            Assert.True(metrics["lballocator_reconcile_duration_seconds_count"] >= 4);
+            Assert.Equal(1, metrics["lballocator_controller_leader"]);
+            Assert.True(metrics["lballocator_kubernetes_requests_total{method=\"PUT\",code=\"200\"}"] >= 2, "status writes are counted");
+            Assert.True(metrics.ContainsKey("process_working_set_bytes"));
+
+            // Every request the controller made names it.
+            Assert.All(_f.Server.Requests.Where(r => r.UserAgent.StartsWith("lballocator", StringComparison.Ordinal)),
+                r => Assert.StartsWith("lballocator-controller/", r.UserAgent, StringComparison.Ordinal));
+
+            // The API failing shows up as errors: watches dropped, and their re-lists get 500s for a while.
+            _f.Server.FailRequestsFor(TimeSpan.FromSeconds(2));
+            _f.Server.DropWatches();
+            await ControllerFixture.Eventually(async () => Parse(await http.GetStringAsync("/metrics")).Keys.Any(k => k.StartsWith("lballocator_kubernetes_errors_total{", StringComparison.Ordinal) && k.Contains("code=\"500\"", StringComparison.Ordinal)),
+                "500s counted as API errors");
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+    }
+
+    /// <summary>Prometheus text format: series (name and labels as printed) to value.</summary>
+    private static Dictionary<string, double> Parse(string text) => text.Split('\n')
+        .Where(l => l.Length > 0 && l[0] != '#')
+        .Select(l => (Series: l[..l.LastIndexOf(' ')], Value: double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)))
+        .ToDictionary(x => x.Series, x => x.Value, StringComparer.Ordinal);
+}
