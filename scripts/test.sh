@@ -9,6 +9,8 @@ missing=()
 for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump socat; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+# The install manifests are rendered with `kubectl kustomize` (kustomize v3 or later; Debian's kubernetes-client is the fallback).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

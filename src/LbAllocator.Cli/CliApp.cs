@@ -11,6 +11,25 @@ public static class CliApp
 
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
+        var parsed = Root(stdout, stderr).Parse(args);
+        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
+        if (parsed.Errors.Count > 0)
+        {
+            foreach (var error in parsed.Errors)
+            {
+                stderr.WriteLine($"lballocator: {error.Message}");
+            }
+
+            stderr.WriteLine("Run 'lballocator --help' for usage.");
+            return Usage;
+        }
+
+        return parsed.Invoke(configuration);
+    }
+
+    /// <summary>Every verb and option; the install manifests' container args are checked against it.</summary>
+    internal static RootCommand Root(TextWriter stdout, TextWriter stderr)
+    {
         var paths = new Argument<string[]>("PATH")
         {
             Description = "Manifest files or directories (searched recursively); default: the bundled config/samples",
@@ -37,20 +56,6 @@ public static class CliApp
         var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests") { paths, output };
         plan.SetAction(result => Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
 
-        var root = new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, ControllerCommand.Create(stderr), SpeakerCommand.Create(stderr) };
-        var parsed = root.Parse(args);
-        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr };
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var error in parsed.Errors)
-            {
-                stderr.WriteLine($"lballocator: {error.Message}");
-            }
-
-            stderr.WriteLine("Run 'lballocator --help' for usage.");
-            return Usage;
-        }
-
-        return parsed.Invoke(configuration);
+        return new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, ControllerCommand.Create(stderr), SpeakerCommand.Create(stderr) };
     }
 }
