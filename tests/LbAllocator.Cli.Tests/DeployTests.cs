@@ -79,6 +79,7 @@ public class DeployTests
         var container = pod.Containers.Single();
         Assert.Equal(["ALL"], container.SecurityContext.Capabilities.Drop);
         Assert.Equal(["NET_RAW"], container.SecurityContext.Capabilities.Add);
+        Assert.Equal(0, container.SecurityContext.RunAsUser); // the image's default user is not root
         Assert.NotEqual(true, container.SecurityContext.Privileged);
         Assert.False(container.SecurityContext.AllowPrivilegeEscalation);
         Assert.True(container.SecurityContext.ReadOnlyRootFilesystem);
@@ -141,6 +142,19 @@ public class DeployTests
                 Assert.Contains(sample.Metadata.NamespaceProperty ?? "default", namespaces);
             }
         }
+    }
+
+    [Fact]
+    public void The_image_is_built_by_the_script_ci_runs_and_defaults_to_a_non_root_user()
+    {
+        var dockerfile = File.ReadAllLines(Path.Combine(InstallManifests.RepoRoot, "Dockerfile"));
+        var ci = File.ReadAllText(Path.Combine(InstallManifests.RepoRoot, ".ci", "run"));
+        Assert.Contains("RUN scripts/build.sh /out", dockerfile);
+        Assert.Contains("scripts/build.sh", ci, StringComparison.Ordinal);
+        Assert.Equal(2, dockerfile.Count(l => l.StartsWith("FROM ", StringComparison.Ordinal)));
+        var user = dockerfile.Last(l => l.StartsWith("USER ", StringComparison.Ordinal));
+        Assert.NotEqual("0", user["USER ".Length..].Split(':')[0]);
+        Assert.Contains(dockerfile, l => l.StartsWith("ENTRYPOINT", StringComparison.Ordinal) && l.Contains("lballocator.dll", StringComparison.Ordinal));
     }
 
     private static void AssertArgsAccepted(IList<string> args)

@@ -1,0 +1,20 @@
+# One image for both components: `lballocator controller` and `lballocator speaker`.
+# Build: docker build -t registry.example.com/lballocator:0.1.0 .
+
+# Build stage: the same script CI runs (scripts/build.sh), so a green CI proves these steps.
+FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+WORKDIR /src
+COPY . .
+RUN scripts/build.sh /out
+
+# Runtime: the ASP.NET Core runtime (the status endpoint uses Kestrel) and libpcap for the speaker;
+# no SDK, compilers or package caches.
+FROM mcr.microsoft.com/dotnet/aspnet:10.0
+RUN apt-get update \
+    && (apt-get install -y --no-install-recommends libpcap0.8t64 || apt-get install -y --no-install-recommends libpcap0.8) \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out /app
+# Non-root by default (the controller). The speaker's DaemonSet runs it as root with NET_RAW as its only capability.
+USER 65532:65532
+ENTRYPOINT ["dotnet", "/app/lballocator.dll"]
+CMD ["--help"]
