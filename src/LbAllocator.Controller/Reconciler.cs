@@ -17,6 +17,7 @@ public sealed partial class Reconciler
 {
     private const string PoolsKey = "\u0001pools";
     private const string PoolStatusKey = "\u0001pool-status";
+    private const string AdvertisementsKey = "\u0001advertisements";
     private const int Workers = 8;
 
     private readonly ControllerOptions _options;
@@ -39,6 +40,7 @@ public sealed partial class Reconciler
         Services = new ResourceCache<V1Service>(Sources.Services(client), loggers.CreateLogger("LbAllocator.Cache.Services"));
         Namespaces = new ResourceCache<V1Namespace>(Sources.Namespaces(client), loggers.CreateLogger("LbAllocator.Cache.Namespaces"));
         Pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.Pools"));
+        Advertisements = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.L2Advertisements"));
 
         Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
         Pools.Changed += (old, now) =>
@@ -47,6 +49,13 @@ public sealed partial class Reconciler
             if (old is null || now is null || old.Metadata.Generation != now.Metadata.Generation || old.Metadata.Generation is null)
             {
                 Enqueue(PoolsKey);
+            }
+        };
+        Advertisements.Changed += (old, now) =>
+        {
+            if (old is null || now is null || old.Metadata.Generation != now.Metadata.Generation || old.Metadata.Generation is null)
+            {
+                Enqueue(AdvertisementsKey);
             }
         };
         Namespaces.Changed += (old, now) =>
@@ -66,12 +75,17 @@ public sealed partial class Reconciler
     public ResourceCache<V1Namespace> Namespaces { get; }
     public ResourceCache<V1Alpha1IPAddressPool> Pools { get; }
 
+    /// <summary>Followed only to report invalid advertisements; the speakers act on them.</summary>
+    public ResourceCache<V1Alpha1L2Advertisement> Advertisements { get; }
+
     /// <summary>Keeps the caches current; runs for the life of the process, leader or not.</summary>
     public Task RunCachesAsync(CancellationToken cancellationToken) =>
-        Task.WhenAll(Services.RunAsync(cancellationToken), Namespaces.RunAsync(cancellationToken), Pools.RunAsync(cancellationToken));
+        Task.WhenAll(Services.RunAsync(cancellationToken), Namespaces.RunAsync(cancellationToken), Pools.RunAsync(cancellationToken), Advertisements.RunAsync(cancellationToken));
 
     public Task WaitForCachesAsync(CancellationToken cancellationToken) =>
-        Task.WhenAll(Services.WaitForSyncAsync(cancellationToken), Namespaces.WaitForSyncAsync(cancellationToken), Pools.WaitForSyncAsync(cancellationToken));
+        Task.WhenAll(
+            Services.WaitForSyncAsync(cancellationToken), Namespaces.WaitForSyncAsync(cancellationToken), Pools.WaitForSyncAsync(cancellationToken),
+            Advertisements.WaitForSyncAsync(cancellationToken));
 
     /// <summary>Set once the leader has claimed existing addresses and queued every Service.</summary>
     public bool Ready { get; private set; }
@@ -98,6 +112,7 @@ public sealed partial class Reconciler
             }
 
             queue.Add(PoolStatusKey);
+            queue.Add(AdvertisementsKey);
         }
 
         Ready = true;
@@ -165,6 +180,12 @@ public sealed partial class Reconciler
             return;
         }
 
+        if (key == AdvertisementsKey)
+        {
+            await WriteAdvertisementStatusesAsync(cancellationToken);
+            return;
+        }
+
         using var timer = _metrics.TimeReconcile();
         AllocationResult? result = null;
         V1Service? service;
@@ -218,6 +239,7 @@ public sealed partial class Reconciler
         }
 
         Enqueue(PoolStatusKey);
+        Enqueue(AdvertisementsKey); // an advertisement may name a pool that came or went
     }
 
     private void RetryPending()
@@ -248,6 +270,23 @@ public sealed partial class Reconciler
         foreach (var (pool, stats, problem, stale) in work)
         {
             await _writer.WritePoolStatusAsync(pool, stats, problem, stale, cancellationToken);
+        }
+    }
+
+    private async Task WriteAdvertisementStatusesAsync(CancellationToken cancellationToken)
+    {
+        var advertisements = Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).ToList();
+        var config = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)]);
+        foreach (var advertisement in advertisements)
+        {
+            var problems = config.Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind && p.Name == advertisement.Metadata.Name).Select(p => p.Message).ToList();
+            var problem = problems.Count > 0 ? string.Join("; ", problems) : null;
+            if (problem is not null)
+            {
+                LogInvalidAdvertisement(advertisement.Metadata.Name, problem);
+            }
+
+            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, cancellationToken);
         }
     }
 
@@ -297,6 +336,9 @@ public sealed partial class Reconciler
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid and not used: {Problem}")]
+    private partial void LogInvalidAdvertisement(string advertisement, string problem);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
     private partial void LogRetry(Exception exception, string key, TimeSpan delay);

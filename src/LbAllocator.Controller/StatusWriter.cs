@@ -106,16 +106,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     {
         var valid = problem is null;
         var message = valid ? "the pool is valid" : stale ? $"{problem}; still serving its last valid spec" : $"{problem}; the pool is not used";
-        var old = pool.Status?.Conditions?.FirstOrDefault(c => c.Type == "Valid");
-        var condition = new V1Condition
-        {
-            Type = "Valid",
-            Status = valid ? "True" : "False",
-            Reason = valid ? "Valid" : stale ? "InvalidSpecLastValidInUse" : "InvalidSpec",
-            Message = message,
-            ObservedGeneration = pool.Metadata.Generation,
-            LastTransitionTime = old?.Status == (valid ? "True" : "False") ? old.LastTransitionTime : DateTime.UtcNow,
-        };
+        var condition = ValidCondition(
+            pool.Status?.Conditions, valid, valid ? "Valid" : stale ? "InvalidSpecLastValidInUse" : "InvalidSpec", message, pool.Metadata.Generation);
         var status = new IPAddressPoolStatus
         {
             AssignedIPv4 = Saturate(stats?.AssignedIPv4),
@@ -144,6 +136,48 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         {
             _events.Forget($"pool/{pool.Metadata.Name}");
         }
+    }
+
+    /// <summary>Writes an advertisement's Valid condition when it changed, with a warning event when invalid.</summary>
+    public async Task WriteAdvertisementStatusAsync(V1Alpha1L2Advertisement advertisement, string? problem, CancellationToken cancellationToken)
+    {
+        var valid = problem is null;
+        var message = valid ? "the advertisement is valid" : $"{problem}; the advertisement is not used";
+        var condition = ValidCondition(advertisement.Status?.Conditions, valid, valid ? "Valid" : "InvalidSpec", message, advertisement.Metadata.Generation);
+        var old = advertisement.Status?.Conditions?.FirstOrDefault(c => c.Type == "Valid");
+        if (old is not null && old.Status == condition.Status && old.Message == condition.Message && old.ObservedGeneration == condition.ObservedGeneration)
+        {
+            return;
+        }
+
+        var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = new L2AdvertisementStatus { Conditions = [condition] } });
+        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
+            new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, advertisement.Metadata.NamespaceProperty, "l2advertisements", advertisement.Metadata.Name, cancellationToken: cancellationToken);
+        var key = $"l2advertisement/{advertisement.Metadata.Name}";
+        if (valid)
+        {
+            _events.Forget(key);
+        }
+        else
+        {
+            await _events.RecordAsync(advertisement, key, "Warning", "InvalidAdvertisement", message, cancellationToken);
+        }
+    }
+
+    /// <summary>The Valid condition; its transition time moves only when its status flips.</summary>
+    private static V1Condition ValidCondition(IList<V1Condition>? conditions, bool valid, string reason, string message, long? generation)
+    {
+        var old = conditions?.FirstOrDefault(c => c.Type == "Valid");
+        var status = valid ? "True" : "False";
+        return new V1Condition
+        {
+            Type = "Valid",
+            Status = status,
+            Reason = reason,
+            Message = message,
+            ObservedGeneration = generation,
+            LastTransitionTime = old?.Status == status ? old.LastTransitionTime : DateTime.UtcNow,
+        };
     }
 
     private static long? Saturate(UInt128? value) => value is null ? null : value > long.MaxValue ? long.MaxValue : (long)value.Value;

@@ -19,6 +19,16 @@ public sealed class V1Alpha1L2Advertisement : IKubernetesObject<V1ObjectMeta>, I
 
     [JsonPropertyName("spec")]
     public L2AdvertisementSpec Spec { get; set; } = new();
+
+    [JsonPropertyName("status")]
+    public L2AdvertisementStatus? Status { get; set; }
+}
+
+/// <summary>Written by the controller: a Valid condition saying whether the advertisement is used, and why not.</summary>
+public sealed class L2AdvertisementStatus
+{
+    [JsonPropertyName("conditions")]
+    public IList<V1Condition>? Conditions { get; set; }
 }
 
 public sealed class L2AdvertisementSpec
