@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using k8s;
+using k8s.Models;
+using Xunit.Abstractions;
+
+namespace LbAllocator.Controller.Tests;
+
+/// <summary>
+/// The controller under churn: restarted over and over, its watches dropped and its API calls failing,
+/// while Services come and go. No address may ever be held by two Services, none may be renumbered, and
+/// everything converges once the trouble stops.
+/// </summary>
+public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private ControllerFixture _f = null!;
+
+    public async Task InitializeAsync()
+    {
+        _f = await ControllerFixture.StartAsync();
+        await _f.CreatePoolAsync("main", "192.0.2.0/24", "198.51.100.0/24");
+    }
+
+    public async Task DisposeAsync() => await _f.DisposeAsync();
+
+    [Fact]
+    public async Task Ten_controller_restarts_during_churn_never_double_assign_or_renumber()
+    {
+        var controllers = new List<ControllerFixture.RunningController>
+        {
+            await _f.StartControllerAsync("c0", leaderElection: true),
+            await _f.StartControllerAsync("c1", leaderElection: true),
+        };
+        using var stop = new CancellationTokenSource();
+        var monitor = new AddressMonitor(_f.Client);
+        var churn = ChurnAsync(stop.Token);
+        var watching = monitor.RunAsync(stop.Token);
+
+        for (var restart = 0; restart < 10; restart++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1.5));
+            // Stop whichever replica is older (every other time the leader), start a fresh one.
+            await controllers[0].StopAsync();
+            controllers.RemoveAt(0);
+            controllers.Add(await _f.StartControllerAsync($"c{restart + 2}", leaderElection: true));
+        }
+
+        await stop.CancelAsync();
+        var (created, deleted) = await churn;
+        await watching;
+        var converged = await ConvergeAsync(monitor);
+        output.WriteLine($"10 restarts; {created} Services created, {deleted} deleted; {monitor.Checks} checks of every Service; converged {converged.TotalSeconds:F1} s after the churn stopped");
+        Assert.Empty(monitor.Violations);
+        Assert.True(created > 100, $"only {created} Services were created");
+    }
+
+    [Fact]
+    public async Task Dropped_watches_and_stretches_of_500s_during_churn_converge()
+    {
+        await _f.StartControllerAsync("c0", leaderElection: true);
+        await _f.StartControllerAsync("c1", leaderElection: true);
+        using var stop = new CancellationTokenSource();
+        var monitor = new AddressMonitor(_f.Client);
+        var churn = ChurnAsync(stop.Token);
+        var watching = monitor.RunAsync(stop.Token);
+
+        var drops = 0;
+        var failures = 0;
+        var chaos = Stopwatch.StartNew();
+        while (chaos.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            _f.Server.DropWatches();
+            drops++;
+            if (drops % 2 == 0)
+            {
+                _f.Server.FailRequestsFor(TimeSpan.FromSeconds(1));
+                failures++;
+            }
+        }
+
+        await stop.CancelAsync();
+        var (created, deleted) = await churn;
+        await watching;
+        var converged = await ConvergeAsync(monitor);
+        output.WriteLine($"20 s of chaos: watches dropped {drops} times, {failures} one-second stretches of 500s; {created} Services created, {deleted} deleted; converged {converged.TotalSeconds:F1} s after");
+        Assert.Empty(monitor.Violations);
+    }
+
+    /// <summary>Creates a Service every 40 ms and deletes a random one every third time, until cancelled.</summary>
+    private async Task<(int Created, int Deleted)> ChurnAsync(CancellationToken cancellationToken)
+    {
+        var random = new Random(42);
+        var live = new List<string>();
+        var (created, deleted) = (0, 0);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                var name = $"churn-{created}";
+                await _f.CreateServiceAsync(name);
+                live.Add(name);
+                created++;
+                if (created % 3 == 0 && live.Count > 0)
+                {
+                    var victim = live[random.Next(live.Count)];
+                    await _f.Client.CoreV1.DeleteNamespacedServiceAsync(victim, "default", cancellationToken: CancellationToken.None);
+                    live.Remove(victim);
+                    deleted++;
+                }
+            }
+            catch (k8s.Autorest.HttpOperationException)
+            {
+                // The API server is failing requests on purpose.
+            }
+
+            await Task.Delay(40, CancellationToken.None);
+        }
+
+        return (created, deleted);
+    }
+
+    /// <summary>Waits until every Service has an address; the time it took.</summary>
+    private async Task<TimeSpan> ConvergeAsync(AddressMonitor monitor)
+    {
+        var clock = Stopwatch.StartNew();
+        await ControllerFixture.Eventually(async () =>
+        {
+            var services = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items;
+            monitor.Check(services);
+            return services.All(s => s.Status?.LoadBalancer?.Ingress?.Count > 0);
+        }, "every Service has an address", TimeSpan.FromSeconds(30));
+        return clock.Elapsed;
+    }
+
+    /// <summary>Lists the Services over and over and records any address held twice or any Service renumbered.</summary>
+    private sealed class AddressMonitor(IKubernetes client)
+    {
+        private readonly Dictionary<string, string> _first = new(StringComparer.Ordinal);
+
+        public List<string> Violations { get; } = [];
+
+        public int Checks { get; private set; }
+
+        public async Task RunAsync(CancellationToken cancellationToken)
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                try
+                {
+                    Check((await client.CoreV1.ListNamespacedServiceAsync("default", cancellationToken: CancellationToken.None)).Items);
+                }
+                catch (k8s.Autorest.HttpOperationException)
+                {
+                }
+
+                await Task.Delay(100, CancellationToken.None);
+            }
+        }
+
+        public void Check(IEnumerable<V1Service> services)
+        {
+            Checks++;
+            var holders = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var service in services)
+            {
+                foreach (var ip in service.Status?.LoadBalancer?.Ingress?.Select(i => i.Ip) ?? [])
+                {
+                    if (holders.TryGetValue(ip, out var other))
+                    {
+                        Violations.Add($"{ip} held by {other} and {service.Metadata.Name}");
+                    }
+
+                    holders[ip] = service.Metadata.Name;
+                    // Keyed by UID: a deleted and re-created Service may get another address.
+                    if (_first.TryGetValue(service.Metadata.Uid, out var first) && first != ip)
+                    {
+                        Violations.Add($"{service.Metadata.Name} renumbered from {first} to {ip}");
+                    }
+
+                    _first.TryAdd(service.Metadata.Uid, ip);
+                }
+            }
+        }
+    }
+}
