@@ -26,6 +26,8 @@ public static class Frames
 
     private static ReadOnlySpan<byte> Broadcast => [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 
+    private static ReadOnlySpan<byte> SolicitedNodePrefix => [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff];
+
     private static ReadOnlySpan<byte> AllNodes => [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
     /// <summary>
@@ -101,10 +103,20 @@ public static class Frames
         }
 
         var ip6 = frame[14..];
-        var icmp = ip6[40..];
         var payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip6[4..]);
-        if (ip6[0] >> 4 != 6 || ip6[6] != IcmpV6 || ip6[7] != 255 || payloadLength < 24 || payloadLength > icmp.Length
-            || icmp[0] != NeighborSolicitation || icmp[1] != 0)
+        if (ip6[0] >> 4 != 6 || ip6[6] != IcmpV6 || ip6[7] != 255 || payloadLength < 24 || payloadLength > ip6.Length - 40)
+        {
+            return false;
+        }
+
+        // RFC 4861 section 7.1.1: code 0, a valid checksum, a unicast target; from the unspecified address
+        // (duplicate address detection) only to a solicited-node group.
+        var source = ip6.Slice(8, 16);
+        var destination = ip6.Slice(24, 16);
+        var icmp = ip6.Slice(40, payloadLength);
+        if (icmp[0] != NeighborSolicitation || icmp[1] != 0 || icmp[8] == 0xff
+            || IcmpV6Checksum(source, destination, icmp) != 0
+            || (source.IndexOfAnyExcept((byte)0) < 0 && !destination[..13].SequenceEqual(SolicitedNodePrefix)))
         {
             return false;
         }

@@ -117,8 +117,8 @@ public class FramesTests
     [Fact]
     public void Duplicate_address_detection_is_answered_to_all_nodes_without_the_solicited_flag()
     {
-        var dad = Convert.FromHexString(Solicitation.Replace("20010db8000000000000000000000100", "00000000000000000000000000000000", StringComparison.Ordinal)
-            .Replace("0101020000000099", "", StringComparison.Ordinal).Replace("0020", "0018", StringComparison.Ordinal).Replace("CSUM", "0000", StringComparison.Ordinal));
+        var dad = WithChecksum(Solicitation.Replace("20010db8000000000000000000000100", "00000000000000000000000000000000", StringComparison.Ordinal)
+            .Replace("0101020000000099", "", StringComparison.Ordinal).Replace("0020", "0018", StringComparison.Ordinal));
         Assert.True(Frames.TryReadNeighborSolicitation(dad, Ours, out _));
         var reply = new byte[Frames.NeighborAdvertisementLength];
         Frames.WriteNeighborAdvertisement(dad, Ours, reply);
@@ -134,10 +134,19 @@ public class FramesTests
     [InlineData("not a solicitation", 54, "88")]
     [InlineData("unicast to another host", 0, "020000000077")]
     [InlineData("sent by us", 6, "020000000001")]
+    [InlineData("bad checksum", 56, "0000")]
+    [InlineData("code not 0", 55, "01")]
+    [InlineData("multicast target", 62, "ff02")]
+    [InlineData("unspecified source to a unicast destination", 22, "00000000000000000000000000000000" + "20010db8000000000000000000000001")]
     public void Neighbor_frames_that_are_not_questions_to_us_are_ignored(string why, int offset, string bytes)
     {
         var frame = WithChecksum(Solicitation);
         Convert.FromHexString(bytes).CopyTo(frame, offset);
+        if (why is not "bad checksum" and not "not ICMPv6")
+        {
+            FixChecksum(frame); // so only the field under test is wrong
+        }
+
         Assert.False(Frames.TryReadNeighborSolicitation(frame, Ours, out _), why);
     }
 
@@ -162,13 +171,20 @@ public class FramesTests
     }
 
     /// <summary>Fills the CSUM placeholder with the ICMPv6 checksum computed independently by PacketDotNet.</summary>
-    private static byte[] WithChecksum(string hex)
+    internal static byte[] WithChecksum(string hex)
     {
         var frame = Convert.FromHexString(hex.Replace("CSUM", "0000", StringComparison.Ordinal));
+        FixChecksum(frame);
+        return frame;
+    }
+
+    /// <summary>Recomputes the ICMPv6 checksum of an Ethernet/IPv6/ICMPv6 frame in place, with PacketDotNet.</summary>
+    internal static void FixChecksum(byte[] frame)
+    {
+        frame[56] = frame[57] = 0;
         var icmp = (IcmpV6Packet)Packet.ParsePacket(LinkLayers.Ethernet, frame).PayloadPacket.PayloadPacket;
         icmp.UpdateIcmpChecksum(); // writes through to the frame: PacketDotNet's packets are views of one buffer
         Assert.True(icmp.ValidIcmpChecksum);
         Assert.NotEqual(0, icmp.Checksum);
-        return frame;
     }
 }
