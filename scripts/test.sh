@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # The speaker's tests talk to real ARP/NDP peers in network namespaces: they need root, libpcap and these tools.
 missing=()
-for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump socat; do
+for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump tcpreplay socat curl; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 # The install manifests are rendered with `kubectl kustomize` (kustomize v3 or later; Debian's kubernetes-client is the fallback).

@@ -7,11 +7,14 @@ namespace LbAllocator.Speaker;
 /// Runs the lease and the reconciler; on shutdown (SIGTERM) stops answering first, then deletes the lease
 /// so the other speakers take the addresses over at once instead of waiting for it to expire.
 /// </summary>
-public sealed partial class SpeakerService(SpeakerLease lease, SpeakerReconciler reconciler, Announcer announcer, ILogger<SpeakerService> logger)
+public sealed partial class SpeakerService(
+    SpeakerLease lease, SpeakerReconciler reconciler, Announcer announcer, SpeakerOptions options, ILogger<SpeakerService> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        // Every entry logged from here on carries the node (a field in JSON logs).
+        using var scope = logger.BeginScope(new Dictionary<string, object> { ["Node"] = options.NodeName });
         await Task.WhenAll(lease.RunAsync(stoppingToken), reconciler.RunAsync(stoppingToken));
     }
 

@@ -9,7 +9,8 @@ namespace LbAllocator.NetTests;
 /// neighbour handling, speakers as real processes killed with real signals. Tests share one lab and run
 /// one after another; each uses its own Service and leaves every speaker running.
 /// </summary>
-public class AnnounceTests(Lab lab) : IClassFixture<Lab>
+[Collection(LabCollection.Name)]
+public class AnnounceTests(Lab lab)
 {
     [Fact]
     public async Task Arping_and_ndisc6_get_the_owners_mac()

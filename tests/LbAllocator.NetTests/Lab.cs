@@ -20,10 +20,13 @@ public sealed partial class Lab : IAsyncLifetime
     public const string InstallNamespace = "lballocator-system";
     public static readonly string[] Nodes = ["node1", "node2", "node3"];
 
+    /// <summary>The client's address on the LAN (nodes are .11, .12, .13).</summary>
+    public const string ClientIp = "192.0.2.100";
+
     private readonly string _prefix = $"lbt{Environment.ProcessId}";
     private readonly string _dir = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}");
     private readonly Dictionary<string, Shell.Background> _speakers = [];
-    private readonly List<Shell.Background> _forwarders = [];
+    private readonly Dictionary<string, Shell.Background> _forwarders = [];
     private IHost? _controller;
 
     public LbAllocator.TestApiServer.TestApiServer Server { get; private set; } = null!;
@@ -55,7 +58,7 @@ public sealed partial class Lab : IAsyncLifetime
         Client = Server.CreateClient();
         foreach (var node in Nodes)
         {
-            _forwarders.Add(new Shell.Background("ip", ["netns", "exec", NodeNs(node), "socat", "TCP-LISTEN:6443,bind=127.0.0.1,reuseaddr,fork", $"UNIX-CONNECT:{socket}"]));
+            RestoreApi(node);
         }
 
         await SeedAsync();
@@ -64,7 +67,7 @@ public sealed partial class Lab : IAsyncLifetime
         _controller = ControllerHost.Build(new Dictionary<string, string?>
         {
             ["Controller:Kubeconfig"] = Path.Combine(_dir, "controller.kubeconfig"),
-            ["Controller:LeaderElection"] = "false",
+            ["Controller:Identity"] = "lab-controller",
             ["Status:Address"] = "127.0.0.1:0",
             ["Logging:LogLevel:Default"] = "Warning",
         });
@@ -84,7 +87,7 @@ public sealed partial class Lab : IAsyncLifetime
             speaker.Dispose();
         }
 
-        foreach (var forwarder in _forwarders)
+        foreach (var forwarder in _forwarders.Values)
         {
             forwarder.Dispose();
         }
@@ -112,11 +115,34 @@ public sealed partial class Lab : IAsyncLifetime
             old.Dispose();
         }
 
-        var dll = CliPath;
+        // As the DaemonSet runs it: root, but NET_RAW as the only capability; JSON logs; status on 7472.
         _speakers[node] = new Shell.Background(
             "ip",
-            ["netns", "exec", NodeNs(node), "dotnet", dll, "speaker", "--kubeconfig", Path.Combine(_dir, "node.kubeconfig"), "--log-level", "Debug", .. SpeakerOptions],
+            ["netns", "exec", NodeNs(node), "setpriv", "--bounding-set=-all,+net_raw", "--inh-caps=-all", "--",
+             "dotnet", CliPath, "speaker", "--kubeconfig", Path.Combine(_dir, "node.kubeconfig"), "--log-level", "Debug", "--log-format", "json",
+             "--status-address", "0.0.0.0:7472", .. SpeakerOptions],
             new Dictionary<string, string> { ["NODE_NAME"] = node });
+    }
+
+    /// <summary>Cuts the node off from the API server (its forwarder and every connection through it), not from the LAN.</summary>
+    public void CutApi(string node)
+    {
+        if (_forwarders.Remove(node, out var forwarder))
+        {
+            forwarder.Dispose();
+        }
+    }
+
+    /// <summary>Gives the node its API server back at 127.0.0.1:6443 in its namespace.</summary>
+    public void RestoreApi(string node) =>
+        _forwarders[node] = new Shell.Background("ip", ["netns", "exec", NodeNs(node), "socat", "TCP-LISTEN:6443,bind=127.0.0.1,reuseaddr,fork", $"UNIX-CONNECT:{Path.Combine(_dir, "api.sock")}"]);
+
+    /// <summary>GET from the node's speaker status endpoint (as the kubelet's probes and Prometheus do); status code and body.</summary>
+    public async Task<(int Code, string Body)> SpeakerStatusAsync(string node, string path)
+    {
+        var (_, output) = await Shell.RunAsync("ip", "netns", "exec", NodeNs(node), "curl", "-s", "-w", "\n%{http_code}", $"http://127.0.0.1:7472{path}");
+        var cut = output.LastIndexOf('\n');
+        return (int.Parse(output[(cut + 1)..], System.Globalization.CultureInfo.InvariantCulture), output[..cut]);
     }
 
     public Shell.Background Speaker(string node) => _speakers[node];

@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace LbAllocator.NetTests;
+
+/// <summary>
+/// Asks for one address from the client every 20 ms (arping, broadcast every time) while tcpdump records
+/// the questions and who answers them. From that record: how long two nodes answered at once, and how
+/// long nobody did.
+/// </summary>
+public sealed partial class ArpWatch : IDisposable
+{
+    private readonly Shell.Background _capture;
+    private readonly Shell.Background _asker;
+    private readonly string _ip;
+
+    public ArpWatch(Lab lab, string ip)
+    {
+        _ip = ip;
+        _capture = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "-tt", "arp"]);
+        Thread.Sleep(500); // tcpdump needs a moment before it captures
+        _asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "arping", "-b", "-i", "0.02", "-w", "3600", "-I", "eth0", ip]);
+    }
+
+    /// <summary>For every question: when it was asked, and the MACs that answered before the next one.</summary>
+    public IReadOnlyList<(double At, HashSet<string> Answers)> Questions()
+    {
+        var questions = new List<(double At, HashSet<string> Answers)>();
+        foreach (var line in _capture.Lines)
+        {
+            var match = Frame().Match(line);
+            if (!match.Success)
+            {
+                continue;
+            }
+
+            var at = double.Parse(match.Groups["time"].Value, CultureInfo.InvariantCulture);
+            var what = match.Groups["what"].Value;
+            if (what == $"Request who-has {_ip} tell {Lab.ClientIp}")
+            {
+                questions.Add((at, []));
+            }
+            else if (what.StartsWith($"Reply {_ip} is-at ", StringComparison.Ordinal) && match.Groups["to"].Value != "ff:ff:ff:ff:ff:ff" && questions.Count > 0)
+            {
+                questions[^1].Answers.Add(match.Groups["from"].Value);
+            }
+        }
+
+        return questions;
+    }
+
+    /// <summary>Seconds during which questions got answers from two or more MACs, and during which they got none.</summary>
+    public (double Double, double Silent, int Asked) Tally(double from = 0, double to = double.MaxValue)
+    {
+        var questions = Questions().Where(q => q.At >= from && q.At < to).ToList();
+        var (doubled, silent) = (0.0, 0.0);
+        for (var i = 0; i + 1 < questions.Count; i++)
+        {
+            var span = questions[i + 1].At - questions[i].At;
+            if (questions[i].Answers.Count >= 2)
+            {
+                doubled += span;
+            }
+            else if (questions[i].Answers.Count == 0)
+            {
+                silent += span;
+            }
+        }
+
+        return (doubled, silent, questions.Count);
+    }
+
+    public static double Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
+
+    public void Dispose()
+    {
+        _asker.Dispose();
+        _capture.Dispose();
+    }
+
+    // 1764093900.123456 02:aa:..:01 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 192.0.2.230 tell 192.0.2.100, length 28
+    [GeneratedRegex(@"^(?<time>\d+\.\d+) (?<from>[0-9a-f:]{17}) > (?<to>[0-9a-f:]{17}), ethertype ARP \(0x0806\), length \d+: (?<what>.*?), length \d+$")]
+    private static partial Regex Frame();
+}

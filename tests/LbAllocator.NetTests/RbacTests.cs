@@ -1,0 +1,54 @@
+using k8s;
+using LbAllocator.TestApiServer;
+
+namespace LbAllocator.NetTests;
+
+/// <summary>
+/// deploy/rbac.yaml against the requests a running controller and running speakers actually send: every
+/// call is allowed, and every rule is used. The components name themselves in the User-Agent.
+/// </summary>
+[Collection(LabCollection.Name)]
+public class RbacTests(Lab lab)
+{
+    private const string Ns = Lab.InstallNamespace;
+
+    /// <summary>Rules no run exercises on purpose, and why they are needed anyway.</summary>
+    private static readonly Dictionary<(string Component, string Group, string Resource, string Verb), string> Unexercised = new()
+    {
+        [("controller", "", "services/status", "get")] = "a fresh read after a 409 conflict on the status write",
+    };
+
+    [Fact]
+    public async Task The_install_rbac_allows_every_call_the_components_make_and_nothing_they_do_not()
+    {
+        // Exercise every path: announce, hand over on SIGTERM (lease deleted, status moved), delete.
+        await lab.CreateServiceAsync("rbac", ip: "192.0.2.210");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet", TimeSpan.FromSeconds(10));
+        await lab.Speaker(owner).SignalAsync("TERM");
+        var successor = await lab.WaitForArpOwnerAsync("192.0.2.210", not: owner);
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == successor ? null : "status not moved yet", TimeSpan.FromSeconds(10));
+        lab.StartSpeaker(owner);
+        await lab.WaitForSpeakersAsync([owner]);
+        await lab.Client.CoreV1.DeleteNamespacedServiceAsync("rbac", "default");
+        await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted", TimeSpan.FromSeconds(10));
+
+        foreach (var component in new[] { "controller", "speaker" })
+        {
+            var calls = lab.Server.Requests
+                .Where(r => r.UserAgent.StartsWith($"lballocator-{component}/", StringComparison.Ordinal))
+                .Select(ApiCall.Of).Distinct().ToList();
+            Assert.NotEmpty(calls);
+            var grants = Grants.For(InstallManifests.Objects, Ns, $"lballocator-{component}");
+
+            var denied = calls.Where(c => !grants.Allows(c)).Select(c => c.ToString()).Order(StringComparer.Ordinal);
+            Assert.Empty(denied);
+
+            var used = calls.Select(c => (c.Group, c.Resource, c.Verb)).ToHashSet();
+            var unused = grants.Granted().Distinct()
+                .Where(g => !used.Contains(g) && !Unexercised.ContainsKey((component, g.Group, g.Resource, g.Verb)))
+                .Select(g => $"{g.Verb} {(g.Group.Length == 0 ? "" : g.Group + "/")}{g.Resource}");
+            Assert.Empty(unused);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace LbAllocator.NetTests;
+
+/// <summary>The speaker's /metrics, /healthz and /readyz as Prometheus and the kubelet see them, and its JSON logs.</summary>
+[Collection(LabCollection.Name)]
+public class SpeakerStatusTests(Lab lab)
+{
+    [Fact]
+    public async Task The_owner_counts_requests_replies_and_gratuitous_packets_per_address()
+    {
+        await lab.CreateServiceAsync("metrics", ip: "192.0.2.211");
+        var owner = await lab.WaitForArpOwnerAsync("192.0.2.211");
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(lab.Macs[owner], await lab.ArpingAsync("192.0.2.211"));
+        }
+
+        var metrics = await MetricsAsync(owner);
+        // WaitForArpOwnerAsync asked at least once more than the five above.
+        Assert.InRange(metrics["lballocator_speaker_requests_received_total{address=\"192.0.2.211\",protocol=\"arp\"}"], 6, 1000);
+        Assert.InRange(metrics["lballocator_speaker_replies_sent_total{address=\"192.0.2.211\",protocol=\"arp\"}"], 6, 1000);
+        Assert.True(metrics["lballocator_speaker_gratuitous_sent_total{address=\"192.0.2.211\"}"] >= 2, "a gratuitous request and reply on takeover");
+        Assert.True(metrics["lballocator_speaker_addresses_announced"] >= 1);
+        Assert.Equal(1, metrics["lballocator_speaker_alive"]);
+        Assert.True(metrics["lballocator_speaker_ownership_changes_total{change=\"acquired\"}"] >= 1);
+        Assert.True(metrics["lballocator_kubernetes_requests_total{method=\"PUT\",code=\"200\"}"] >= 1, "lease renewals are counted");
+        foreach (var other in Lab.Nodes.Where(n => n != owner))
+        {
+            Assert.DoesNotContain("address=\"192.0.2.211\"", (await lab.SpeakerStatusAsync(other, "/metrics")).Body, StringComparison.Ordinal);
+        }
+
+        var ready = await lab.SpeakerStatusAsync(owner, "/readyz");
+        Assert.Equal(200, ready.Code);
+        Assert.Equal("ok caches: synced\nok lease: lease lballocator-speaker-" + owner + " renewed\n", ready.Body);
+        Assert.Equal(200, (await lab.SpeakerStatusAsync(owner, "/healthz")).Code);
+
+        // One JSON object per line, with the Service, addresses and node as fields.
+        var announcing = lab.SpeakerLog(owner).Where(l => l.StartsWith('{')).Select(l => JsonNode.Parse(l)!)
+            .Single(j => (string?)j["State"]?["Service"] == "default/metrics" && ((string?)j["State"]?["{OriginalFormat}"])?.StartsWith("Announcing", StringComparison.Ordinal) == true);
+        Assert.Equal("192.0.2.211", (string?)announcing["State"]!["Addresses"]);
+        Assert.Contains(announcing["Scopes"]!.AsArray(), s => (string?)s?["Node"] == owner);
+    }
+
+    [Fact]
+    public async Task Readiness_fails_while_the_speaker_is_cut_off_from_the_api_and_recovers()
+    {
+        var node = Lab.Nodes[0];
+        lab.CutApi(node);
+        try
+        {
+            await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(node, "/readyz")).Code == 503 ? null : "still ready", TimeSpan.FromSeconds(10));
+            var body = (await lab.SpeakerStatusAsync(node, "/readyz")).Body;
+            Assert.Contains("FAIL lease: lease lballocator-speaker-" + node + " not renewed within", body, StringComparison.Ordinal);
+            // Alive all the same: restarting would not bring the API server back.
+            Assert.Equal(200, (await lab.SpeakerStatusAsync(node, "/healthz")).Code);
+            Assert.True((await MetricsAsync(node))["lballocator_speaker_lease_renew_failures_total"] >= 1);
+        }
+        finally
+        {
+            lab.RestoreApi(node);
+        }
+
+        await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(node, "/readyz")).Code == 200 ? null : "not ready again", TimeSpan.FromSeconds(15));
+    }
+
+    private async Task<Dictionary<string, double>> MetricsAsync(string node)
+    {
+        var (code, body) = await lab.SpeakerStatusAsync(node, "/metrics");
+        Assert.Equal(200, code);
+        return body.Split('\n')
+            .Where(l => l.Length > 0 && l[0] != '#')
+            .ToDictionary(l => l[..l.LastIndexOf(' ')], l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture), StringComparer.Ordinal);
+    }
+}
