@@ -7,10 +7,10 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Hosting;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
-using LbAllocator.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
@@ -26,6 +26,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private const string ServiceNameLabel = "kubernetes.io/service-name";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
+    private const string CachesGate = "caches";
 
     private readonly IKubernetes _client;
     private readonly SpeakerOptions _options;
@@ -46,8 +47,6 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
 
     // Other speakers' nodes -> local time after which the speaker counts as dead, unless its lease changes again.
-    private const string CachesGate = "caches";
-
     private readonly Dictionary<string, long> _speakerExpiry = new(StringComparer.Ordinal);
     private readonly Lock _leaseLock = new();
     private readonly SpeakerMetrics _metrics;

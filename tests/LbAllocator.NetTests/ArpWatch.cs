@@ -4,22 +4,32 @@ using System.Text.RegularExpressions;
 namespace LbAllocator.NetTests;
 
 /// <summary>
-/// Asks for one address from the client every 20 ms (arping, broadcast every time) while tcpdump records
-/// the questions and who answers them. From that record: how long two nodes answered at once, and how
-/// long nobody did.
+/// Asks for one address from the client every 20 ms (one broadcast ARP request replayed by tcpreplay)
+/// while tcpdump records the questions and who answers them. From that record: how long two nodes
+/// answered at once, and how long nobody did.
 /// </summary>
 public sealed partial class ArpWatch : IDisposable
 {
     private readonly Shell.Background _capture;
     private readonly Shell.Background _asker;
     private readonly string _ip;
+    private readonly string _request = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-question.pcap");
 
     public ArpWatch(Lab lab, string ip)
     {
         _ip = ip;
+        var client = Convert.FromHexString(lab.ClientMac.Replace(":", "", StringComparison.Ordinal));
+        var question = new byte[42];
+        Convert.FromHexString("ffffffffffff").CopyTo(question, 0);
+        client.CopyTo(question, 6);
+        Convert.FromHexString("0806" + "0001080006040001").CopyTo(question, 12);
+        client.CopyTo(question, 22);
+        System.Net.IPAddress.Parse(Lab.ClientIp).GetAddressBytes().CopyTo(question, 28);
+        System.Net.IPAddress.Parse(ip).GetAddressBytes().CopyTo(question, 38);
+        Pcap.Write(_request, [question]);
         _capture = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "-tt", "arp"]);
         Thread.Sleep(500); // tcpdump needs a moment before it captures
-        _asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "arping", "-b", "-i", "0.02", "-w", "3600", "-I", "eth0", ip]);
+        _asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "-i", "eth0", _request]);
     }
 
     /// <summary>For every question: when it was asked, and the MACs that answered before the next one.</summary>
@@ -76,6 +86,7 @@ public sealed partial class ArpWatch : IDisposable
     {
         _asker.Dispose();
         _capture.Dispose();
+        File.Delete(_request);
     }
 
     // 1764093900.123456 02:aa:..:01 > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: Request who-has 192.0.2.230 tell 192.0.2.100, length 28

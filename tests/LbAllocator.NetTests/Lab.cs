@@ -38,6 +38,8 @@ public sealed partial class Lab : IAsyncLifetime
 
     public string ClientNs => $"{_prefix}-client";
 
+    public string ClientMac { get; private set; } = "";
+
     public string NodeNs(string node) => $"{_prefix}-{node}";
 
     private string LanNs => $"{_prefix}-lan";
@@ -261,6 +263,8 @@ public sealed partial class Lab : IAsyncLifetime
         {
             Macs[node] = (await Shell.MustAsync("ip", "netns", "exec", NodeNs(node), "cat", "/sys/class/net/eth0/address")).Trim();
         }
+
+        ClientMac = (await Shell.MustAsync("ip", "netns", "exec", ClientNs, "cat", "/sys/class/net/eth0/address")).Trim();
     }
 
     private async Task SeedAsync()
@@ -328,12 +332,15 @@ public sealed partial class Lab : IAsyncLifetime
 
 internal static class Eventually
 {
-    /// <summary>Polls until the check returns null (holds); fails with the check's last complaint otherwise.</summary>
+    /// <summary>
+    /// Polls until the check returns null (holds); fails with the check's last complaint otherwise. An API
+    /// error (the double may be failing requests on purpose) counts as "not yet".
+    /// </summary>
     public static async Task HoldsAsync(Func<Task<string?>> check, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         string? complaint;
-        while ((complaint = await check()) is not null)
+        while ((complaint = await Try()) is not null)
         {
             if (DateTime.UtcNow > deadline)
             {
@@ -341,6 +348,18 @@ internal static class Eventually
             }
 
             await Task.Delay(100);
+        }
+
+        async Task<string?> Try()
+        {
+            try
+            {
+                return await check();
+            }
+            catch (k8s.Autorest.HttpOperationException e)
+            {
+                return $"API error {e.Response.StatusCode}";
+            }
         }
     }
 }

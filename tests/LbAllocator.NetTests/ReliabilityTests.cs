@@ -69,6 +69,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         await Task.Delay(1000);
         var (doubled, silent, asked) = watch.Tally();
         output.WriteLine($"owner cut off from the API server and back: {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s");
+        Assert.True(asked > 200, $"only {asked} questions were seen");
         Assert.Equal(0, doubled);
     }
 
@@ -93,7 +94,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         {
             for (var i = 0; i < ips.Length; i++)
             {
-                await lab.CreateServiceAsync($"chaos{i}", ip: ips[i]);
+                await CreateDespiteErrorsAsync($"chaos{i}", ips[i]);
                 await Task.Delay(3000);
             }
         }
@@ -101,6 +102,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         {
             await chaos.CancelAsync();
             await trouble;
+            lab.Server.FailRequestsFor(TimeSpan.Zero); // the trouble ends now, not a second later
         }
 
         var clock = Stopwatch.StartNew();
@@ -120,8 +122,11 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         const string ip = "192.0.2.217";
         await lab.CreateServiceAsync("flood", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
+        // What the nodes may answer for: the Services' addresses (speakers) and their own (the kernel).
         var owned = (await lab.Client.CoreV1.ListNamespacedServiceAsync("default")).Items
-            .SelectMany(s => s.Status?.LoadBalancer?.Ingress?.Select(i => i.Ip) ?? []).ToHashSet(StringComparer.Ordinal);
+            .SelectMany(s => s.Status?.LoadBalancer?.Ingress?.Select(i => i.Ip) ?? [])
+            .Concat(Lab.Nodes.Select((_, i) => $"192.0.2.{11 + i}"))
+            .ToHashSet(StringComparer.Ordinal);
         var pcap = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-flood.pcap");
         var replies = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-replies.pcap");
         const int count = 1_000_000;
@@ -144,7 +149,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
             var answered = Answered().Matches(text).Select(m => m.Groups["address"].Value).ToList();
             var foreign = answered.Where(a => !owned.Contains(a)).Distinct().ToList();
             output.WriteLine($"{answered.Count:N0} replies and advertisements from the nodes, for {answered.Distinct().Count()} addresses; for addresses nobody holds: {foreign.Count}");
-            Assert.Empty(foreign);
+            Assert.True(foreign.Count == 0, "answered for " + string.Join(", ", foreign));
             Assert.Contains(ip, answered);
         }
         finally
@@ -156,6 +161,26 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         // Still running, still answering.
         Assert.All(Lab.Nodes, n => Assert.False(lab.Speaker(n).HasExited, $"speaker {n} exited"));
         Assert.Equal(lab.Macs[owner], await lab.ArpingAsync(ip));
+    }
+
+    private async Task CreateDespiteErrorsAsync(string name, string ip)
+    {
+        while (true)
+        {
+            try
+            {
+                await lab.CreateServiceAsync(name, ip: ip);
+                return;
+            }
+            catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.InternalServerError)
+            {
+                await Task.Delay(200);
+            }
+            catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.Conflict)
+            {
+                return; // the create went through before the error
+            }
+        }
     }
 
     private async Task AssertOneAnswerAsync(string ip)
@@ -171,24 +196,8 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
     /// </summary>
     private static void WriteFlood(string path, int count, Random random)
     {
-        using var file = new BinaryWriter(File.Create(path));
-        file.Write(0xa1b2c3d4u); // pcap: magic, version 2.4, no timezone, snaplen, Ethernet
-        file.Write((ushort)2);
-        file.Write((ushort)4);
-        file.Write(0);
-        file.Write(0u);
-        file.Write(65535u);
-        file.Write(1u);
         var frame = new byte[128];
-        for (var i = 0; i < count; i++)
-        {
-            var length = Build(frame, random);
-            file.Write((uint)(i / 1_000_000));
-            file.Write((uint)(i % 1_000_000));
-            file.Write((uint)length);
-            file.Write((uint)length);
-            file.Write(frame, 0, length);
-        }
+        Pcap.Write(path, Enumerable.Range(0, count).Select(_ => frame[..Build(frame, random)]));
     }
 
     private static int Build(byte[] frame, Random random)
