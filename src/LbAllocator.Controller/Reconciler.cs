@@ -331,8 +331,8 @@ public sealed partial class Reconciler
     [LoggerMessage(Level = LogLevel.Information, Message = "Leading: claimed addresses of {Services} Services with {Pools} valid pools")]
     private partial void LogStarted(int services, int pools);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Service {Service}: ips={Ips} pool={Pool} error={Error}")]
-    private partial void LogReconciled(string service, string ips, string? pool, string? error);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Service {Service}: addresses={Addresses} pool={Pool} error={Error}")]
+    private partial void LogReconciled(string service, string addresses, string? pool, string? error);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);
