@@ -81,11 +81,17 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
             }
         }
 
-        var sent = address.Family == IpFamily.IPv4
-            ? Convert.ToInt32(listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: false)))
-                + Convert.ToInt32(listener.Send(Frames.GratuitousArp(address, listener.Mac, reply: true)))
-            : Convert.ToInt32(listener.Send(Frames.UnsolicitedAdvertisement(address, listener.Mac)));
-        Interlocked.Add(ref owned.Counters.GratuitousSent, sent);
+        byte[][] frames = address.Family == IpFamily.IPv4
+            ? [Frames.GratuitousArp(address, listener.Mac, reply: false), Frames.GratuitousArp(address, listener.Mac, reply: true)]
+            : [Frames.UnsolicitedAdvertisement(address, listener.Mac)];
+        foreach (var frame in frames)
+        {
+            if (listener.Send(frame))
+            {
+                Interlocked.Increment(ref owned.Counters.GratuitousSent);
+            }
+        }
+
         return true;
     }
 
