@@ -54,6 +54,50 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Ten_sigkills_of_the_controller_process_during_churn_never_double_assign_or_renumber()
+    {
+        var dir = Directory.CreateTempSubdirectory("lbt-kill");
+        var kubeconfig = Path.Combine(dir.FullName, "kubeconfig");
+        await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(_f.Server.Url.ToString()));
+        var process = StartControllerProcess(kubeconfig);
+        using var stop = new CancellationTokenSource();
+        var monitor = new AddressMonitor(_f.Client);
+        var churn = ChurnAsync(stop.Token);
+        var watching = monitor.RunAsync(stop.Token);
+        try
+        {
+            for (var kill = 0; kill < 10; kill++)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1.5));
+                process.Kill(); // SIGKILL: mid-write, no goodbye
+                await process.WaitForExitAsync();
+                process.Dispose();
+                process = StartControllerProcess(kubeconfig);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+        }
+
+        var (created, deleted) = await churn;
+        await watching;
+        try
+        {
+            var converged = await ConvergeAsync(monitor);
+            output.WriteLine($"10 SIGKILLs of the controller process; {created} Services created, {deleted} deleted; {monitor.Checks} checks; converged {converged.TotalSeconds:F1} s after the churn stopped");
+        }
+        finally
+        {
+            process.Kill();
+            process.Dispose();
+            dir.Delete(recursive: true);
+        }
+
+        Assert.Empty(monitor.Violations);
+    }
+
+    [Fact]
     public async Task Dropped_watches_and_stretches_of_500s_during_churn_converge()
     {
         await _f.StartControllerAsync("c0", leaderElection: true);
@@ -84,6 +128,27 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         var converged = await ConvergeAsync(monitor);
         output.WriteLine($"20 s of chaos: watches dropped {drops} times, {failures} one-second stretches of 500s; {created} Services created, {deleted} deleted; converged {converged.TotalSeconds:F1} s after");
         Assert.Empty(monitor.Violations);
+    }
+
+    /// <summary>`lballocator controller` as its own process (one replica, as a restarted pod), from the CLI's output folder.</summary>
+    private static Process StartControllerProcess(string kubeconfig)
+    {
+        // .../tests/LbAllocator.Controller.Tests/bin/<Configuration>/<tfm>/
+        var tfm = new DirectoryInfo(AppContext.BaseDirectory);
+        var repo = tfm.Parent!.Parent!.Parent!.Parent!.Parent!;
+        var dll = Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", tfm.Parent!.Name, tfm.Name, "lballocator.dll");
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { dll, "controller", "--kubeconfig", kubeconfig, "-n", ControllerFixture.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
     }
 
     /// <summary>Creates a Service every 40 ms and deletes a random one every third time, until cancelled.</summary>
