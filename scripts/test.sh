@@ -9,12 +9,14 @@ missing=()
 for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump tcpreplay socat curl; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
-# The install manifests are rendered with `kubectl kustomize` (kustomize v3 or later; Debian's kubernetes-client is the fallback).
-command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# The install manifests are rendered with `kubectl kustomize`, which needs kustomize v3 or later
+# (Debian's own kubernetes-client, 1.20, is too old to read deploy/).
+command -v kubectl >/dev/null || echo "warning: kubectl (1.21 or later) is not installed: the deploy tests will fail" >&2
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
