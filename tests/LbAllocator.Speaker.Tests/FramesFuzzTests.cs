@@ -14,7 +14,7 @@ namespace LbAllocator.Speaker.Tests;
 /// </summary>
 public class FramesFuzzTests(ITestOutputHelper output)
 {
-    private const int Frames = 1_100_000;
+    private const int FrameCount = 1_100_000;
     private static readonly byte[] Ours = Convert.FromHexString("020000000001");
 
     // Valid questions to mutate: an ARP request, a Neighbor Solicitation, and a DAD probe.
@@ -33,14 +33,14 @@ public class FramesFuzzTests(ITestOutputHelper output)
     public void A_million_random_and_broken_frames_never_throw_and_are_judged_like_the_rfcs_say()
     {
         var random = new Random(20261125);
-        var reply = new byte[Speaker.Frames.NeighborAdvertisementLength];
+        var reply = new byte[Frames.NeighborAdvertisementLength];
         var (arp, ndp, questions) = (0, 0, 0);
         var clock = Stopwatch.StartNew();
-        for (var i = 0; i < Frames; i++)
+        for (var i = 0; i < FrameCount; i++)
         {
             var frame = Next(random);
-            var isArp = Speaker.Frames.TryReadArpRequest(frame, Ours, out var arpTarget);
-            var isNs = Speaker.Frames.TryReadNeighborSolicitation(frame, Ours, out var nsTarget);
+            var isArp = Frames.TryReadArpRequest(frame, Ours, out var arpTarget);
+            var isNs = Frames.TryReadNeighborSolicitation(frame, Ours, out var nsTarget);
             var expectArp = ReferenceArpRequest(frame, out var expectedArpTarget);
             var expectNs = ReferenceSolicitation(frame, out var expectedNsTarget);
             if (isArp != expectArp || isNs != expectNs)
@@ -52,8 +52,8 @@ public class FramesFuzzTests(ITestOutputHelper output)
             {
                 arp++;
                 Assert.Equal(expectedArpTarget, arpTarget);
-                Speaker.Frames.WriteArpReply(frame, Ours, reply);
-                var answer = (ArpPacket)Packet.ParsePacket(LinkLayers.Ethernet, reply[..Speaker.Frames.ArpLength]).PayloadPacket;
+                Frames.WriteArpReply(frame, Ours, reply);
+                var answer = (ArpPacket)Packet.ParsePacket(LinkLayers.Ethernet, reply[..Frames.ArpLength]).PayloadPacket;
                 Assert.Equal(ArpOperation.Response, answer.Operation);
                 Assert.Equal(ToAddress(arpTarget), answer.SenderProtocolAddress);
             }
@@ -62,7 +62,7 @@ public class FramesFuzzTests(ITestOutputHelper output)
             {
                 ndp++;
                 Assert.Equal(expectedNsTarget, nsTarget);
-                Speaker.Frames.WriteNeighborAdvertisement(frame, Ours, reply);
+                Frames.WriteNeighborAdvertisement(frame, Ours, reply);
                 var answer = (IcmpV6Packet)Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket.PayloadPacket;
                 Assert.True(answer.ValidIcmpChecksum);
                 Assert.Equal(ToAddress(nsTarget), ((NdpNeighborAdvertisementPacket)answer.PayloadPacket).TargetAddress);
@@ -71,10 +71,10 @@ public class FramesFuzzTests(ITestOutputHelper output)
             questions += isArp || isNs ? 1 : 0;
         }
 
-        output.WriteLine($"{Frames:N0} frames in {clock.Elapsed.TotalSeconds:F1} s: {arp:N0} ARP requests and {ndp:N0} solicitations accepted, {Frames - questions:N0} rejected");
+        output.WriteLine($"{FrameCount:N0} frames in {clock.Elapsed.TotalSeconds:F1} s: {arp:N0} ARP requests and {ndp:N0} solicitations accepted, {FrameCount - questions:N0} rejected");
         // The mutations must leave enough valid questions for the comparison to mean something.
-        Assert.InRange(arp, Frames / 50, Frames);
-        Assert.InRange(ndp, Frames / 50, Frames);
+        Assert.InRange(arp, FrameCount / 50, FrameCount);
+        Assert.InRange(ndp, FrameCount / 50, FrameCount);
     }
 
     /// <summary>A valid question mutated a little (bytes flipped, cut short, extended) or plain noise.</summary>
