@@ -43,21 +43,8 @@ public sealed partial class Reconciler
         Advertisements = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.L2Advertisements"));
 
         Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
-        Pools.Changed += (old, now) =>
-        {
-            // Status-only updates (our own writes) change nothing that matters.
-            if (old is null || now is null || old.Metadata.Generation != now.Metadata.Generation || old.Metadata.Generation is null)
-            {
-                Enqueue(PoolsKey);
-            }
-        };
-        Advertisements.Changed += (old, now) =>
-        {
-            if (old is null || now is null || old.Metadata.Generation != now.Metadata.Generation || old.Metadata.Generation is null)
-            {
-                Enqueue(AdvertisementsKey);
-            }
-        };
+        Pools.Changed += (old, now) => Enqueue(SpecChanged(old, now) ? PoolsKey : null);
+        Advertisements.Changed += (old, now) => Enqueue(SpecChanged(old, now) ? AdvertisementsKey : null);
         Namespaces.Changed += (old, now) =>
         {
             if (!SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
@@ -276,11 +263,11 @@ public sealed partial class Reconciler
     private async Task WriteAdvertisementStatusesAsync(CancellationToken cancellationToken)
     {
         var advertisements = Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).ToList();
-        var config = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)]);
+        var problems = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)])
+            .Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
         foreach (var advertisement in advertisements)
         {
-            var problems = config.Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind && p.Name == advertisement.Metadata.Name).Select(p => p.Message).ToList();
-            var problem = problems.Count > 0 ? string.Join("; ", problems) : null;
+            var problem = problems.Contains(advertisement.Metadata.Name) ? string.Join("; ", problems[advertisement.Metadata.Name]) : null;
             if (problem is not null)
             {
                 LogInvalidAdvertisement(advertisement.Metadata.Name, problem);
@@ -324,6 +311,10 @@ public sealed partial class Reconciler
     }
 
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
+
+    /// <summary>Added, deleted or its spec edited: status-only updates (our own writes) change nothing that matters.</summary>
+    private static bool SpecChanged(IMetadata<V1ObjectMeta>? old, IMetadata<V1ObjectMeta>? now) =>
+        old is null || now is null || old.Metadata.Generation is null || old.Metadata.Generation != now.Metadata.Generation;
 
     private static bool SameLabels(IDictionary<string, string>? a, IDictionary<string, string>? b) =>
         (a?.Count ?? 0) == (b?.Count ?? 0) && (a ?? new Dictionary<string, string>()).All(kv => b!.TryGetValue(kv.Key, out var v) && v == kv.Value);

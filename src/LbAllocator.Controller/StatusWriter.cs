@@ -58,15 +58,11 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 
         if (result.Error is { } error)
         {
-            metrics.Failed(result.InvalidRequest ? "InvalidAnnotation" : "AllocationFailed");
-            if (result.InvalidRequest)
-            {
-                await _events.RecordAsync(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
-            }
-            else
-            {
-                await _events.RecordAsync(service, key, "Warning", "AllocationFailed", error, cancellationToken);
-            }
+            // The metric counts by the event's reason, so a count leads straight to the events.
+            var reason = result.InvalidRequest ? "InvalidAnnotation" : "AllocationFailed";
+            metrics.Failed(reason);
+            await _events.RecordAsync(service, key, "Warning", reason,
+                result.InvalidRequest && desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
         }
         else if (desired.Count > 0 && !held.SequenceEqual(desired))
         {
@@ -128,14 +124,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
             new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, pool.Metadata.NamespaceProperty, "ipaddresspools", pool.Metadata.Name, cancellationToken: cancellationToken);
 
-        if (!valid)
-        {
-            await _events.RecordAsync(pool, $"pool/{pool.Metadata.Name}", "Warning", "InvalidPool", message, cancellationToken);
-        }
-        else
-        {
-            _events.Forget($"pool/{pool.Metadata.Name}");
-        }
+        await ReportValidityAsync(pool, $"pool/{pool.Metadata.Name}", valid, "InvalidPool", message, cancellationToken);
     }
 
     /// <summary>Writes an advertisement's Valid condition when it changed, with a warning event when invalid.</summary>
@@ -153,14 +142,19 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = new L2AdvertisementStatus { Conditions = [condition] } });
         await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
             new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, advertisement.Metadata.NamespaceProperty, "l2advertisements", advertisement.Metadata.Name, cancellationToken: cancellationToken);
-        var key = $"l2advertisement/{advertisement.Metadata.Name}";
+        await ReportValidityAsync(advertisement, $"l2advertisement/{advertisement.Metadata.Name}", valid, "InvalidAdvertisement", message, cancellationToken);
+    }
+
+    /// <summary>A warning event while an object is invalid; once valid again, its next problem is news again.</summary>
+    private async Task ReportValidityAsync(IKubernetesObject<V1ObjectMeta> target, string key, bool valid, string reason, string message, CancellationToken cancellationToken)
+    {
         if (valid)
         {
             _events.Forget(key);
         }
         else
         {
-            await _events.RecordAsync(advertisement, key, "Warning", "InvalidAdvertisement", message, cancellationToken);
+            await _events.RecordAsync(target, key, "Warning", reason, message, cancellationToken);
         }
     }
 

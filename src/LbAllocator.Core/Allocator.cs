@@ -216,19 +216,8 @@ public sealed class Allocator
         return Result(service, previous?.Ips, previous?.Pool.Pool.Name, assignment, error) with { InvalidRequest = request is null };
     }
 
-    private static List<Ip> ParseIngress(ServiceInfo service)
-    {
-        var ips = new List<Ip>();
-        foreach (var text in service.IngressIps)
-        {
-            if (Ip.TryParse(text, out var ip, out _) && !ips.Any(other => other.Family == ip.Family))
-            {
-                ips.Add(ip);
-            }
-        }
-
-        return ips;
-    }
+    /// <summary>The addresses a Service carries in its status: at most one per family, the first listed.</summary>
+    private static List<Ip> ParseIngress(ServiceInfo service) => [.. service.IngressAddresses.DistinctBy(ip => ip.Family)];
 
     /// <summary>The held addresses if they still fit the request and the pools, topping up a missing family; else null.</summary>
     private Assignment? TryKeep(ServiceInfo service, ServiceRequest? request, IReadOnlyList<Ip> prior)

@@ -109,7 +109,7 @@ public static class Election
             return (eligible, $"no L2Advertisement covers pool \"{service.Pool}\" and this Service");
         }
 
-        var reasons = new List<string>();
+        var localWithoutEndpoints = false;
         foreach (var node in nodes)
         {
             var ads = covering.Where(ad => ad.NodeSelectors.Count == 0 || ad.NodeSelectors.Any(s => s.Matches(node.Labels))).ToList();
@@ -120,7 +120,7 @@ public static class Election
 
             if (service.LocalTrafficPolicy && service.NodesWithReadyEndpoints?.Contains(node.Name) != true)
             {
-                reasons.Add(node.Name);
+                localWithoutEndpoints = true;
                 continue;
             }
 
@@ -135,7 +135,7 @@ public static class Election
             return (eligible, null);
         }
 
-        return (eligible, reasons.Count > 0
+        return (eligible, localWithoutEndpoints
             ? "externalTrafficPolicy is Local and no eligible node has a ready endpoint"
             : $"no node with a live speaker is eligible (L2Advertisement nodeSelectors, {ExcludeLabel}, NetworkUnavailable)");
     }

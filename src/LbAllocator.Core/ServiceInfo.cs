@@ -51,6 +51,10 @@ public sealed record ServiceInfo
     /// <summary>The addresses in status.loadBalancer.ingress, claimed back after a restart.</summary>
     public IReadOnlyList<string> IngressIps { get; init; } = [];
 
+    /// <summary>The status addresses that parse, in order, without repeats (whatever wrote them).</summary>
+    public IReadOnlyList<Ip> IngressAddresses =>
+        [.. IngressIps.Select(text => Ip.TryParse(text, out var ip, out _) ? ip : (Ip?)null).OfType<Ip>().Distinct()];
+
     /// <summary>"namespace/name", built once: the allocator looks Services up by it on every call.</summary>
     public string Key => _key ??= $"{Namespace}/{Name}";
 

@@ -61,6 +61,9 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         }
     }
 
+    /// <summary>The addresses answered for now (a snapshot: SetOwned swaps in a new set).</summary>
+    public IReadOnlyCollection<Ip> OwnedAddresses => _owned.Keys;
+
     /// <summary>The packet counts of each address owned now; an address given up starts again from zero.</summary>
     public IReadOnlyDictionary<Ip, AddressCounters> Counters() => _owned.ToDictionary(kv => kv.Key, kv => kv.Value.Counters);
 

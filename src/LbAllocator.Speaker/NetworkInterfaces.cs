@@ -8,17 +8,22 @@ public sealed record NetworkInterfaceInfo(string Name, bool Up, bool Broadcast, 
 {
     /// <summary>Why the interface cannot carry announcements by default, or null if it can.</summary>
     public string? Unusable(Regex exclude) =>
+        Incapable
+        ?? (Enslaved ? "enslaved to a bond or bridge"
+        : exclude.IsMatch(Name) ? "matches the exclusion pattern"
+        : null);
+
+    /// <summary>Whether an L2Advertisement may name it: the exclusion pattern does not apply to explicit choices.</summary>
+    public bool CanCarryWhenNamed => Incapable is null;
+
+    /// <summary>Why the interface cannot carry ARP/NDP at all, or null if it can.</summary>
+    private string? Incapable =>
         !Up ? "down"
         : Loopback ? "loopback"
         : !Ethernet ? "not Ethernet"
         : !Broadcast ? "not broadcast-capable"
         : NoArp ? "NOARP"
-        : Enslaved ? "enslaved to a bond or bridge"
-        : exclude.IsMatch(Name) ? "matches the exclusion pattern"
         : null;
-
-    /// <summary>Whether an L2Advertisement may name it: the exclusion pattern does not apply to explicit choices.</summary>
-    public bool CanCarryWhenNamed => Up && !Loopback && Ethernet && Broadcast && !NoArp;
 }
 
 /// <summary>Reads the interfaces of this network namespace from sysfs.</summary>

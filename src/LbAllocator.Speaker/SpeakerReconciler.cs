@@ -267,14 +267,14 @@ public sealed partial class SpeakerReconciler : IDisposable
             }
         }
 
-        var ownedBefore = _announcer.Counters().Keys.ToHashSet();
+        var ownedBefore = _announcer.OwnedAddresses;
         foreach (var (ip, name) in _announcer.SetOwned(owned))
         {
             LogTakingOver(ip, name);
             _ = AnnounceGratuitouslyAsync(ip, name, cancellationToken);
         }
 
-        var ownedNow = _announcer.Counters().Keys.ToHashSet();
+        var ownedNow = _announcer.OwnedAddresses;
         _metrics.OwnershipChanged(acquired: ownedNow.Except(ownedBefore).Count(), released: ownedBefore.Except(ownedNow).Count());
 
         var previous = _announcedServices;
@@ -339,7 +339,7 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     private static AnnouncedService ToAnnounced(ServiceInfo service, Dictionary<string, HashSet<string>> readyNodes) => new(
         service.Key,
-        [.. service.IngressIps.Select(text => Ip.TryParse(text, out var ip, out _) ? ip : (Ip?)null).OfType<Ip>().Distinct()],
+        service.IngressAddresses,
         service.Annotations.GetValueOrDefault(ServiceAnnotations.AllocatedFromPool),
         service.Labels,
         service.TrafficPolicy == "Local",
