@@ -1,6 +1,6 @@
-using System.Globalization;
 using System.Net;
 using LbAllocator.Hosting;
+using LbAllocator.TestApiServer;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -54,11 +54,11 @@ public sealed class ObservabilityTests : IAsyncLifetime
 
             await ControllerFixture.Eventually(async () =>
             {
-                var m = Parse(await http.GetStringAsync("/metrics"));
+                var m = PrometheusText.Parse(await http.GetStringAsync("/metrics"));
                 return m.GetValueOrDefault("lballocator_pool_addresses_in_use{pool=\"tiny\",family=\"IPv4\"}") == 1
                     && m.GetValueOrDefault("lballocator_pool_addresses_in_use{pool=\"main\",family=\"IPv4\"}") == 1;
             }, "pool usage in the metrics");
-            var metrics = Parse(await http.GetStringAsync("/metrics"));
+            var metrics = PrometheusText.Parse(await http.GetStringAsync("/metrics"));
             Assert.Equal(4, metrics["lballocator_pool_addresses{pool=\"main\",family=\"IPv4\"}"]);
             Assert.Equal(4, metrics["lballocator_pool_addresses{pool=\"main\",family=\"IPv6\"}"]);
             Assert.Equal(0, metrics["lballocator_pool_addresses_in_use{pool=\"main\",family=\"IPv6\"}"]);
@@ -72,14 +72,15 @@ public sealed class ObservabilityTests : IAsyncLifetime
             Assert.True(metrics["lballocator_kubernetes_requests_total{method=\"PUT\",code=\"200\"}"] >= 2, "status writes are counted");
             Assert.True(metrics.ContainsKey("process_working_set_bytes"));
 
-            // Every request the controller made names it.
+            // The controller's requests name it (the test's own client does not).
+            Assert.Contains(_f.Server.Requests, r => r.UserAgent.StartsWith("lballocator-controller/", StringComparison.Ordinal));
             Assert.All(_f.Server.Requests.Where(r => r.UserAgent.StartsWith("lballocator", StringComparison.Ordinal)),
                 r => Assert.StartsWith("lballocator-controller/", r.UserAgent, StringComparison.Ordinal));
 
             // The API failing shows up as errors: watches dropped, and their re-lists get 500s for a while.
             _f.Server.FailRequestsFor(TimeSpan.FromSeconds(2));
             _f.Server.DropWatches();
-            await ControllerFixture.Eventually(async () => Parse(await http.GetStringAsync("/metrics")).Keys.Any(k => k.StartsWith("lballocator_kubernetes_errors_total{", StringComparison.Ordinal) && k.Contains("code=\"500\"", StringComparison.Ordinal)),
+            await ControllerFixture.Eventually(async () => PrometheusText.Parse(await http.GetStringAsync("/metrics")).Keys.Any(k => k.StartsWith("lballocator_kubernetes_errors_total{", StringComparison.Ordinal) && k.Contains("code=\"500\"", StringComparison.Ordinal)),
                 "500s counted as API errors");
         }
         finally
@@ -87,10 +88,4 @@ public sealed class ObservabilityTests : IAsyncLifetime
             await host.StopAsync();
         }
     }
-
-    /// <summary>Prometheus text format: series (name and labels as printed) to value.</summary>
-    private static Dictionary<string, double> Parse(string text) => text.Split('\n')
-        .Where(l => l.Length > 0 && l[0] != '#')
-        .Select(l => (Series: l[..l.LastIndexOf(' ')], Value: double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture)))
-        .ToDictionary(x => x.Series, x => x.Value, StringComparer.Ordinal);
 }

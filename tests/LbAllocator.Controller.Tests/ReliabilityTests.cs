@@ -30,27 +30,20 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
             await _f.StartControllerAsync("c0", leaderElection: true),
             await _f.StartControllerAsync("c1", leaderElection: true),
         };
-        using var stop = new CancellationTokenSource();
-        var monitor = new AddressMonitor(_f.Client);
-        var churn = ChurnAsync(stop.Token);
-        var watching = monitor.RunAsync(stop.Token);
-
-        for (var restart = 0; restart < 10; restart++)
+        var run = await ChurnThroughAsync(async () =>
         {
-            await Task.Delay(TimeSpan.FromSeconds(1.5));
-            // Stop whichever replica is older (every other time the leader), start a fresh one.
-            await controllers[0].StopAsync();
-            controllers.RemoveAt(0);
-            controllers.Add(await _f.StartControllerAsync($"c{restart + 2}", leaderElection: true));
-        }
-
-        await stop.CancelAsync();
-        var (created, deleted) = await churn;
-        await watching;
-        var converged = await ConvergeAsync(monitor);
-        output.WriteLine($"10 restarts; {created} Services created, {deleted} deleted; {monitor.Checks} checks of every Service; converged {converged.TotalSeconds:F1} s after the churn stopped");
-        Assert.Empty(monitor.Violations);
-        Assert.True(created > 100, $"only {created} Services were created");
+            for (var restart = 0; restart < 10; restart++)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1.5));
+                // Stop whichever replica is older (every other time the leader), start a fresh one.
+                await controllers[0].StopAsync();
+                controllers.RemoveAt(0);
+                controllers.Add(await _f.StartControllerAsync($"c{restart + 2}", leaderElection: true));
+            }
+        });
+        output.WriteLine($"10 restarts; {run}");
+        Assert.Empty(run.Violations);
+        Assert.True(run.Created > 100, $"only {run.Created} Services were created");
     }
 
     [Fact]
@@ -60,20 +53,73 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         var kubeconfig = Path.Combine(dir.FullName, "kubeconfig");
         await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(_f.Server.Url.ToString()));
         var process = StartControllerProcess(kubeconfig);
+        try
+        {
+            var run = await ChurnThroughAsync(async () =>
+            {
+                for (var kill = 0; kill < 10; kill++)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1.5));
+                    process.Kill(); // SIGKILL: mid-write, no goodbye
+                    await process.WaitForExitAsync();
+                    process.Dispose();
+                    process = StartControllerProcess(kubeconfig);
+                }
+            });
+            output.WriteLine($"10 SIGKILLs of the controller process; {run}");
+            Assert.Empty(run.Violations);
+        }
+        finally
+        {
+            process.Kill();
+            process.Dispose();
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Dropped_watches_and_stretches_of_500s_during_churn_converge()
+    {
+        await _f.StartControllerAsync("c0", leaderElection: true);
+        await _f.StartControllerAsync("c1", leaderElection: true);
+        var drops = 0;
+        var failures = 0;
+        var run = await ChurnThroughAsync(async () =>
+        {
+            var chaos = Stopwatch.StartNew();
+            while (chaos.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2));
+                _f.Server.DropWatches();
+                drops++;
+                if (drops % 2 == 0)
+                {
+                    _f.Server.FailRequestsFor(TimeSpan.FromSeconds(1));
+                    failures++;
+                }
+            }
+        });
+        output.WriteLine($"20 s of chaos: watches dropped {drops} times, {failures} one-second stretches of 500s; {run}");
+        Assert.Empty(run.Violations);
+    }
+
+    /// <summary>What a churn run saw: Services created and deleted, monitor checks, violations, time to converge.</summary>
+    private sealed record ChurnRun(int Created, int Deleted, int Checks, IReadOnlyList<string> Violations, TimeSpan Converged)
+    {
+        public override string ToString() =>
+            $"{Created} Services created, {Deleted} deleted; {Checks} checks of every Service; converged {Converged.TotalSeconds:F1} s after the churn stopped";
+    }
+
+    /// <summary>Runs <paramref name="trouble"/> while Services come and go under a monitor, then waits until every Service has an address.</summary>
+    private async Task<ChurnRun> ChurnThroughAsync(Func<Task> trouble)
+    {
         using var stop = new CancellationTokenSource();
         var monitor = new AddressMonitor(_f.Client);
         var churn = ChurnAsync(stop.Token);
         var watching = monitor.RunAsync(stop.Token);
         try
         {
-            for (var kill = 0; kill < 10; kill++)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(1.5));
-                process.Kill(); // SIGKILL: mid-write, no goodbye
-                await process.WaitForExitAsync();
-                process.Dispose();
-                process = StartControllerProcess(kubeconfig);
-            }
+            await trouble();
         }
         finally
         {
@@ -82,52 +128,8 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
 
         var (created, deleted) = await churn;
         await watching;
-        try
-        {
-            var converged = await ConvergeAsync(monitor);
-            output.WriteLine($"10 SIGKILLs of the controller process; {created} Services created, {deleted} deleted; {monitor.Checks} checks; converged {converged.TotalSeconds:F1} s after the churn stopped");
-        }
-        finally
-        {
-            process.Kill();
-            process.Dispose();
-            dir.Delete(recursive: true);
-        }
-
-        Assert.Empty(monitor.Violations);
-    }
-
-    [Fact]
-    public async Task Dropped_watches_and_stretches_of_500s_during_churn_converge()
-    {
-        await _f.StartControllerAsync("c0", leaderElection: true);
-        await _f.StartControllerAsync("c1", leaderElection: true);
-        using var stop = new CancellationTokenSource();
-        var monitor = new AddressMonitor(_f.Client);
-        var churn = ChurnAsync(stop.Token);
-        var watching = monitor.RunAsync(stop.Token);
-
-        var drops = 0;
-        var failures = 0;
-        var chaos = Stopwatch.StartNew();
-        while (chaos.Elapsed < TimeSpan.FromSeconds(20))
-        {
-            await Task.Delay(TimeSpan.FromSeconds(2));
-            _f.Server.DropWatches();
-            drops++;
-            if (drops % 2 == 0)
-            {
-                _f.Server.FailRequestsFor(TimeSpan.FromSeconds(1));
-                failures++;
-            }
-        }
-
-        await stop.CancelAsync();
-        var (created, deleted) = await churn;
-        await watching;
         var converged = await ConvergeAsync(monitor);
-        output.WriteLine($"20 s of chaos: watches dropped {drops} times, {failures} one-second stretches of 500s; {created} Services created, {deleted} deleted; converged {converged.TotalSeconds:F1} s after");
-        Assert.Empty(monitor.Violations);
+        return new ChurnRun(created, deleted, monitor.Checks, monitor.Violations, converged);
     }
 
     /// <summary>`lballocator controller` as its own process (one replica, as a restarted pod), from the CLI's output folder.</summary>

@@ -227,7 +227,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
                 + "87000000" + "00000000" + "20010db8000000000000000000000200").CopyTo(frame, 14);
             frame[77] = (byte)random.Next(0x00, 0x30);
             frame[53] = frame[77];
-            BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(56), IcmpV6Checksum(frame.AsSpan(22, 32), frame.AsSpan(54, 24)));
+            BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(56), Speaker.Frames.IcmpV6Checksum(frame.AsSpan(22, 16), frame.AsSpan(38, 16), frame.AsSpan(54, 24)));
             length = 78;
         }
         else
@@ -249,28 +249,6 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         }
 
         return random.Next(6) == 0 ? random.Next(14, length) : length;
-    }
-
-    /// <summary>RFC 8200 section 8.1: one's complement sum of the pseudo-header (addresses, length, next header 58) and the message.</summary>
-    private static ushort IcmpV6Checksum(ReadOnlySpan<byte> addresses, ReadOnlySpan<byte> message)
-    {
-        var sum = (uint)message.Length + 58;
-        for (var i = 0; i < addresses.Length; i += 2)
-        {
-            sum += BinaryPrimitives.ReadUInt16BigEndian(addresses[i..]);
-        }
-
-        for (var i = 0; i < message.Length; i += 2)
-        {
-            sum += BinaryPrimitives.ReadUInt16BigEndian(message[i..]);
-        }
-
-        while (sum > 0xffff)
-        {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-
-        return (ushort)~sum;
     }
 
     // "ARP, Reply 192.0.2.217 is-at ..." and "ICMP6, neighbor advertisement, tgt is 2001:db8::200, ..."

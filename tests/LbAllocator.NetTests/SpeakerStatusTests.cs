@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json.Nodes;
 
 namespace LbAllocator.NetTests;
@@ -69,8 +68,6 @@ public class SpeakerStatusTests(Lab lab)
     {
         var (code, body) = await lab.SpeakerStatusAsync(node, "/metrics");
         Assert.Equal(200, code);
-        return body.Split('\n')
-            .Where(l => l.Length > 0 && l[0] != '#')
-            .ToDictionary(l => l[..l.LastIndexOf(' ')], l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture), StringComparer.Ordinal);
+        return LbAllocator.TestApiServer.PrometheusText.Parse(body);
     }
 }
