@@ -33,7 +33,7 @@ public sealed partial class ArpWatch : IDisposable
     }
 
     /// <summary>For every question: when it was asked, and the MACs that answered before the next one.</summary>
-    public IReadOnlyList<(double At, HashSet<string> Answers)> Questions()
+    private List<(double At, HashSet<string> Answers)> Questions()
     {
         var questions = new List<(double At, HashSet<string> Answers)>();
         foreach (var line in _capture.Lines)
@@ -60,9 +60,9 @@ public sealed partial class ArpWatch : IDisposable
     }
 
     /// <summary>Seconds during which questions got answers from two or more MACs, and during which they got none.</summary>
-    public (double Double, double Silent, int Asked) Tally(double from = 0, double to = double.MaxValue)
+    public (double Double, double Silent, int Asked) Tally()
     {
-        var questions = Questions().Where(q => q.At >= from && q.At < to).ToList();
+        var questions = Questions();
         var (doubled, silent) = (0.0, 0.0);
         for (var i = 0; i + 1 < questions.Count; i++)
         {
@@ -79,8 +79,6 @@ public sealed partial class ArpWatch : IDisposable
 
         return (doubled, silent, questions.Count);
     }
-
-    public static double Now => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
 
     public void Dispose()
     {
