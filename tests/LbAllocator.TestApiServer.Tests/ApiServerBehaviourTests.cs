@@ -173,7 +173,12 @@ public sealed class ApiServerBehaviourTests : IAsyncLifetime
             {
             }
         });
-        await Task.Delay(200);
+        // The watch must have reached the server before it is dropped; a fixed delay was not enough on a busy machine.
+        while (_server.OpenWatches == 0 && !cts.IsCancellationRequested)
+        {
+            await Task.Delay(10);
+        }
+
         _server.DropWatches();
         var ended = await Task.WhenAny(watch, Task.Delay(5000));
 

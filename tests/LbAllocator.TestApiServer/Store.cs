@@ -193,6 +193,18 @@ public sealed class Store
         }
     }
 
+    /// <summary>How many watches are open now, so a test can act once its watch has reached the server.</summary>
+    public int OpenWatches
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _watchers.Count;
+            }
+        }
+    }
+
     /// <summary>Closes every open watch abruptly, as a dropped connection or an API server restart would.</summary>
     public void DropWatches()
     {

@@ -83,6 +83,8 @@ public sealed class TestApiServer : IAsyncDisposable
     /// <summary>Closes every open watch stream abruptly.</summary>
     public void DropWatches() => Store.DropWatches();
 
+    public int OpenWatches => Store.OpenWatches;
+
     /// <summary>The next <paramref name="count"/> requests get 500 Internal Server Error.</summary>
     public void FailRequests(int count) => Interlocked.Exchange(ref _failNext, count);
 
