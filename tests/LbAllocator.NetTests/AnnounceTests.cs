@@ -42,8 +42,7 @@ public class AnnounceTests(Lab lab)
     {
         await lab.CreateServiceAsync("failover", ip: "192.0.2.201");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.201");
-        using var capture = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "arp"]);
-        await Task.Delay(500); // let tcpdump start listening
+        using var capture = await Shell.CaptureAsync(lab.ClientNs, "-n", "-e", "-l", "arp");
 
         var killed = Stopwatch.StartNew();
         await lab.Speaker(owner).SignalAsync("KILL");

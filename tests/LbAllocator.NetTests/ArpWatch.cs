@@ -13,11 +13,18 @@ public sealed partial class ArpWatch : IDisposable
     private readonly Shell.Background _capture;
     private readonly Shell.Background _asker;
     private readonly string _ip;
-    private readonly string _request = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-question.pcap");
+    private readonly string _request;
 
-    public ArpWatch(Lab lab, string ip)
+    private ArpWatch(string ip, string request, Shell.Background capture, Shell.Background asker)
     {
         _ip = ip;
+        _request = request;
+        _capture = capture;
+        _asker = asker;
+    }
+
+    public static async Task<ArpWatch> StartAsync(Lab lab, string ip)
+    {
         var client = Convert.FromHexString(lab.ClientMac.Replace(":", "", StringComparison.Ordinal));
         var question = new byte[42];
         Convert.FromHexString("ffffffffffff").CopyTo(question, 0);
@@ -26,10 +33,11 @@ public sealed partial class ArpWatch : IDisposable
         client.CopyTo(question, 22);
         System.Net.IPAddress.Parse(Lab.ClientIp).GetAddressBytes().CopyTo(question, 28);
         System.Net.IPAddress.Parse(ip).GetAddressBytes().CopyTo(question, 38);
-        Pcap.Write(_request, [question]);
-        _capture = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-e", "-l", "-tt", "arp"]);
-        Thread.Sleep(500); // tcpdump needs a moment before it captures
-        _asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "-i", "eth0", _request]);
+        var request = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-question.pcap");
+        Pcap.Write(request, [question]);
+        var capture = await Shell.CaptureAsync(lab.ClientNs, "-n", "-e", "-l", "-tt", "arp");
+        var asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "-i", "eth0", request]);
+        return new ArpWatch(ip, request, capture, asker);
     }
 
     /// <summary>For every question: when it was asked, and the MACs that answered before the next one.</summary>

@@ -20,7 +20,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         const string ip = "192.0.2.212";
         await lab.CreateServiceAsync("flap", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
-        using var watch = new ArpWatch(lab, ip);
+        using var watch = await ArpWatch.StartAsync(lab, ip);
         var failovers = new List<double>();
         for (var kill = 0; kill < 20; kill++)
         {
@@ -51,7 +51,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         const string ip = "192.0.2.213";
         await lab.CreateServiceAsync("partition", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
-        using var watch = new ArpWatch(lab, ip);
+        using var watch = await ArpWatch.StartAsync(lab, ip);
         await Task.Delay(1000);
         lab.CutApi(owner);
         try
@@ -134,10 +134,9 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
         try
         {
             var macs = string.Join(" or ", lab.Macs.Values.Select(m => $"ether src {m}"));
-            using (new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpdump", "-i", "eth0", "-n", "-w", replies, "-U",
-                $"({macs}) and ((arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136))"]))
+            using (await Shell.CaptureAsync(lab.ClientNs, "-n", "-w", replies, "-U",
+                $"({macs}) and ((arp and arp[6:2] = 2) or (icmp6 and ip6[40] = 136))"))
             {
-                await Task.Delay(500);
                 var clock = Stopwatch.StartNew();
                 var sent = await Shell.MustAsync("ip", "netns", "exec", lab.ClientNs, "tcpreplay", "--topspeed", "-i", "eth0", pcap);
                 output.WriteLine($"{count:N0} frames replayed in {clock.Elapsed.TotalSeconds:F1} s: {Regex.Match(sent, @"Actual: .*").Value}");

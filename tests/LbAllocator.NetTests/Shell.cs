@@ -27,6 +27,29 @@ public static class Shell
         return code == 0 ? output : throw new InvalidOperationException($"{file} {string.Join(' ', args)} exited {code}: {output}");
     }
 
+    /// <summary>
+    /// tcpdump on eth0 in <paramref name="ns"/>, returned once it says it is listening, so no frame sent
+    /// after this returns is missed.
+    /// </summary>
+    public static async Task<Background> CaptureAsync(string ns, params string[] tcpdumpArgs)
+    {
+        var capture = new Background("ip", ["netns", "exec", ns, "tcpdump", "-i", "eth0", .. tcpdumpArgs]);
+        var started = Stopwatch.StartNew();
+        while (!capture.Lines.Any(l => l.Contains("listening on ", StringComparison.Ordinal)))
+        {
+            if (capture.HasExited || started.Elapsed > TimeSpan.FromSeconds(10))
+            {
+                var lines = string.Join(" | ", capture.Lines);
+                capture.Dispose();
+                throw new InvalidOperationException($"tcpdump in {ns} did not start listening: {lines}");
+            }
+
+            await Task.Delay(10);
+        }
+
+        return capture;
+    }
+
     /// <summary>A long-running process whose output is kept for diagnostics and for tests that read it.</summary>
     public sealed class Background : IDisposable
     {
