@@ -46,9 +46,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1L2Advertisement> _ads;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
 
-    // Other speakers' nodes -> local time after which the speaker counts as dead, unless its lease changes again.
-    private readonly Dictionary<string, long> _speakerExpiry = new(StringComparer.Ordinal);
-    private readonly Lock _leaseLock = new();
+    private readonly SpeakerLiveness _liveness;
     private readonly SpeakerMetrics _metrics;
     private readonly Health _health;
     private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
@@ -78,7 +76,16 @@ public sealed partial class SpeakerReconciler : IDisposable
         _ads = Watch(Sources.Advertisements(client, options.Namespace));
         _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
-        _leases.Changed += OnLeaseChanged;
+        _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
+        // Only a speaker coming alive or leaving wakes a pass: a renewal of a live one changes no election
+        // input, and expiries are picked up by the pass scheduled for them.
+        _leases.Changed += (old, lease) =>
+        {
+            if (_liveness.Observe(old, lease))
+            {
+                _queue.Add(Everything);
+            }
+        };
         lease.HealthChanged += () => _queue.Add(Everything);
 
         ResourceCache<T> Watch<T>(ResourceSource<T> source) where T : class, IKubernetesObject<V1ObjectMeta>
@@ -167,50 +174,6 @@ public sealed partial class SpeakerReconciler : IDisposable
         if (!scanned.SequenceEqual(_interfaces))
         {
             _interfaces = scanned;
-            _queue.Add(Everything);
-        }
-    }
-
-    /// <summary>
-    /// Tracks when each other speaker expires. Only a speaker coming alive or leaving wakes a pass: a renewal
-    /// of a live one changes no election input, and expiries are picked up by the pass scheduled for them.
-    /// </summary>
-    private void OnLeaseChanged(V1Lease? old, V1Lease? lease)
-    {
-        var node = (lease ?? old)?.Spec?.HolderIdentity;
-        if (node is null || node == _options.NodeName)
-        {
-            return; // our own liveness is what we know of our renewals, not what the watch echoes back
-        }
-
-        bool changed;
-        lock (_leaseLock)
-        {
-            var now = _time.GetTimestamp();
-            var wasAlive = _speakerExpiry.TryGetValue(node, out var expiry) && expiry > now;
-            if (lease is null)
-            {
-                _speakerExpiry.Remove(node);
-                changed = wasAlive;
-            }
-            else
-            {
-                // Measured on our own clock from when we saw the change, so clock skew between nodes does not
-                // matter; only on first sight (at start-up) does the lease's renewTime say how old it already is.
-                var remaining = _options.LeaseDuration;
-                if (old is null && lease.Spec?.RenewTime is { } renewed)
-                {
-                    var age = _time.GetUtcNow().UtcDateTime - renewed.ToUniversalTime();
-                    remaining -= age < TimeSpan.Zero ? TimeSpan.Zero : age;
-                }
-
-                _speakerExpiry[node] = now + (long)(Math.Max(0, remaining.TotalSeconds) * _time.TimestampFrequency);
-                changed = !wasAlive && remaining > TimeSpan.Zero;
-            }
-        }
-
-        if (changed)
-        {
             _queue.Add(Everything);
         }
     }
@@ -315,19 +278,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     /// <summary>Nodes whose speaker is alive, and how long until the first of them expires.</summary>
     private (HashSet<string> Alive, TimeSpan? NextExpiry) LiveSpeakers()
     {
-        var alive = new HashSet<string>(StringComparer.Ordinal);
-        TimeSpan? next = null;
-        var now = _time.GetTimestamp();
-        lock (_leaseLock)
-        {
-            foreach (var (node, expiry) in _speakerExpiry.Where(kv => kv.Value > now))
-            {
-                alive.Add(node);
-                var left = TimeSpan.FromSeconds((double)(expiry - now) / _time.TimestampFrequency);
-                next = next is null || left < next ? left : next;
-            }
-        }
-
+        var (alive, next) = _liveness.Others();
         _lease.CheckHealth();
         if (_lease.Healthy)
         {

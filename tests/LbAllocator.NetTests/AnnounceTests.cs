@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using k8s;
 using k8s.Models;
+using Xunit.Abstractions;
 
 namespace LbAllocator.NetTests;
 
@@ -10,7 +11,7 @@ namespace LbAllocator.NetTests;
 /// one after another; each uses its own Service and leaves every speaker running.
 /// </summary>
 [Collection(LabCollection.Name)]
-public class AnnounceTests(Lab lab)
+public class AnnounceTests(Lab lab, ITestOutputHelper output)
 {
     [Fact]
     public async Task Arping_and_ndisc6_get_the_owners_mac()
@@ -114,6 +115,7 @@ public class AnnounceTests(Lab lab)
     {
         await lab.CreateServiceAsync("fenced", ip: "192.0.2.207");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.207");
+        using var watch = await ArpWatch.StartAsync(lab, "192.0.2.207");
         // Every API request fails: no speaker can renew, so each must fall silent before its lease could
         // have expired in anyone's eyes (3 s), rather than keep answering while another might take over.
         lab.Server.FailRequestsFor(TimeSpan.FromSeconds(8));
@@ -123,8 +125,16 @@ public class AnnounceTests(Lab lab)
         Assert.True(outage.Elapsed < TimeSpan.FromSeconds(5), $"answered for {outage.Elapsed.TotalSeconds:F1} s without a lease");
         Assert.Contains(lab.SpeakerLog(owner), l => l.Contains("not renewed in time", StringComparison.Ordinal));
 
-        // The API comes back: the same node (same election inputs) answers again.
+        // The API comes back: the same node (same election inputs) answers again, and no other node answers
+        // meanwhile, though every speaker missed the others' renewals during the outage and its watches
+        // come back only after their retry delays.
         Assert.Equal(owner, await lab.WaitForArpOwnerAsync("192.0.2.207", timeout: TimeSpan.FromSeconds(30)));
+        await Task.Delay(TimeSpan.FromSeconds(6));
+        var (doubled, silent, asked) = watch.Tally();
+        output.WriteLine($"API outage of 8 s: {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s");
+        Assert.True(asked > 500, $"only {asked} questions were seen");
+        Assert.Equal(0, doubled);
+        Assert.Equal(owner, await lab.WaitForArpOwnerAsync("192.0.2.207"));
     }
 
     private static V1Patch ExcludePatch(string value) =>
