@@ -6,7 +6,7 @@ namespace LbAllocator.Controller;
 /// <summary>The controller's metrics. Failure reasons are the event reasons, so a count leads straight to the events.</summary>
 public sealed class ControllerMetrics(IMetricFactory factory)
 {
-    private readonly Gauge _poolAddresses = factory.CreateGauge("lballocator_pool_addresses", "Addresses in each pool in use, by family (the leader reports).", ["pool", "family"]);
+    private readonly Gauge _poolAddresses = factory.CreateGauge("lballocator_pool_addresses", "Addresses in each pool, assigned or free, by family (the leader reports).", ["pool", "family"]);
 
     private readonly Gauge _poolInUse = factory.CreateGauge("lballocator_pool_addresses_in_use", "Addresses of each pool assigned to Services, by family (the leader reports).", ["pool", "family"]);
 

@@ -20,14 +20,11 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 
     private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, logger);
 
-    public static IReadOnlyList<string> IngressIps(V1Service service) =>
-        service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [];
-
     /// <summary>Brings the Service in line with the allocator's result.</summary>
     public async Task ApplyAsync(V1Service service, AllocationResult result, CancellationToken cancellationToken)
     {
         var key = result.Key;
-        var held = IngressIps(service);
+        var held = ObjectMapper.IngressIps(service);
         var desired = result.Ips.Select(ip => ip.ToString()).ToList();
 
         // A Service we do not manage is left alone, unless it still shows addresses we gave it.
@@ -103,7 +100,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var valid = problem is null;
         var message = valid ? "the pool is valid" : stale ? $"{problem}; still serving its last valid spec" : $"{problem}; the pool is not used";
         var condition = ValidCondition(
-            pool.Status?.Conditions, valid, valid ? "Valid" : stale ? "InvalidSpecLastValidInUse" : "InvalidSpec", message, pool.Metadata.Generation);
+            Valid(pool.Status?.Conditions), valid, valid ? "Valid" : stale ? "InvalidSpecLastValidInUse" : "InvalidSpec", message, pool.Metadata.Generation);
         var status = new IPAddressPoolStatus
         {
             AssignedIPv4 = Saturate(stats?.AssignedIPv4),
@@ -132,8 +129,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     {
         var valid = problem is null;
         var message = valid ? "the advertisement is valid" : $"{problem}; the advertisement is not used";
-        var condition = ValidCondition(advertisement.Status?.Conditions, valid, valid ? "Valid" : "InvalidSpec", message, advertisement.Metadata.Generation);
-        var old = advertisement.Status?.Conditions?.FirstOrDefault(c => c.Type == "Valid");
+        var old = Valid(advertisement.Status?.Conditions);
+        var condition = ValidCondition(old, valid, valid ? "Valid" : "InvalidSpec", message, advertisement.Metadata.Generation);
         if (old is not null && old.Status == condition.Status && old.Message == condition.Message && old.ObservedGeneration == condition.ObservedGeneration)
         {
             return;
@@ -158,10 +155,11 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         }
     }
 
-    /// <summary>The Valid condition; its transition time moves only when its status flips.</summary>
-    private static V1Condition ValidCondition(IList<V1Condition>? conditions, bool valid, string reason, string message, long? generation)
+    private static V1Condition? Valid(IList<V1Condition>? conditions) => conditions?.FirstOrDefault(c => c.Type == "Valid");
+
+    /// <summary>The Valid condition replacing <paramref name="old"/>; its transition time moves only when its status flips.</summary>
+    private static V1Condition ValidCondition(V1Condition? old, bool valid, string reason, string message, long? generation)
     {
-        var old = conditions?.FirstOrDefault(c => c.Type == "Valid");
         var status = valid ? "True" : "False";
         return new V1Condition
         {

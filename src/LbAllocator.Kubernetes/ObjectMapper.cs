@@ -41,8 +41,12 @@ public static class ObjectMapper
         Ports = service.Spec?.Ports?.Select(p => new ServicePort(p.Protocol ?? "TCP", p.Port)).ToList() ?? [],
         ExternalTrafficPolicy = service.Spec?.ExternalTrafficPolicy,
         Selector = Dictionary(service.Spec?.Selector),
-        IngressIps = service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [],
+        IngressIps = IngressIps(service),
     };
+
+    /// <summary>The addresses in a Service's status.loadBalancer.ingress, as written (hostnames skipped).</summary>
+    public static IReadOnlyList<string> IngressIps(V1Service service) =>
+        service.Status?.LoadBalancer?.Ingress?.Where(i => !string.IsNullOrEmpty(i.Ip)).Select(i => i.Ip).ToList() ?? [];
 
     private static List<LabelSelectorSpec>? Selectors(IList<V1LabelSelector>? selectors) =>
         selectors?.Select(s => new LabelSelectorSpec(

@@ -19,6 +19,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
+
     /// <summary>
     /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
     /// on), opening and closing captures as needed. Returns the (address, interface) pairs that are new, which
@@ -74,11 +75,10 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
     public bool AnnounceGratuitously(Ip address, string interfaceName)
     {
         Listener? listener;
-        Owned? owned;
+        AddressCounters? counters;
         lock (_lock)
         {
-            if (!_owned.TryGetValue(address, out owned) || !owned.Interfaces.Contains(interfaceName, StringComparer.Ordinal)
-                || !_listeners.TryGetValue(interfaceName, out listener))
+            if ((counters = OwnedOn(address, interfaceName)) is null || !_listeners.TryGetValue(interfaceName, out listener))
             {
                 return false;
             }
@@ -91,7 +91,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
         {
             if (listener.Send(frame))
             {
-                Interlocked.Increment(ref owned.Counters.GratuitousSent);
+                Interlocked.Increment(ref counters.GratuitousSent);
             }
         }
 

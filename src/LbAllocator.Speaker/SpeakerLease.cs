@@ -133,31 +133,33 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             }
         }
 
-        _current.Spec ??= new V1LeaseSpec();
-        _current.Spec.HolderIdentity = options.NodeName;
-        _current.Spec.LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds);
-        _current.Spec.RenewTime = now;
-        _current.Metadata.Labels ??= new Dictionary<string, string>();
-        _current.Metadata.Labels[ComponentLabel] = ComponentValue;
-        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(_current, Name, options.Namespace, cancellationToken: cancellationToken);
+        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(Stamp(_current, now), Name, options.Namespace, cancellationToken: cancellationToken);
     }
 
-    private V1Lease NewLease(DateTime now) => new()
+    private V1Lease NewLease(DateTime now) => Stamp(
+        new V1Lease
+        {
+            Metadata = new V1ObjectMeta
+            {
+                Name = Name,
+                NamespaceProperty = options.Namespace,
+                Labels = new Dictionary<string, string> { ["app.kubernetes.io/name"] = "lballocator" },
+            },
+            Spec = new V1LeaseSpec { AcquireTime = now },
+        },
+        now);
+
+    /// <summary>Makes the lease ours and fresh, with the label the speakers' lease watch selects on.</summary>
+    private V1Lease Stamp(V1Lease lease, DateTime now)
     {
-        Metadata = new V1ObjectMeta
-        {
-            Name = Name,
-            NamespaceProperty = options.Namespace,
-            Labels = new Dictionary<string, string> { [ComponentLabel] = ComponentValue, ["app.kubernetes.io/name"] = "lballocator" },
-        },
-        Spec = new V1LeaseSpec
-        {
-            HolderIdentity = options.NodeName,
-            LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds),
-            AcquireTime = now,
-            RenewTime = now,
-        },
-    };
+        lease.Spec ??= new V1LeaseSpec();
+        lease.Spec.HolderIdentity = options.NodeName;
+        lease.Spec.LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds);
+        lease.Spec.RenewTime = now;
+        lease.Metadata.Labels ??= new Dictionary<string, string>();
+        lease.Metadata.Labels[ComponentLabel] = ComponentValue;
+        return lease;
+    }
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew lease {Lease}")]
     private partial void LogRenewFailed(Exception exception, string lease);
