@@ -40,7 +40,8 @@ public sealed class SpeakerMetrics
         _ownershipChanges.WithLabels("released").Inc(released);
     }
 
-    private void Export(IReadOnlyDictionary<Ip, AddressCounters> counters)
+    /// <summary>Copies the announcer's per-address counts into the registry (before each scrape).</summary>
+    internal void Export(IReadOnlyDictionary<Ip, AddressCounters> counters)
     {
         lock (_exported)
         {
@@ -63,10 +64,24 @@ public sealed class SpeakerMetrics
                 var address = ip.ToString();
                 var protocol = ip.Family == IpFamily.IPv4 ? "arp" : "ndp";
                 _exported.Add(address);
-                _requests.WithLabels(address, protocol).IncTo(c.Requests);
-                _replies.WithLabels(address, protocol).IncTo(c.Replies);
-                _gratuitous.WithLabels(address).IncTo(c.Gratuitous);
+                Follow(_requests, c.Requests, address, protocol);
+                Follow(_replies, c.Replies, address, protocol);
+                Follow(_gratuitous, c.Gratuitous, address);
             }
         }
+    }
+
+    /// <summary>
+    /// Sets a series to a count. A count below the series is a reset (the address was given up and taken
+    /// again between two scrapes): the series starts over too, as Prometheus expects of a counter.
+    /// </summary>
+    private static void Follow(Counter counter, long count, params string[] labels)
+    {
+        if (counter.WithLabels(labels).Value > count)
+        {
+            counter.RemoveLabelled(labels);
+        }
+
+        counter.WithLabels(labels).IncTo(count);
     }
 }
