@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The speaker's tests talk to real ARP/NDP peers in network namespaces: they need root, libpcap and these tools.
+# The real-API tier runs kube-apiserver (from $KUBEBUILDER_ASSETS) on Debian's etcd.
 missing=()
-for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump tcpreplay socat curl; do
+for package in iproute2 libpcap0.8 iputils-arping ndisc6 tcpdump tcpreplay socat curl iptables etcd-server; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
@@ -18,11 +19,19 @@ fi
 # (Debian's own kubernetes-client, 1.20, is too old to read deploy/).
 command -v kubectl >/dev/null || echo "warning: kubectl (1.21 or later) is not installed: the deploy tests will fail" >&2
 
+# The real-API tier: kube-apiserver from a directory in KUBEBUILDER_ASSETS (envtest's convention). Without
+# one, those tests are skipped (outside CI) and the summary says so.
+real_api="real-API tier: kube-apiserver from $KUBEBUILDER_ASSETS"
+if [ ! -x "${KUBEBUILDER_ASSETS:-}/kube-apiserver" ]; then
+    real_api="real-API tier skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver v1.28+ (CI uses ../shared/kube; envtest's setup-envtest downloads one)"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 dotnet test LbAllocator.sln --configuration Release 2>&1 | tee "$log" || status=$?
 
+echo "$real_api"
 # dotnet test prints one summary line per test project: "Failed!  - Failed: 1, Passed: 2, Skipped: 0, ..."
 awk '/(Passed|Failed)! +- +Failed: /{
     gsub(",", ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) }

@@ -14,7 +14,7 @@ public class DeployTests
     private const string Ns = "lballocator-system";
     private static readonly IReadOnlyList<object> Objects = InstallManifests.Objects;
 
-    private static readonly Dictionary<string, Type> OurKinds = new(StringComparer.Ordinal)
+    internal static readonly Dictionary<string, Type> OurKinds = new(StringComparer.Ordinal)
     {
         [$"{Api.GroupVersion}/IPAddressPool"] = typeof(V1Alpha1IPAddressPool),
         [$"{Api.GroupVersion}/L2Advertisement"] = typeof(V1Alpha1L2Advertisement),
