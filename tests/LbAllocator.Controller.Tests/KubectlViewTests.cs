@@ -2,6 +2,7 @@ using k8s;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.TestApiServer;
+using Xunit.Abstractions;
 
 namespace LbAllocator.Controller.Tests;
 
@@ -10,7 +11,7 @@ namespace LbAllocator.Controller.Tests;
 /// events, `kubectl get ipaddresspools` and `kubectl get l2advertisements` with their printer columns.
 /// </summary>
 [Collection(RealClusterCollection.Name)]
-public sealed class KubectlViewTests(RealCluster cluster) : IAsyncLifetime
+public sealed class KubectlViewTests(RealCluster cluster, ITestOutputHelper output) : IAsyncLifetime
 {
     private ControllerFixture _f = null!;
 
@@ -114,9 +115,17 @@ public sealed class KubectlViewTests(RealCluster cluster) : IAsyncLifetime
 
     private static readonly IEqualityComparer<string[]> RowComparer = EqualityComparer<string[]>.Create((a, b) => a!.SequenceEqual(b!), r => r.Length);
 
-    private Task<string> DescribeAsync(string service) => _f.Real.KubectlMustAsync("describe", "svc", service, "-n", _f.ServiceNs);
+    private Task<string> DescribeAsync(string service) => KubectlAsync("describe", "svc", service, "-n", _f.ServiceNs);
 
-    private async Task<List<Dictionary<string, string>>> GetAsync(string resource) => KubectlTable.Parse(await _f.Real.KubectlMustAsync("get", resource, "-n", _f.Ns));
+    private async Task<List<Dictionary<string, string>>> GetAsync(string resource) => KubectlTable.Parse(await KubectlAsync("get", resource, "-n", _f.Ns));
+
+    /// <summary>kubectl's output, also in the test's output: what the user saw when a check failed.</summary>
+    private async Task<string> KubectlAsync(params string[] args)
+    {
+        var text = await _f.Real.KubectlMustAsync(args);
+        output.WriteLine($"$ kubectl {string.Join(' ', args)}\n{text}");
+        return text;
+    }
 
     // Every column the printer columns of our CRDs declare, but AGE.
     private static readonly string[] PoolColumns = ["NAME", "AUTO ASSIGN", "ADDRESSES", "ASSIGNED", "AVAILABLE", "VALID"];
