@@ -46,7 +46,7 @@ public sealed class KubectlViewTests(RealCluster cluster, ITestOutputHelper outp
     }
 
     [RealApiFact]
-    public async Task Get_ipaddresspools_shows_each_pools_usage_and_validity()
+    public async Task Get_ipaddresspools_shows_each_pools_usage_and_validity_and_describe_says_why()
     {
         // As an operator writes them: autoAssign defaults to true from the schema.
         await _f.ApplyAsync($$"""
@@ -80,6 +80,13 @@ public sealed class KubectlViewTests(RealCluster cluster, ITestOutputHelper outp
         ];
         await ControllerFixture.Eventually(async () => Columns(await GetAsync("ipaddresspools"), PoolColumns).SequenceEqual(expected, RowComparer),
             $"kubectl get ipaddresspools shows\n{string.Join('\n', expected.Select(r => string.Join(" | ", r)))}");
+
+        // VALID False: `kubectl describe ipaddresspool` says why, in the condition and in a warning event.
+        var described = await KubectlAsync("describe", "ipaddresspool", "broken", "-n", _f.Ns);
+        Assert.Contains("spec.addresses[0]: \"203.0.113.5/24\" has host bits set", described, StringComparison.Ordinal);
+        var invalid = Assert.Single(KubectlTable.DescribedEvents(described));
+        Assert.Equal(("Warning", "InvalidPool", "lballocator-controller"), (invalid["Type"], invalid["Reason"], invalid["From"]));
+        Assert.EndsWith("the pool is not used", invalid["Message"], StringComparison.Ordinal);
     }
 
     [RealApiFact]

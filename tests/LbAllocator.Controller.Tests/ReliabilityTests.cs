@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using k8s.Models;
 using k8s;
+using k8s.Models;
 using LbAllocator.TestApiServer;
 using Xunit.Abstractions;
 
@@ -196,7 +196,7 @@ internal static class Churn
             }
             catch (k8s.Autorest.HttpOperationException)
             {
-                // The API server is failing requests on purpose.
+                // The double is failing requests on purpose.
             }
 
             await Task.Delay(40, CancellationToken.None);
