@@ -33,7 +33,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             return;
         }
 
-        if (!held.SequenceEqual(desired) || !(service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode == "VIP"))
+        // No ipMode is VIP too: servers that know the field (1.29+) default it to VIP, older ones drop it on every write.
+        if (!held.SequenceEqual(desired) || !(service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode is null or "VIP"))
         {
             service = await WriteIngressAsync(service, desired, cancellationToken);
         }

@@ -1,27 +1,81 @@
 using k8s;
 using k8s.Models;
 using LbAllocator.Kubernetes.Crds;
+using LbAllocator.TestApiServer;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace LbAllocator.Controller.Tests;
 
-/// <summary>A test API server and controllers running against it, all stopped and removed at the end.</summary>
+/// <summary>
+/// The API one controller test runs against, and the controllers it started, all stopped and cleaned up at the end.
+/// The API is the real kube-apiserver of a <see cref="RealCluster"/> (shared by the tests of a collection; each test
+/// gets namespaces of its own) or, for the faults a real server cannot give on demand (500s, dropped watches,
+/// 410 Gone), the in-process double.
+/// </summary>
 public sealed class ControllerFixture : IAsyncDisposable
 {
-    public const string Ns = "lballocator-system";
     private readonly List<RunningController> _controllers = [];
+    private readonly TestApiServer.TestApiServer? _double;
+    private readonly KubeApiServer? _real;
+    private readonly KubernetesClientConfiguration _configuration;
+    private readonly DirectoryInfo? _ownDirectory;
 
-    private ControllerFixture(TestApiServer.TestApiServer server)
+    private ControllerFixture(string kubeconfig, string ns, string serviceNs, TestApiServer.TestApiServer? fake, KubeApiServer? real, DirectoryInfo? ownDirectory)
     {
-        Server = server;
-        Client = server.CreateClient();
+        Kubeconfig = kubeconfig;
+        Ns = ns;
+        ServiceNs = serviceNs;
+        _double = fake;
+        _real = real;
+        _ownDirectory = ownDirectory;
+        _configuration = KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig);
+        Client = new k8s.Kubernetes(_configuration);
     }
 
-    public TestApiServer.TestApiServer Server { get; }
+    /// <summary>The controllers' namespace: pools, advertisements and the leader Lease.</summary>
+    public string Ns { get; }
+
+    /// <summary>Where the test's Services live.</summary>
+    public string ServiceNs { get; }
+
+    /// <summary>An admin kubeconfig file, for a controller run as its own process or host.</summary>
+    public string Kubeconfig { get; }
+
+    /// <summary>The test's own client (admin).</summary>
     public k8s.Kubernetes Client { get; }
 
-    public static async Task<ControllerFixture> StartAsync() => new(await TestApiServer.TestApiServer.StartAsync(bookmarkInterval: TimeSpan.FromMilliseconds(500)));
+    /// <summary>Every request the controllers started here made, seen from their side: countable on any server.</summary>
+    public RequestLog ControllerRequests { get; } = new();
+
+    /// <summary>The double, to inject faults; a test on the real server has none.</summary>
+    public TestApiServer.TestApiServer Faults => _double ?? throw new InvalidOperationException("faults on demand need the double (StartDoubleAsync)");
+
+    /// <summary>The real server, for kubectl; a test on the double has none.</summary>
+    public KubeApiServer Real => _real ?? throw new InvalidOperationException("kubectl needs the real server (StartAsync(RealCluster))");
+
+    /// <summary>A test on the real server: namespaces of its own for the controller and for its Services.</summary>
+    public static async Task<ControllerFixture> StartAsync(RealCluster cluster)
+    {
+        var id = cluster.NextTestId();
+        var fixture = new ControllerFixture(cluster.Server.AdminKubeconfig, $"{id}-system", id, null, cluster.Server, null);
+        foreach (var ns in new[] { fixture.Ns, fixture.ServiceNs })
+        {
+            await fixture.Client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } });
+        }
+
+        return fixture;
+    }
+
+    /// <summary>A test on a double of its own, for faults on demand.</summary>
+    public static async Task<ControllerFixture> StartDoubleAsync()
+    {
+        var server = await TestApiServer.TestApiServer.StartAsync(bookmarkInterval: TimeSpan.FromMilliseconds(500));
+        var dir = Directory.CreateTempSubdirectory("lbt-ctl");
+        var kubeconfig = Path.Combine(dir.FullName, "kubeconfig");
+        await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(server.Url.ToString()));
+        return new ControllerFixture(kubeconfig, "lballocator-system", "default", server, null, dir);
+    }
 
     public sealed class RunningController(Reconciler reconciler, ControllerService service)
     {
@@ -55,7 +109,7 @@ public sealed class ControllerFixture : IAsyncDisposable
             RenewDeadline = TimeSpan.FromSeconds(2),
             RetryPeriod = TimeSpan.FromMilliseconds(500),
         };
-        var client = Server.CreateClient();
+        var client = new k8s.Kubernetes(_configuration, ControllerRequests.NewHandler());
         var metrics = new ControllerMetrics(Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry()));
         var reconciler = new Reconciler(client, options, metrics, NullLoggerFactory.Instance);
         var service = new ControllerService(client, reconciler, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), NullLogger<ControllerService>.Instance);
@@ -65,26 +119,42 @@ public sealed class ControllerFixture : IAsyncDisposable
         return running;
     }
 
+    /// <summary>Applies manifests into the controller's namespace with kubectl, as an operator would.</summary>
+    public async Task ApplyAsync(string yaml)
+    {
+        var (code, output, error) = await Real.KubectlAsync(["apply", "-n", Ns, "-f", "-"], stdin: yaml);
+        Assert.True(code == 0, $"kubectl apply exited {code}: {error}{output}");
+    }
+
     public Task CreatePoolAsync(string name, params string[] addresses) =>
         Client.CustomObjects.CreateNamespacedCustomObjectAsync(
             new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = name }, Spec = new IPAddressPoolSpec { Addresses = addresses } },
             Api.Group, Api.Version, Ns, "ipaddresspools");
 
-    public Task<V1Service> CreateServiceAsync(string name, string ns = "default", Dictionary<string, string>? annotations = null, int port = 80) =>
-        Client.CoreV1.CreateNamespacedServiceAsync(new V1Service
-        {
-            Metadata = new V1ObjectMeta { Name = name, Annotations = annotations },
-            Spec = new V1ServiceSpec { Type = "LoadBalancer", Ports = [new V1ServicePort { Port = port, Protocol = "TCP" }], IpFamilies = ["IPv4"], IpFamilyPolicy = "SingleStack" },
-        }, ns);
+    public Task<V1Service> CreateServiceAsync(string name, Dictionary<string, string>? annotations = null) =>
+        Client.CoreV1.CreateNamespacedServiceAsync(NewService(name, annotations), ServiceNs);
 
-    public async Task<string?> IngressAsync(string name, string ns = "default")
+    /// <summary>An IPv4 single-stack Service of type LoadBalancer, as the tests create them.</summary>
+    public static V1Service NewService(string name, Dictionary<string, string>? annotations = null) => new()
     {
-        var svc = await Client.CoreV1.ReadNamespacedServiceAsync(name, ns);
+        Metadata = new V1ObjectMeta { Name = name, Annotations = annotations },
+        Spec = new V1ServiceSpec { Type = "LoadBalancer", Ports = [new V1ServicePort { Port = 80, Protocol = "TCP" }], IpFamilies = ["IPv4"], IpFamilyPolicy = "SingleStack" },
+    };
+
+    public async Task<IList<V1Service>> ServicesAsync() => (await Client.CoreV1.ListNamespacedServiceAsync(ServiceNs)).Items;
+
+    /// <summary>Whether every Service of the test holds exactly one address.</summary>
+    public async Task<bool> AllServedAsync() => (await ServicesAsync()).All(s => s.Status?.LoadBalancer?.Ingress?.Count == 1);
+
+    public async Task<string?> IngressAsync(string name)
+    {
+        var svc = await Client.CoreV1.ReadNamespacedServiceAsync(name, ServiceNs);
         return svc.Status?.LoadBalancer?.Ingress?.FirstOrDefault()?.Ip;
     }
 
-    public async Task<IReadOnlyList<Corev1Event>> EventsAsync(string name, string ns = "default") =>
-        [.. (await Client.CoreV1.ListNamespacedEventAsync(ns)).Items.Where(e => e.InvolvedObject.Name == name)];
+    /// <summary>Events on the named object in <paramref name="ns"/> (the Services' namespace unless given).</summary>
+    public async Task<IReadOnlyList<Corev1Event>> EventsAsync(string name, string? ns = null) =>
+        [.. (await Client.CoreV1.ListNamespacedEventAsync(ns ?? ServiceNs)).Items.Where(e => e.InvolvedObject.Name == name)];
 
     public Task<V1Alpha1IPAddressPool> PoolAsync(string name) =>
         Client.CustomObjects.GetNamespacedCustomObjectAsync<V1Alpha1IPAddressPool>(Api.Group, Api.Version, Ns, "ipaddresspools", name);
@@ -123,7 +193,22 @@ public sealed class ControllerFixture : IAsyncDisposable
             await controller.StopAsync();
         }
 
+        if (_real is not null)
+        {
+            // Every controller watches Services in all namespaces: the next test's must not find these. (Deleting the
+            // namespaces would not help: with no controller-manager, a namespace's contents are never removed.)
+            foreach (var service in await ServicesAsync())
+            {
+                await Client.CoreV1.DeleteNamespacedServiceAsync(service.Metadata.Name, ServiceNs);
+            }
+        }
+
         Client.Dispose();
-        await Server.DisposeAsync();
+        if (_double is not null)
+        {
+            await _double.DisposeAsync();
+        }
+
+        _ownDirectory?.Delete(recursive: true);
     }
 }

@@ -1,28 +1,30 @@
 using System.Diagnostics;
 using k8s;
 using k8s.Models;
+using LbAllocator.TestApiServer;
 using Xunit.Abstractions;
 
 namespace LbAllocator.Controller.Tests;
 
 /// <summary>
-/// The controller under churn: restarted over and over, its watches dropped and its API calls failing,
-/// while Services come and go. No address may ever be held by two Services, none may be renumbered, and
+/// The controller under churn on the real server: restarted over and over, or killed with SIGKILL, while
+/// Services come and go. No address may ever be held by two Services, none may be renumbered, and
 /// everything converges once the trouble stops.
 /// </summary>
-public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
+[Collection(RealClusterCollection.Name)]
+public sealed class ReliabilityTests(RealCluster cluster, ITestOutputHelper output) : IAsyncLifetime
 {
     private ControllerFixture _f = null!;
 
     public async Task InitializeAsync()
     {
-        _f = await ControllerFixture.StartAsync();
+        _f = await ControllerFixture.StartAsync(cluster);
         await _f.CreatePoolAsync("main", "192.0.2.0/24", "198.51.100.0/24");
     }
 
     public async Task DisposeAsync() => await _f.DisposeAsync();
 
-    [Fact]
+    [RealApiFact]
     public async Task Ten_controller_restarts_during_churn_never_double_assign_or_renumber()
     {
         var controllers = new List<ControllerFixture.RunningController>
@@ -30,7 +32,7 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
             await _f.StartControllerAsync("c0", leaderElection: true),
             await _f.StartControllerAsync("c1", leaderElection: true),
         };
-        var run = await ChurnThroughAsync(async () =>
+        var run = await Churn.ThroughAsync(_f, async () =>
         {
             for (var restart = 0; restart < 10; restart++)
             {
@@ -46,16 +48,13 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.True(run.Created > 100, $"only {run.Created} Services were created");
     }
 
-    [Fact]
+    [RealApiFact]
     public async Task Ten_sigkills_of_the_controller_process_during_churn_never_double_assign_or_renumber()
     {
-        var dir = Directory.CreateTempSubdirectory("lbt-kill");
-        var kubeconfig = Path.Combine(dir.FullName, "kubeconfig");
-        await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(_f.Server.Url.ToString()));
-        var process = StartControllerProcess(kubeconfig);
+        var process = StartControllerProcess();
         try
         {
-            var run = await ChurnThroughAsync(async () =>
+            var run = await Churn.ThroughAsync(_f, async () =>
             {
                 for (var kill = 0; kill < 10; kill++)
                 {
@@ -63,7 +62,7 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
                     process.Kill(); // SIGKILL: mid-write, no goodbye
                     await process.WaitForExitAsync();
                     process.Dispose();
-                    process = StartControllerProcess(kubeconfig);
+                    process = StartControllerProcess();
                 }
             });
             output.WriteLine($"10 SIGKILLs of the controller process; {run}");
@@ -73,9 +72,43 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         {
             process.Kill();
             process.Dispose();
-            dir.Delete(recursive: true);
         }
     }
+
+    /// <summary>`lballocator controller` as its own process (one replica, as a restarted pod), from the CLI's output folder.</summary>
+    private Process StartControllerProcess()
+    {
+        // .../tests/LbAllocator.Controller.Tests/bin/<Configuration>/<tfm>/
+        var tfm = new DirectoryInfo(AppContext.BaseDirectory);
+        var repo = tfm.Parent!.Parent!.Parent!.Parent!.Parent!;
+        var dll = Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", tfm.Parent!.Name, tfm.Name, "lballocator.dll");
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { dll, "controller", "--kubeconfig", _f.Kubeconfig, "-n", _f.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+}
+
+/// <summary>The controller under churn on the double, for what a real server cannot do on demand: drop watches and fail.</summary>
+public sealed class ReliabilityFaultTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private ControllerFixture _f = null!;
+
+    public async Task InitializeAsync()
+    {
+        _f = await ControllerFixture.StartDoubleAsync();
+        await _f.CreatePoolAsync("main", "192.0.2.0/24", "198.51.100.0/24");
+    }
+
+    public async Task DisposeAsync() => await _f.DisposeAsync();
 
     [Fact]
     public async Task Dropped_watches_and_stretches_of_500s_during_churn_converge()
@@ -84,17 +117,17 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         await _f.StartControllerAsync("c1", leaderElection: true);
         var drops = 0;
         var failures = 0;
-        var run = await ChurnThroughAsync(async () =>
+        var run = await Churn.ThroughAsync(_f, async () =>
         {
             var chaos = Stopwatch.StartNew();
             while (chaos.Elapsed < TimeSpan.FromSeconds(20))
             {
                 await Task.Delay(TimeSpan.FromSeconds(2));
-                _f.Server.DropWatches();
+                _f.Faults.DropWatches();
                 drops++;
                 if (drops % 2 == 0)
                 {
-                    _f.Server.FailRequestsFor(TimeSpan.FromSeconds(1));
+                    _f.Faults.FailRequestsFor(TimeSpan.FromSeconds(1));
                     failures++;
                 }
             }
@@ -102,20 +135,27 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"20 s of chaos: watches dropped {drops} times, {failures} one-second stretches of 500s; {run}");
         Assert.Empty(run.Violations);
     }
+}
 
+/// <summary>
+/// Services coming and going (one created every 40 ms, a random one deleted every third time) under a monitor
+/// that lists them over and over, while some trouble runs; then the wait until every Service is served.
+/// </summary>
+internal static class Churn
+{
     /// <summary>What a churn run saw: Services created and deleted, monitor checks, violations, time to converge.</summary>
-    private sealed record ChurnRun(int Created, int Deleted, int Checks, IReadOnlyList<string> Violations, TimeSpan Converged)
+    public sealed record Run(int Created, int Deleted, int Checks, IReadOnlyList<string> Violations, TimeSpan Converged)
     {
         public override string ToString() =>
             $"{Created} Services created, {Deleted} deleted; {Checks} checks of every Service; converged {Converged.TotalSeconds:F1} s after the churn stopped";
     }
 
     /// <summary>Runs <paramref name="trouble"/> while Services come and go under a monitor, then waits until every Service has an address.</summary>
-    private async Task<ChurnRun> ChurnThroughAsync(Func<Task> trouble)
+    public static async Task<Run> ThroughAsync(ControllerFixture f, Func<Task> trouble)
     {
         using var stop = new CancellationTokenSource();
-        var monitor = new AddressMonitor(_f.Client);
-        var churn = ChurnAsync(stop.Token);
+        var monitor = new AddressMonitor(f);
+        var churn = CreateAndDeleteAsync(f, stop.Token);
         var watching = monitor.RunAsync(stop.Token);
         try
         {
@@ -128,33 +168,12 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
 
         var (created, deleted) = await churn;
         await watching;
-        var converged = await ConvergeAsync(monitor);
-        return new ChurnRun(created, deleted, monitor.Checks, monitor.Violations, converged);
-    }
-
-    /// <summary>`lballocator controller` as its own process (one replica, as a restarted pod), from the CLI's output folder.</summary>
-    private static Process StartControllerProcess(string kubeconfig)
-    {
-        // .../tests/LbAllocator.Controller.Tests/bin/<Configuration>/<tfm>/
-        var tfm = new DirectoryInfo(AppContext.BaseDirectory);
-        var repo = tfm.Parent!.Parent!.Parent!.Parent!.Parent!;
-        var dll = Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", tfm.Parent!.Name, tfm.Name, "lballocator.dll");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { dll, "controller", "--kubeconfig", kubeconfig, "-n", ControllerFixture.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning" })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
+        var converged = await ConvergeAsync(f, monitor);
+        return new Run(created, deleted, monitor.Checks, monitor.Violations, converged);
     }
 
     /// <summary>Creates a Service every 40 ms and deletes a random one every third time, until cancelled.</summary>
-    private async Task<(int Created, int Deleted)> ChurnAsync(CancellationToken cancellationToken)
+    private static async Task<(int Created, int Deleted)> CreateAndDeleteAsync(ControllerFixture f, CancellationToken cancellationToken)
     {
         var random = new Random(42);
         var live = new List<string>();
@@ -164,20 +183,20 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
             try
             {
                 var name = $"churn-{created}";
-                await _f.CreateServiceAsync(name);
+                await f.CreateServiceAsync(name);
                 live.Add(name);
                 created++;
                 if (created % 3 == 0 && live.Count > 0)
                 {
                     var victim = live[random.Next(live.Count)];
-                    await _f.Client.CoreV1.DeleteNamespacedServiceAsync(victim, "default", cancellationToken: CancellationToken.None);
+                    await f.Client.CoreV1.DeleteNamespacedServiceAsync(victim, f.ServiceNs, cancellationToken: CancellationToken.None);
                     live.Remove(victim);
                     deleted++;
                 }
             }
             catch (k8s.Autorest.HttpOperationException)
             {
-                // The API server is failing requests on purpose.
+                // The double is failing requests on purpose.
             }
 
             await Task.Delay(40, CancellationToken.None);
@@ -187,12 +206,12 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     /// <summary>Waits until every Service has an address; the time it took.</summary>
-    private async Task<TimeSpan> ConvergeAsync(AddressMonitor monitor)
+    private static async Task<TimeSpan> ConvergeAsync(ControllerFixture f, AddressMonitor monitor)
     {
         var clock = Stopwatch.StartNew();
         await ControllerFixture.Eventually(async () =>
         {
-            var services = (await _f.Client.CoreV1.ListNamespacedServiceAsync("default")).Items;
+            var services = await f.ServicesAsync();
             monitor.Check(services);
             return services.All(s => s.Status?.LoadBalancer?.Ingress?.Count > 0);
         }, "every Service has an address", TimeSpan.FromSeconds(30));
@@ -200,7 +219,7 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     /// <summary>Lists the Services over and over and records any address held twice or any Service renumbered.</summary>
-    private sealed class AddressMonitor(IKubernetes client)
+    private sealed class AddressMonitor(ControllerFixture f)
     {
         private readonly Dictionary<string, string> _first = new(StringComparer.Ordinal);
 
@@ -214,7 +233,7 @@ public sealed class ReliabilityTests(ITestOutputHelper output) : IAsyncLifetime
             {
                 try
                 {
-                    Check((await client.CoreV1.ListNamespacedServiceAsync("default", cancellationToken: CancellationToken.None)).Items);
+                    Check(await f.ServicesAsync());
                 }
                 catch (k8s.Autorest.HttpOperationException)
                 {
