@@ -143,7 +143,7 @@ public sealed class ControllerTests(RealCluster cluster) : IAsyncLifetime
         await ControllerFixture.Eventually(async () => await _f.IngressAsync("web") == "192.0.2.0", "web is served");
 
         await _f.Client.CustomObjects.PatchNamespacedCustomObjectAsync(
-            new V1Patch("""{"spec":{"addresses":["not-a-cidr"]}}""", V1Patch.PatchType.MergePatch), Api.Group, Api.Version, _f.Ns, "ipaddresspools", "main");
+            new V1Patch("""{"spec":{"addresses":["192.0.2.5/24"]}}""", V1Patch.PatchType.MergePatch), Api.Group, Api.Version, _f.Ns, "ipaddresspools", "main");
         await _f.CreateServiceAsync("api");
 
         await ControllerFixture.Eventually(async () => await _f.IngressAsync("api") == "192.0.2.1", "new services still get addresses from the last valid spec");
