@@ -102,12 +102,10 @@ public sealed partial class Lab : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        foreach (var (node, speaker) in _speakers)
+        foreach (var speaker in _speakers.Values)
         {
-            File.WriteAllLines($"/tmp/labdebug-{node}.log", speaker.Lines); // DEBUG
             speaker.Dispose();
         }
-        if (Server is not null) File.WriteAllText("/tmp/labdebug-audit.log", string.Join("\n", Server.AuditEvents().Select(e => $"{e.User} {e.Call} {e.Code}"))); // DEBUG
 
         if (_controller is not null)
         {
