@@ -19,22 +19,26 @@ public class RbacTests(Lab lab)
         [("controller", "", "services/status", "get")] = "a fresh read after a 409 conflict on the status write",
     };
 
+    /// <summary>What RBAC refused the components so far, for a message: a path that stalls may be why.</summary>
+    private string Refused() =>
+        string.Concat(lab.Forbidden().Select(e => $"\n  403 for {e.User}: {e.Call}").Distinct());
+
     [RealApiFact]
     public async Task The_install_rbac_allows_every_call_the_components_make_and_nothing_they_do_not()
     {
         // Exercise every path: announce, hand over on SIGTERM (lease deleted, status moved), delete.
         await lab.CreateServiceAsync("rbac", ip: "192.0.2.210");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
-        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet" + Refused(), TimeSpan.FromSeconds(10));
         await lab.Speaker(owner).SignalAsync("TERM");
         var successor = await lab.WaitForArpOwnerAsync("192.0.2.210", not: owner);
-        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == successor ? null : "status not moved yet", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == successor ? null : "status not moved yet" + Refused(), TimeSpan.FromSeconds(10));
         lab.StartSpeaker(owner);
         await lab.WaitForSpeakersAsync([owner]);
         await lab.Client.CoreV1.DeleteNamespacedServiceAsync("rbac", "default");
-        await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted" + Refused(), TimeSpan.FromSeconds(10));
 
-        Assert.Empty(lab.Forbidden().Select(e => $"{e.User}: {e.Call}"));
+        Assert.True(Refused().Length == 0, Refused());
         var audited = lab.Server.AuditEvents();
         foreach (var (component, user) in new[] { ("controller", Lab.ControllerUser), ("speaker", Lab.SpeakerUser) })
         {
