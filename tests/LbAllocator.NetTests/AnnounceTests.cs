@@ -11,8 +11,14 @@ namespace LbAllocator.NetTests;
 /// one after another; each uses its own Service and leaves every speaker running.
 /// </summary>
 [Collection(LabCollection.Name)]
-public class AnnounceTests(Lab lab, ITestOutputHelper output)
+public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
 {
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
     [RealApiFact]
     public async Task Arping_and_ndisc6_get_the_owners_mac()
     {

@@ -4,8 +4,14 @@ namespace LbAllocator.NetTests;
 
 /// <summary>What a user sees with kubectl, read by its column headers, against what happens on the LAN.</summary>
 [Collection(LabCollection.Name)]
-public partial class KubectlTests(Lab lab)
+public partial class KubectlTests(Lab lab) : IAsyncLifetime
 {
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
     private const string Ip = "192.0.2.208";
 
     [RealApiFact]

@@ -138,6 +138,22 @@ public sealed partial class Lab : IAsyncLifetime
     public IEnumerable<AuditEvent> Forbidden() =>
         Server.AuditEvents().Where(e => e.Code == 403 && e.User is ControllerUser or SpeakerUser);
 
+    /// <summary>
+    /// Each lab test takes one when it starts and asserts at its end that RBAC refused none of the components'
+    /// requests meanwhile: a verb missing from deploy/ fails the test that exercised it, whatever it asserts.
+    /// </summary>
+    public RefusalCheck CheckRefusals() => new(this, [.. Forbidden().Select(e => e.AuditId)]);
+
+    public sealed class RefusalCheck(Lab lab, HashSet<string> before)
+    {
+        public Task AssertNoneAsync()
+        {
+            var refused = lab.Forbidden().Where(e => !before.Contains(e.AuditId)).Select(e => $"{e.User}: {e.Call}").Distinct().ToList();
+            Assert.True(refused.Count == 0, "RBAC refused requests of the components during this test (403):\n" + string.Join("\n", refused));
+            return Task.CompletedTask;
+        }
+    }
+
     /// <summary>Starts (or restarts) the speaker process of a node inside its namespace.</summary>
     public void StartSpeaker(string node)
     {

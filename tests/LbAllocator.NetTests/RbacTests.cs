@@ -9,8 +9,14 @@ namespace LbAllocator.NetTests;
 /// rules, and every rule is used.
 /// </summary>
 [Collection(LabCollection.Name)]
-public class RbacTests(Lab lab)
+public class RbacTests(Lab lab) : IAsyncLifetime
 {
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
     private const string Ns = Lab.InstallNamespace;
 
     /// <summary>Rules no run exercises on purpose, and why they are needed anyway.</summary>

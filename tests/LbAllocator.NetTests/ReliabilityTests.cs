@@ -12,8 +12,14 @@ namespace LbAllocator.NetTests;
 /// connections reset and nodes cut in turn, a flood of random and broken frames. Figures go to the test output.
 /// </summary>
 [Collection(LabCollection.Name)]
-public partial class ReliabilityTests(Lab lab, ITestOutputHelper output)
+public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
 {
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
     [RealApiFact]
     public async Task Twenty_owner_kills_never_have_two_nodes_answering()
     {

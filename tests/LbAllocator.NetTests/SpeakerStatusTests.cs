@@ -4,8 +4,14 @@ namespace LbAllocator.NetTests;
 
 /// <summary>The speaker's /metrics, /healthz and /readyz as Prometheus and the kubelet see them, and its JSON logs.</summary>
 [Collection(LabCollection.Name)]
-public class SpeakerStatusTests(Lab lab)
+public class SpeakerStatusTests(Lab lab) : IAsyncLifetime
 {
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
     [RealApiFact]
     public async Task The_owner_counts_requests_replies_and_gratuitous_packets_per_address()
     {
