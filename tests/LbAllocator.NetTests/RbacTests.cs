@@ -4,19 +4,13 @@ namespace LbAllocator.NetTests;
 
 /// <summary>
 /// deploy/rbac.yaml against the requests a running controller and running speakers actually send, as the
-/// real server's audit log records them under each component's ServiceAccount: RBAC itself refused none
-/// (the lab checks that once more over the whole run when it stops), every call is allowed by the rendered
-/// rules, and every rule is used.
+/// real server's audit log records them under each component's ServiceAccount (every call of the run so
+/// far, this test's own paths included): every call is allowed by the rendered rules, and every rule is used.
+/// That the real authorizer refused none is checked by every lab test for its own span (<see cref="Lab.CheckRefusals"/>).
 /// </summary>
 [Collection(LabCollection.Name)]
 public class RbacTests(Lab lab) : IAsyncLifetime
 {
-    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public Task DisposeAsync() => _rbac.AssertNoneAsync();
-
     private const string Ns = Lab.InstallNamespace;
 
     /// <summary>Rules no run exercises on purpose, and why they are needed anyway.</summary>
@@ -24,6 +18,12 @@ public class RbacTests(Lab lab) : IAsyncLifetime
     {
         [("controller", "", "services/status", "get")] = "a fresh read after a 409 conflict on the status write",
     };
+
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
 
     /// <summary>What RBAC refused the components so far, for a message: a path that stalls may be why.</summary>
     private string Refused() =>
@@ -44,7 +44,6 @@ public class RbacTests(Lab lab) : IAsyncLifetime
         await lab.Client.CoreV1.DeleteNamespacedServiceAsync("rbac", "default");
         await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted" + Refused(), TimeSpan.FromSeconds(10));
 
-        Assert.True(Refused().Length == 0, Refused());
         var audited = lab.Server.AuditEvents();
         foreach (var (component, user) in new[] { ("controller", Lab.ControllerUser), ("speaker", Lab.SpeakerUser) })
         {
