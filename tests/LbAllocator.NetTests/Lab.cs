@@ -9,11 +9,13 @@ using Microsoft.Extensions.Hosting;
 namespace LbAllocator.NetTests;
 
 /// <summary>
-/// A small layer-2 network made of network namespaces: three "nodes" and a "client" on one bridge (which
-/// lives in a namespace of its own), the test API server double reachable from each node through a
-/// forwarder on the node's 127.0.0.1:6443, the controller in this process, and a speaker process per node.
-/// Only documentation addresses are used (192.0.2.0/24, 2001:db8::/64); everything is deleted afterwards,
-/// and namespaces left behind by a test run that died are removed before a new lab starts.
+/// A small cluster made of network namespaces. The LAN: three "nodes" and a "client" on one bridge (in a
+/// namespace of its own), 192.0.2.0/24 and 2001:db8::/64. Beside it a management network, so that the LAN
+/// and the API path fail independently: a second bridge namespace, the nodes' mgmt0 (198.51.100.1x/24) and
+/// one root-namespace veth holding 198.51.100.1, where a real kube-apiserver listens (audited, RBAC as the
+/// judge). The install manifests are applied with kubectl; the controller runs in this process and a speaker
+/// process per node, each on its own ServiceAccount's token. Everything is deleted afterwards, and what a
+/// test run that died left behind (keyed by its process id) is removed before a new lab starts.
 /// </summary>
 public sealed partial class Lab : IAsyncLifetime
 {
@@ -23,13 +25,23 @@ public sealed partial class Lab : IAsyncLifetime
     /// <summary>The client's address on the LAN (nodes are .11, .12, .13).</summary>
     public const string ClientIp = "192.0.2.100";
 
+    /// <summary>The API server's address on the management network (nodes are 198.51.100.11, .12, .13).</summary>
+    public const string ApiIp = "198.51.100.1";
+
+    public const string ControllerUser = "system:serviceaccount:" + InstallNamespace + ":lballocator-controller";
+    public const string SpeakerUser = "system:serviceaccount:" + InstallNamespace + ":lballocator-speaker";
+
+    /// <summary>Marks the rules that cut a node from the API server, to delete exactly those.</summary>
+    private const string CutComment = "lballocator-lab-cut";
+
     private readonly string _prefix = $"lbt{Environment.ProcessId}";
     private readonly string _dir = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}");
     private readonly Dictionary<string, Shell.Background> _speakers = [];
-    private readonly Dictionary<string, Shell.Background> _forwarders = [];
     private IHost? _controller;
+    private string _speakerKubeconfig = "";
 
-    public LbAllocator.TestApiServer.TestApiServer Server { get; private set; } = null!;
+    /// <summary>The real API server; the lab's own requests go through <see cref="Client"/> as the admin.</summary>
+    public KubeApiServer Server { get; private set; } = null!;
 
     public k8s.Kubernetes Client { get; private set; } = null!;
 
@@ -44,6 +56,11 @@ public sealed partial class Lab : IAsyncLifetime
 
     private string LanNs => $"{_prefix}-lan";
 
+    private string MgmtNs => $"{_prefix}-mgmt";
+
+    /// <summary>The management network's end in the root namespace (deleted with its peer, named for leftovers).</summary>
+    private string RootVeth => $"{_prefix}-m";
+
     public IReadOnlyList<string> SpeakerLog(string node) => _speakers[node].Lines;
 
     /// <summary>Extra `lballocator speaker` options for every speaker (the benchmark's timings); none in the tests.</summary>
@@ -51,24 +68,25 @@ public sealed partial class Lab : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        if (RealApi.SkipReason is not null)
+        {
+            return; // every test is skipped with the reason
+        }
+
         await RemoveLeftoversAsync();
         Directory.CreateDirectory(_dir);
         await BuildNetworkAsync();
 
-        var socket = Path.Combine(_dir, "api.sock");
-        Server = await LbAllocator.TestApiServer.TestApiServer.StartAsync(unixSocket: socket);
+        // After the network: the server binds to the root-namespace end of the management network.
+        Server = await KubeApiServer.StartAsync(bindAddress: ApiIp, audit: true);
         Client = Server.CreateClient();
-        foreach (var node in Nodes)
-        {
-            RestoreApi(node);
-        }
-
+        await InstallAsync();
         await SeedAsync();
-        File.WriteAllText(Path.Combine(_dir, "controller.kubeconfig"), LbAllocator.TestApiServer.TestApiServer.Kubeconfig(Server.Url.ToString()));
-        File.WriteAllText(Path.Combine(_dir, "node.kubeconfig"), LbAllocator.TestApiServer.TestApiServer.Kubeconfig("http://127.0.0.1:6443"));
+        var controllerKubeconfig = Server.WriteKubeconfig("controller", await Server.ServiceAccountTokenAsync(InstallNamespace, "lballocator-controller"));
+        _speakerKubeconfig = Server.WriteKubeconfig("speaker", await Server.ServiceAccountTokenAsync(InstallNamespace, "lballocator-speaker"));
         _controller = ControllerHost.Build(new Dictionary<string, string?>
         {
-            ["Controller:Kubeconfig"] = Path.Combine(_dir, "controller.kubeconfig"),
+            ["Controller:Kubeconfig"] = controllerKubeconfig,
             ["Controller:Identity"] = "lab-controller",
             ["Status:Address"] = "127.0.0.1:0",
             ["Logging:LogLevel:Default"] = "Warning",
@@ -89,24 +107,51 @@ public sealed partial class Lab : IAsyncLifetime
             speaker.Dispose();
         }
 
-        foreach (var forwarder in _forwarders.Values)
-        {
-            forwarder.Dispose();
-        }
-
         if (_controller is not null)
         {
             await _controller.StopAsync();
             _controller.Dispose();
         }
 
+        var forbidden = new List<AuditEvent>();
         if (Server is not null)
         {
+            forbidden.AddRange(Forbidden());
             await Server.DisposeAsync();
         }
 
         await DeleteNamespacesAsync(_prefix);
-        Directory.Delete(_dir, recursive: true);
+        await Shell.RunAsync("ip", "link", "delete", RootVeth);
+        if (Directory.Exists(_dir))
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+
+        // The whole run, not only the tests that look: a component refused anything is a broken install.
+        if (forbidden.Count > 0)
+        {
+            throw new InvalidOperationException("requests of the components answered 403 during the lab run:\n" + string.Join("\n", forbidden.Select(e => $"{e.User}: {e.Call}")));
+        }
+    }
+
+    /// <summary>Requests of the controller or a speaker that RBAC refused (403) so far.</summary>
+    public IEnumerable<AuditEvent> Forbidden() =>
+        Server.AuditEvents().Where(e => e.Code == 403 && e.User is ControllerUser or SpeakerUser);
+
+    /// <summary>
+    /// Each lab test takes one when it starts and asserts at its end that RBAC refused none of the components'
+    /// requests meanwhile: a verb missing from deploy/ fails the test that exercised it, whatever it asserts.
+    /// </summary>
+    public RefusalCheck CheckRefusals() => new(this, [.. Forbidden().Select(e => e.AuditId)]);
+
+    public sealed class RefusalCheck(Lab lab, HashSet<string> before)
+    {
+        public Task AssertNoneAsync()
+        {
+            var refused = lab.Forbidden().Where(e => !before.Contains(e.AuditId)).Select(e => $"{e.User}: {e.Call}").Distinct().ToList();
+            Assert.True(refused.Count == 0, "RBAC refused requests of the components during this test (403):\n" + string.Join("\n", refused));
+            return Task.CompletedTask;
+        }
     }
 
     /// <summary>Starts (or restarts) the speaker process of a node inside its namespace.</summary>
@@ -121,23 +166,39 @@ public sealed partial class Lab : IAsyncLifetime
         _speakers[node] = new Shell.Background(
             "ip",
             ["netns", "exec", NodeNs(node), "setpriv", "--bounding-set=-all,+net_raw", "--inh-caps=-all", "--",
-             "dotnet", CliPath, "speaker", "--kubeconfig", Path.Combine(_dir, "node.kubeconfig"), "--log-level", "Debug", "--log-format", "json",
+             "dotnet", CliPath, "speaker", "--kubeconfig", _speakerKubeconfig, "--log-level", "Debug", "--log-format", "json",
              "--status-address", "0.0.0.0:7472", .. SpeakerOptions],
             new Dictionary<string, string> { ["NODE_NAME"] = node });
     }
 
-    /// <summary>Cuts the node off from the API server (its forwarder and every connection through it), not from the LAN.</summary>
-    public void CutApi(string node)
+    /// <summary>
+    /// Cuts the node off from the API server, not from the LAN: its mgmt0 drops every packet both ways, so
+    /// requests and open watches hang (nothing is refused or reset), as a dead switch or route would.
+    /// </summary>
+    public async Task CutApiAsync(string node)
     {
-        if (_forwarders.Remove(node, out var forwarder))
+        foreach (var (chain, direction) in new[] { ("INPUT", "-i"), ("OUTPUT", "-o") })
         {
-            forwarder.Dispose();
+            await Shell.MustAsync("ip", "netns", "exec", NodeNs(node), "iptables", "-I", chain, direction, "mgmt0", "-m", "comment", "--comment", CutComment, "-j", "DROP");
         }
     }
 
-    /// <summary>Gives the node its API server back at 127.0.0.1:6443 in its namespace.</summary>
-    public void RestoreApi(string node) =>
-        _forwarders[node] = new Shell.Background("ip", ["netns", "exec", NodeNs(node), "socat", "TCP-LISTEN:6443,bind=127.0.0.1,reuseaddr,fork", $"UNIX-CONNECT:{Path.Combine(_dir, "api.sock")}"]);
+    /// <summary>Lifts <see cref="CutApiAsync"/>: the hung connections carry on as TCP retransmits.</summary>
+    public async Task RestoreApiAsync(string node)
+    {
+        foreach (var (chain, direction) in new[] { ("INPUT", "-i"), ("OUTPUT", "-o") })
+        {
+            // Absent when the node was not cut: nothing to do then.
+            await Shell.RunAsync("ip", "netns", "exec", NodeNs(node), "iptables", "-D", chain, direction, "mgmt0", "-m", "comment", "--comment", CutComment, "-j", "DROP");
+        }
+    }
+
+    /// <summary>Resets the node's connections to the API server (ss -K): its watches end at once, as when a proxy or the server drops them.</summary>
+    public async Task<int> ResetApiConnectionsAsync(string node)
+    {
+        var killed = await Shell.MustAsync("ip", "netns", "exec", NodeNs(node), "ss", "-K", "-t", "dst", ApiIp);
+        return killed.Split('\n', StringSplitOptions.RemoveEmptyEntries).Count(l => l.Contains(ApiIp, StringComparison.Ordinal));
+    }
 
     /// <summary>GET from the node's speaker status endpoint (as the kubelet's probes and Prometheus do); status code and body.</summary>
     public async Task<(int Code, string Body)> SpeakerStatusAsync(string node, string path)
@@ -242,6 +303,32 @@ public sealed partial class Lab : IAsyncLifetime
 
     private async Task BuildNetworkAsync()
     {
+        await BuildLanAsync();
+        await BuildManagementAsync();
+    }
+
+    /// <summary>The management network: a bridge in its own namespace, the nodes' mgmt0 and the root-namespace end the API server binds to.</summary>
+    private async Task BuildManagementAsync()
+    {
+        await Shell.MustAsync("ip", "netns", "add", MgmtNs);
+        await Shell.MustAsync("ip", "-n", MgmtNs, "link", "add", "br0", "type", "bridge");
+        await Shell.MustAsync("ip", "-n", MgmtNs, "link", "set", "br0", "up");
+        await Shell.MustAsync("ip", "link", "add", RootVeth, "type", "veth", "peer", "name", "root", "netns", MgmtNs);
+        await Shell.MustAsync("ip", "-n", MgmtNs, "link", "set", "root", "master", "br0", "up");
+        await Shell.MustAsync("ip", "addr", "add", $"{ApiIp}/24", "dev", RootVeth);
+        await Shell.MustAsync("ip", "link", "set", RootVeth, "up");
+        for (var i = 0; i < Nodes.Length; i++)
+        {
+            var ns = NodeNs(Nodes[i]);
+            await Shell.MustAsync("ip", "-n", MgmtNs, "link", "add", $"m{i + 1}", "type", "veth", "peer", "name", "mgmt0", "netns", ns);
+            await Shell.MustAsync("ip", "-n", MgmtNs, "link", "set", $"m{i + 1}", "master", "br0", "up");
+            await Shell.MustAsync("ip", "-n", ns, "addr", "add", $"198.51.100.{11 + i}/24", "dev", "mgmt0");
+            await Shell.MustAsync("ip", "-n", ns, "link", "set", "mgmt0", "up");
+        }
+    }
+
+    private async Task BuildLanAsync()
+    {
         await Shell.MustAsync("ip", "netns", "add", LanNs);
         await Shell.MustAsync("ip", "-n", LanNs, "link", "add", "br0", "type", "bridge");
         await Shell.MustAsync("ip", "-n", LanNs, "link", "set", "br0", "up");
@@ -267,10 +354,20 @@ public sealed partial class Lab : IAsyncLifetime
         ClientMac = (await Shell.MustAsync("ip", "netns", "exec", ClientNs, "cat", "/sys/class/net/eth0/address")).Trim();
     }
 
+    /// <summary>`kubectl apply -k deploy/`, as a user installs it (the Deployment and DaemonSet never get pods: no kubelet here).</summary>
+    private async Task InstallAsync()
+    {
+        await Server.KubectlMustAsync("apply", "-k", Path.Combine(InstallManifests.RepoRoot, "deploy"));
+        await Server.KubectlMustAsync("wait", "--for=condition=Established", "--timeout=60s",
+            "crd/ipaddresspools.lballocator.io", "crd/l2advertisements.lballocator.io", "crd/servicel2statuses.lballocator.io");
+    }
+
+    /// <summary>
+    /// What a cluster has without us and the lone API server lacks: Nodes. Then a pool, and an advertisement
+    /// for the LAN only, as an operator with a separate management network writes it.
+    /// </summary>
     private async Task SeedAsync()
     {
-        await Client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = InstallNamespace } });
-        await Client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = "default" } });
         foreach (var node in Nodes)
         {
             await Client.CoreV1.CreateNodeAsync(new V1Node { Metadata = new V1ObjectMeta { Name = node, Labels = new Dictionary<string, string> { ["kubernetes.io/hostname"] = node } } });
@@ -280,22 +377,27 @@ public sealed partial class Lab : IAsyncLifetime
             new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "2001:db8::200-2001:db8::21f"] } },
             Api.Group, Api.Version, InstallNamespace, "ipaddresspools");
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
-            new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" } },
+            new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new L2AdvertisementSpec { Interfaces = ["eth0"] } },
             Api.Group, Api.Version, InstallNamespace, "l2advertisements");
     }
 
-    /// <summary>Removes namespaces of earlier runs whose process is gone (a crashed or killed test run).</summary>
+    /// <summary>Removes namespaces and root-namespace veths of earlier runs whose process is gone (a crashed or killed test run).</summary>
     private static async Task RemoveLeftoversAsync()
     {
         var (_, list) = await Shell.RunAsync("ip", "netns", "list");
-        foreach (Match match in LeftoverNamespace().Matches(list))
+        foreach (var pid in LeftoverNamespace().Matches(list).Select(Pid).Where(Dead).Distinct())
         {
-            var pid = int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
-            if (!Directory.Exists($"/proc/{pid}"))
-            {
-                await DeleteNamespacesAsync($"lbt{pid}");
-            }
+            await DeleteNamespacesAsync($"lbt{pid}");
         }
+
+        var (_, links) = await Shell.RunAsync("ip", "-o", "link", "show");
+        foreach (var pid in LeftoverVeth().Matches(links).Select(Pid).Where(Dead).Distinct())
+        {
+            await Shell.RunAsync("ip", "link", "delete", $"lbt{pid}-m");
+        }
+
+        static int Pid(Match match) => int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+        static bool Dead(int pid) => !Directory.Exists($"/proc/{pid}");
     }
 
     private static async Task DeleteNamespacesAsync(string prefix)
@@ -323,6 +425,10 @@ public sealed partial class Lab : IAsyncLifetime
     [GeneratedRegex(@"^lbt(\d+)-", RegexOptions.Multiline)]
     private static partial Regex LeftoverNamespace();
 
+    // "12: lbt4242-m@if3: <BROADCAST,..." in `ip -o link show`.
+    [GeneratedRegex(@"^\d+: lbt(\d+)-m[@:]", RegexOptions.Multiline)]
+    private static partial Regex LeftoverVeth();
+
     private sealed class V1Alpha1ServiceL2StatusList
     {
         [System.Text.Json.Serialization.JsonPropertyName("items")]
@@ -334,7 +440,7 @@ internal static class Eventually
 {
     /// <summary>
     /// Polls until the check returns null (holds); fails with the check's last complaint otherwise. An API
-    /// error (the double may be failing requests on purpose) counts as "not yet".
+    /// error (a fault a test made) counts as "not yet".
     /// </summary>
     public static async Task HoldsAsync(Func<Task<string?>> check, TimeSpan timeout)
     {

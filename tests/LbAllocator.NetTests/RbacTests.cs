@@ -1,14 +1,15 @@
 using k8s;
-using LbAllocator.TestApiServer;
 
 namespace LbAllocator.NetTests;
 
 /// <summary>
-/// deploy/rbac.yaml against the requests a running controller and running speakers actually send: every
-/// call is allowed, and every rule is used. The components name themselves in the User-Agent.
+/// deploy/rbac.yaml against the requests a running controller and running speakers actually send, as the
+/// real server's audit log records them under each component's ServiceAccount (every call of the run so
+/// far, this test's own paths included): every call is allowed by the rendered rules, and every rule is used.
+/// That the real authorizer refused none is checked by every lab test for its own span (<see cref="Lab.CheckRefusals"/>).
 /// </summary>
 [Collection(LabCollection.Name)]
-public class RbacTests(Lab lab)
+public class RbacTests(Lab lab) : IAsyncLifetime
 {
     private const string Ns = Lab.InstallNamespace;
 
@@ -18,26 +19,36 @@ public class RbacTests(Lab lab)
         [("controller", "", "services/status", "get")] = "a fresh read after a 409 conflict on the status write",
     };
 
-    [Fact]
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
+    /// <summary>What RBAC refused the components so far, for a message: a path that stalls may be why.</summary>
+    private string Refused() =>
+        string.Concat(lab.Forbidden().Select(e => $"\n  403 for {e.User}: {e.Call}").Distinct());
+
+    [RealApiFact]
     public async Task The_install_rbac_allows_every_call_the_components_make_and_nothing_they_do_not()
     {
         // Exercise every path: announce, hand over on SIGTERM (lease deleted, status moved), delete.
         await lab.CreateServiceAsync("rbac", ip: "192.0.2.210");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
-        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet" + Refused(), TimeSpan.FromSeconds(10));
         await lab.Speaker(owner).SignalAsync("TERM");
         var successor = await lab.WaitForArpOwnerAsync("192.0.2.210", not: owner);
-        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == successor ? null : "status not moved yet", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == successor ? null : "status not moved yet" + Refused(), TimeSpan.FromSeconds(10));
         lab.StartSpeaker(owner);
         await lab.WaitForSpeakersAsync([owner]);
         await lab.Client.CoreV1.DeleteNamespacedServiceAsync("rbac", "default");
-        await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted", TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted" + Refused(), TimeSpan.FromSeconds(10));
 
-        foreach (var component in new[] { "controller", "speaker" })
+        var audited = lab.Server.AuditEvents();
+        foreach (var (component, user) in new[] { ("controller", Lab.ControllerUser), ("speaker", Lab.SpeakerUser) })
         {
-            var calls = lab.Server.Requests
-                .Where(r => r.UserAgent.StartsWith($"lballocator-{component}/", StringComparison.Ordinal))
-                .Select(ApiCall.Of).Distinct().ToList();
+            // Resource requests only: discovery and /version are open to every authenticated user.
+            var calls = audited.Where(e => e.User == user && e.Resource.Length > 0).Select(e => e.Call).Distinct().ToList();
             Assert.NotEmpty(calls);
             var grants = Grants.For(InstallManifests.Objects, Ns, $"lballocator-{component}");
 

@@ -4,9 +4,15 @@ namespace LbAllocator.NetTests;
 
 /// <summary>The speaker's /metrics, /healthz and /readyz as Prometheus and the kubelet see them, and its JSON logs.</summary>
 [Collection(LabCollection.Name)]
-public class SpeakerStatusTests(Lab lab)
+public class SpeakerStatusTests(Lab lab) : IAsyncLifetime
 {
-    [Fact]
+    private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync() => _rbac.AssertNoneAsync();
+
+    [RealApiFact]
     public async Task The_owner_counts_requests_replies_and_gratuitous_packets_per_address()
     {
         await lab.CreateServiceAsync("metrics", ip: "192.0.2.211");
@@ -42,11 +48,11 @@ public class SpeakerStatusTests(Lab lab)
         Assert.Contains(announcing["Scopes"]!.AsArray(), s => (string?)s?["Node"] == owner);
     }
 
-    [Fact]
+    [RealApiFact]
     public async Task Readiness_fails_while_the_speaker_is_cut_off_from_the_api_and_recovers()
     {
         var node = Lab.Nodes[0];
-        lab.CutApi(node);
+        await lab.CutApiAsync(node);
         try
         {
             await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(node, "/readyz")).Code == 503 ? null : "still ready", TimeSpan.FromSeconds(10));
@@ -58,7 +64,7 @@ public class SpeakerStatusTests(Lab lab)
         }
         finally
         {
-            lab.RestoreApi(node);
+            await lab.RestoreApiAsync(node);
         }
 
         await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(node, "/readyz")).Code == 200 ? null : "not ready again", TimeSpan.FromSeconds(15));

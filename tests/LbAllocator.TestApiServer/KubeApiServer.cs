@@ -66,8 +66,9 @@ public sealed class KubeApiServer : IAsyncDisposable
     /// <summary>
     /// Starts etcd and kube-apiserver and waits until /readyz answers (up to 90 s on a busy machine).
     /// <paramref name="bindAddress"/> is 127.0.0.1 unless processes in a test's network namespaces must reach it.
+    /// With <paramref name="audit"/>, every request is logged at Metadata level (see <see cref="AuditEvents"/>).
     /// </summary>
-    public static async Task<KubeApiServer> StartAsync(string bindAddress = "127.0.0.1", CancellationToken cancellationToken = default)
+    public static async Task<KubeApiServer> StartAsync(string bindAddress = "127.0.0.1", bool audit = false, CancellationToken cancellationToken = default)
     {
         if (Missing is { } why)
         {
@@ -84,12 +85,13 @@ public sealed class KubeApiServer : IAsyncDisposable
         try
         {
             server.WriteCredentials();
+            var auditArgs = audit ? server.WriteAuditPolicy() : [];
             server.Start(EtcdBinary!, "etcd",
                 "--data-dir", Path.Combine(dir, "etcd"),
                 "--listen-client-urls", $"http://127.0.0.1:{etcdPort}", "--advertise-client-urls", $"http://127.0.0.1:{etcdPort}",
                 "--listen-peer-urls", $"http://127.0.0.1:{peerPort}", "--initial-advertise-peer-urls", $"http://127.0.0.1:{peerPort}",
                 "--initial-cluster", $"default=http://127.0.0.1:{peerPort}", "--log-level", "warn");
-            server.Start(ApiServerBinary!, "kube-apiserver",
+            server.Start(ApiServerBinary!, "kube-apiserver", [
                 $"--etcd-servers=http://127.0.0.1:{etcdPort}",
                 $"--bind-address={bindAddress}", $"--secure-port={apiPort}", $"--advertise-address={bindAddress}",
                 $"--cert-dir={Path.Combine(dir, "certs")}",
@@ -99,7 +101,8 @@ public sealed class KubeApiServer : IAsyncDisposable
                 $"--service-account-key-file={Path.Combine(dir, "sa.pub")}",
                 $"--service-account-signing-key-file={Path.Combine(dir, "sa.key")}",
                 "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
-                "--endpoint-reconciler-type=none");
+                "--endpoint-reconciler-type=none",
+                .. auditArgs]);
             await server.WaitReadyAsync(TimeSpan.FromSeconds(90), cancellationToken);
             return server;
         }
@@ -177,6 +180,39 @@ public sealed class KubeApiServer : IAsyncDisposable
         return code == 0 ? output : throw new InvalidOperationException($"kubectl {string.Join(' ', args)} exited {code}: {error}");
     }
 
+    /// <summary>
+    /// The requests the server has audited so far (start with audit: true), one per request: a watch logs a
+    /// ResponseStarted and a ResponseComplete event, counted once.
+    /// </summary>
+    public IReadOnlyList<AuditEvent> AuditEvents()
+    {
+        var path = Path.Combine(_dir, "audit.log");
+        if (!File.Exists(path))
+        {
+            return [];
+        }
+
+        // The server keeps writing: share the file, and skip a last line caught half written.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        var events = new Dictionary<string, AuditEvent>();
+        while (reader.ReadLine() is { } line)
+        {
+            if (AuditEvent.TryParse(line) is { } parsed)
+            {
+                events[parsed.AuditId] = parsed;
+            }
+        }
+
+        return [.. events.Values];
+    }
+
+    /// <summary>Stops kube-apiserver with SIGSTOP: it keeps its sockets but answers nothing (a hung control plane).</summary>
+    public Task FreezeAsync() => SignalApiServerAsync("STOP");
+
+    /// <summary>Lets a frozen kube-apiserver run again (SIGCONT).</summary>
+    public Task ThawAsync() => SignalApiServerAsync("CONT");
+
     /// <summary>What etcd and kube-apiserver printed, for a failing test's message.</summary>
     public string Log
     {
@@ -223,6 +259,32 @@ public sealed class KubeApiServer : IAsyncDisposable
         using var rsa = RSA.Create(2048);
         File.WriteAllText(Path.Combine(_dir, "sa.key"), rsa.ExportRSAPrivateKeyPem());
         File.WriteAllText(Path.Combine(_dir, "sa.pub"), rsa.ExportSubjectPublicKeyInfoPem());
+    }
+
+    private string[] WriteAuditPolicy()
+    {
+        // Metadata is enough to see who did what to which resource, and how it was answered.
+        var policy = Path.Combine(_dir, "audit-policy.yaml");
+        File.WriteAllText(policy, """
+            apiVersion: audit.k8s.io/v1
+            kind: Policy
+            omitStages: [RequestReceived]
+            rules:
+              - level: Metadata
+            """);
+        return [$"--audit-policy-file={policy}", $"--audit-log-path={Path.Combine(_dir, "audit.log")}"];
+    }
+
+    private async Task SignalApiServerAsync(string signal)
+    {
+        // etcd is started first, kube-apiserver second.
+        var apiServer = _processes[1];
+        using var kill = Process.Start("kill", [$"-{signal}", apiServer.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync();
+        if (kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} kube-apiserver exited {kill.ExitCode}");
+        }
     }
 
     private void Start(string file, string name, params string[] args)
