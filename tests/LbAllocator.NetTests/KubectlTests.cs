@@ -1,10 +1,10 @@
-using System.Text.RegularExpressions;
+using LbAllocator.TestApiServer;
 
 namespace LbAllocator.NetTests;
 
 /// <summary>What a user sees with kubectl, read by its column headers, against what happens on the LAN.</summary>
 [Collection(LabCollection.Name)]
-public partial class KubectlTests(Lab lab) : IAsyncLifetime
+public class KubectlTests(Lab lab) : IAsyncLifetime
 {
     private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
 
@@ -35,28 +35,11 @@ public partial class KubectlTests(Lab lab) : IAsyncLifetime
         await Eventually.HoldsAsync(async () =>
         {
             var text = await lab.Server.KubectlMustAsync("get", "servicel2statuses", "-n", Lab.InstallNamespace);
-            var table = Table(text);
-            Assert.Equal(["NAME", "SERVICE NAMESPACE", "SERVICE", "NODE", "AGE"], table.Header);
-            var rows = table.Rows.Where(r => r["SERVICE"] == "shown").ToList();
-            return rows is [var row] && row["SERVICE NAMESPACE"] == "default" && row["NODE"] == node && row["NAME"].Length > 0 && row["AGE"].Length > 0
+            Assert.Equal(["NAME", "SERVICE NAMESPACE", "SERVICE", "NODE", "INTERFACES", "AGE"], KubectlTable.Header(text));
+            var rows = KubectlTable.Parse(text).Where(r => r["SERVICE"] == "shown").ToList();
+            return rows is [var row] && row["SERVICE NAMESPACE"] == "default" && row["NODE"] == node && row["INTERFACES"] == "eth0" && row["NAME"].Length > 0 && row["AGE"].Length > 0
                 ? null
                 : $"ARP is answered by {node}, but kubectl shows:\n{text}";
         }, TimeSpan.FromSeconds(10));
     }
-
-    /// <summary>kubectl's table cut at its header's columns (names may hold single spaces; columns are three apart).</summary>
-    private static (string[] Header, List<Dictionary<string, string>> Rows) Table(string text)
-    {
-        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        var columns = ColumnName().Matches(lines[0]).ToList();
-        var rows = lines.Skip(1).Select(line => columns.Select((c, i) =>
-        {
-            var end = i + 1 < columns.Count ? columns[i + 1].Index : line.Length;
-            return (c.Value, Cell: c.Index < line.Length ? line[c.Index..Math.Min(end, line.Length)].Trim() : "");
-        }).ToDictionary(c => c.Value, c => c.Cell)).ToList();
-        return ([.. columns.Select(c => c.Value)], rows);
-    }
-
-    [GeneratedRegex(@"\S+(?: \S+)*")]
-    private static partial Regex ColumnName();
 }

@@ -77,6 +77,7 @@ public sealed class KubeApiServer : IAsyncDisposable
 
         // etcd's data on tmpfs where there is one: fsyncs on a slow disk are what make a lone API server slow.
         var root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+        RemoveLeftovers(root);
         var dir = Directory.CreateDirectory(Path.Combine(root, $"lballocator-kube-{Environment.ProcessId}-{Guid.NewGuid():N}")).FullName;
         var etcdPort = FreePort();
         var peerPort = FreePort();
@@ -352,6 +353,40 @@ public sealed class KubeApiServer : IAsyncDisposable
             }
 
             await Task.Delay(200, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Stops the servers of test runs that died without disposing theirs (a killed test host): their directory
+    /// names the process that made them, and their processes name the directory on their command lines.
+    /// </summary>
+    private static void RemoveLeftovers(string root)
+    {
+        foreach (var dir in Directory.GetDirectories(root, "lballocator-kube-*"))
+        {
+            var owner = Path.GetFileName(dir).Split('-')[2];
+            if (!int.TryParse(owner, out var pid) || Directory.Exists($"/proc/{pid}"))
+            {
+                continue;
+            }
+
+            foreach (var process in Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(p => p!.All(char.IsAsciiDigit)))
+            {
+                try
+                {
+                    if (File.ReadAllText($"/proc/{process}/cmdline").Contains(dir, StringComparison.Ordinal))
+                    {
+                        using var leftover = Process.GetProcessById(int.Parse(process!, System.Globalization.CultureInfo.InvariantCulture));
+                        leftover.Kill();
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException)
+                {
+                    // Gone meanwhile.
+                }
+            }
+
+            Directory.Delete(dir, recursive: true);
         }
     }
 

@@ -1,4 +1,6 @@
-namespace LbAllocator.Controller.Tests;
+using Xunit;
+
+namespace LbAllocator.TestApiServer;
 
 /// <summary>
 /// kubectl's tables as a person reads them: each column starts where its header starts (kubectl pads with
@@ -6,12 +8,35 @@ namespace LbAllocator.Controller.Tests;
 /// </summary>
 public static class KubectlTable
 {
+    /// <summary>The column headers of a table, in order.</summary>
+    public static IReadOnlyList<string> Header(string text)
+    {
+        var header = Lines(text)[0];
+        var starts = Starts(header);
+        return [.. starts.Select((_, c) => Cell(header, starts, c))];
+    }
+
     /// <summary>The rows of a table whose first line is the header, each keyed by column header.</summary>
     public static List<Dictionary<string, string>> Parse(string text)
     {
+        var lines = Lines(text);
+        var header = lines[0];
+        var starts = Starts(header);
+        var names = Header(text);
+        return [.. lines.Skip(1)
+            .Where(l => !l.TrimStart().StartsWith("---", StringComparison.Ordinal))
+            .Select(l => names.Select((name, c) => (name, Cell(l, starts, c))).ToDictionary(p => p.name, p => p.Item2, StringComparer.Ordinal))];
+    }
+
+    private static List<string> Lines(string text)
+    {
         var lines = text.Split('\n').Where(l => l.Trim().Length > 0).ToList();
         Assert.NotEmpty(lines);
-        var header = lines[0];
+        return lines;
+    }
+
+    private static List<int> Starts(string header)
+    {
         var starts = new List<int>();
         for (var i = 0; i < header.Length; i++)
         {
@@ -22,17 +47,14 @@ public static class KubectlTable
             }
         }
 
-        string Cell(string line, int column)
-        {
-            var start = starts[column];
-            var end = column + 1 < starts.Count ? starts[column + 1] : line.Length;
-            return start >= line.Length ? "" : line[start..Math.Min(end, line.Length)].Trim();
-        }
+        return starts;
+    }
 
-        var names = starts.Select((_, c) => Cell(header, c)).ToList();
-        return [.. lines.Skip(1)
-            .Where(l => !l.TrimStart().StartsWith("---", StringComparison.Ordinal))
-            .Select(l => names.Select((name, c) => (name, Cell(l, c))).ToDictionary(p => p.name, p => p.Item2, StringComparer.Ordinal))];
+    private static string Cell(string line, List<int> starts, int column)
+    {
+        var start = starts[column];
+        var end = column + 1 < starts.Count ? starts[column + 1] : line.Length;
+        return start >= line.Length ? "" : line[start..Math.Min(end, line.Length)].Trim();
     }
 
     /// <summary>The Events table of `kubectl describe` (indented under "Events:"), or none when it says &lt;none&gt;.</summary>
