@@ -121,6 +121,10 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     {
         await lab.CreateServiceAsync("fenced", ip: "192.0.2.207");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.207");
+        // Freeze only once the owner has written what it writes on takeover (ServiceL2Status, event): a speaker
+        // pass that waits on a hung write cannot fence itself until that write gives up (issue 12).
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("fenced"))?.Status?.Node == owner ? null : "no status for fenced yet", TimeSpan.FromSeconds(10));
+        await Task.Delay(TimeSpan.FromSeconds(1));
         using var watch = await ArpWatch.StartAsync(lab, "192.0.2.207");
         // The API server hangs (SIGSTOP) for 8 s: no speaker can renew, so each must fall silent before its
         // lease could have expired in anyone's eyes (3 s), rather than keep answering while another might
