@@ -73,54 +73,43 @@ public class InstallTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiS
         }
     }
 
-    /// <summary>What the CRD schema refuses (kubectl's message names the field), offline validate refusing it too.</summary>
-    public static TheoryData<string, string, string> Refused => new()
+    /// <summary>What the CRD schemas refuse (kubectl's message names the field), offline validate refusing it too.</summary>
+    public static TheoryData<string, string, string, string> Refused => new()
     {
-        { "no spec", "metadata: {name: p}", "spec: Required value" },
-        { "no addresses", "metadata: {name: p}\nspec: {autoAssign: true}", "spec.addresses: Required value" },
-        { "empty addresses", "metadata: {name: p}\nspec: {addresses: []}", "spec.addresses: Invalid value: 0: spec.addresses in body should have at least 1 items" },
-        { "addresses not a list", "metadata: {name: p}\nspec: {addresses: 192.0.2.0/24}", "spec.addresses: Invalid value: \"string\": spec.addresses in body must be of type array" },
-        { "an address with a zone", "metadata: {name: p}\nspec: {addresses: ['fe80::1%eth0']}", "spec.addresses[0]: Invalid value: \"fe80::1%eth0\": spec.addresses[0] in body should match" },
-        { "a word for an address", "metadata: {name: p}\nspec: {addresses: [main-range]}", "spec.addresses[0]: Invalid value: \"main-range\"" },
-        { "a repeated address", "metadata: {name: p}\nspec: {addresses: [192.0.2.1, 192.0.2.1]}", "spec.addresses[1]: Duplicate value: \"192.0.2.1\"" },
-        { "autoAssign not a boolean", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], autoAssign: yes-please}", "spec.autoAssign: Invalid value: \"string\": spec.autoAssign in body must be of type boolean" },
-        { "a misspelt field", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], autoAsign: false}", "unknown field \"spec.autoAsign\"" },
-        { "a namespace that is no name", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaces: [Team_A]}}", "spec.serviceAllocation.namespaces[0]: Invalid value: \"Team_A\"" },
-        { "an unknown operator", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {serviceSelectors: [{matchExpressions: [{key: app, operator: Equals, values: [a]}]}]}}", "spec.serviceAllocation.serviceSelectors[0].matchExpressions[0].operator: Unsupported value: \"Equals\"" },
-        { "In without values", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaceSelectors: [{matchExpressions: [{key: team, operator: In}]}]}}", "values must be non-empty for In and NotIn" },
-        { "Exists with values", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaceSelectors: [{matchExpressions: [{key: team, operator: Exists, values: [a]}]}]}}", "and empty for Exists and DoesNotExist" },
+        { "IPAddressPool", "no spec", "metadata: {name: p}", "spec: Required value" },
+        { "IPAddressPool", "no addresses", "metadata: {name: p}\nspec: {autoAssign: true}", "spec.addresses: Required value" },
+        { "IPAddressPool", "empty addresses", "metadata: {name: p}\nspec: {addresses: []}", "spec.addresses: Invalid value: 0: spec.addresses in body should have at least 1 items" },
+        { "IPAddressPool", "addresses not a list", "metadata: {name: p}\nspec: {addresses: 192.0.2.0/24}", "spec.addresses: Invalid value: \"string\": spec.addresses in body must be of type array" },
+        { "IPAddressPool", "an address with a zone", "metadata: {name: p}\nspec: {addresses: ['fe80::1%eth0']}", "spec.addresses[0]: Invalid value: \"fe80::1%eth0\": spec.addresses[0] in body should match" },
+        { "IPAddressPool", "a word for an address", "metadata: {name: p}\nspec: {addresses: [main-range]}", "spec.addresses[0]: Invalid value: \"main-range\"" },
+        { "IPAddressPool", "a repeated address", "metadata: {name: p}\nspec: {addresses: [192.0.2.1, 192.0.2.1]}", "spec.addresses[1]: Duplicate value: \"192.0.2.1\"" },
+        { "IPAddressPool", "autoAssign not a boolean", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], autoAssign: yes-please}", "spec.autoAssign: Invalid value: \"string\": spec.autoAssign in body must be of type boolean" },
+        { "IPAddressPool", "a misspelt field", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], autoAsign: false}", "unknown field \"spec.autoAsign\"" },
+        { "IPAddressPool", "a namespace that is no name", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaces: [Team_A]}}", "spec.serviceAllocation.namespaces[0]: Invalid value: \"Team_A\"" },
+        { "IPAddressPool", "an unknown operator", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {serviceSelectors: [{matchExpressions: [{key: app, operator: Equals, values: [a]}]}]}}", "spec.serviceAllocation.serviceSelectors[0].matchExpressions[0].operator: Unsupported value: \"Equals\"" },
+        { "IPAddressPool", "In without values", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaceSelectors: [{matchExpressions: [{key: team, operator: In}]}]}}", "values must be non-empty for In and NotIn" },
+        { "IPAddressPool", "Exists with values", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {namespaceSelectors: [{matchExpressions: [{key: team, operator: Exists, values: [a]}]}]}}", "and empty for Exists and DoesNotExist" },
+        { "L2Advertisement", "an interface alias", "metadata: {name: a}\nspec: {interfaces: ['eth0:1']}", "spec.interfaces[0]: Invalid value: \"eth0:1\"" },
+        { "L2Advertisement", "a pool name that is no name", "metadata: {name: a}\nspec: {ipAddressPools: [Main]}", "spec.ipAddressPools[0]: Invalid value: \"Main\"" },
+        { "L2Advertisement", "a repeated pool", "metadata: {name: a}\nspec: {ipAddressPools: [main, main]}", "spec.ipAddressPools[1]: Duplicate value: \"main\"" },
+        { "L2Advertisement", "a node selector without values", "metadata: {name: a}\nspec: {nodeSelectors: [{matchExpressions: [{key: zone, operator: NotIn, values: []}]}]}", "values must be non-empty for In and NotIn" },
     };
 
     [RealApiTheory]
     [MemberData(nameof(Refused))]
-    public async Task The_schema_refuses_bad_pools_naming_the_field(string what, string body, string expected)
+    public async Task The_schema_refuses_bad_input_naming_the_field(string kind, string what, string body, string expected)
     {
         await InstallAsync();
-        var (code, _, error) = await DryRunAsync(Document("IPAddressPool", body));
-        Assert.True(code != 0, $"{what}: the server accepted it");
-        Assert.True(error.Contains(expected, StringComparison.Ordinal), $"{what}: expected \"{expected}\" in:\n{error}");
-        AssertValidateRefuses(what, Document("IPAddressPool", body));
-    }
-
-    public static TheoryData<string, string, string> RefusedAdvertisements => new()
-    {
-        { "an interface alias", "metadata: {name: a}\nspec: {interfaces: ['eth0:1']}", "spec.interfaces[0]: Invalid value: \"eth0:1\"" },
-        { "a pool name that is no name", "metadata: {name: a}\nspec: {ipAddressPools: [Main]}", "spec.ipAddressPools[0]: Invalid value: \"Main\"" },
-        { "a repeated pool", "metadata: {name: a}\nspec: {ipAddressPools: [main, main]}", "spec.ipAddressPools[1]: Duplicate value: \"main\"" },
-        { "a node selector without values", "metadata: {name: a}\nspec: {nodeSelectors: [{matchExpressions: [{key: zone, operator: NotIn, values: []}]}]}", "values must be non-empty for In and NotIn" },
-    };
-
-    [RealApiTheory]
-    [MemberData(nameof(RefusedAdvertisements))]
-    public async Task The_schema_refuses_bad_advertisements_naming_the_field(string what, string body, string expected)
-    {
-        await InstallAsync();
-        var document = Document("L2Advertisement", body);
+        var document = Document(kind, body);
         var (code, _, error) = await DryRunAsync(document);
         Assert.True(code != 0, $"{what}: the server accepted it");
         Assert.True(error.Contains(expected, StringComparison.Ordinal), $"{what}: expected \"{expected}\" in:\n{error}");
-        // validate judges an advertisement against the pools it names: give it the pool.
-        AssertValidateRefuses(what, document + "\n---\n" + Document("IPAddressPool", "metadata: {name: main}\nspec: {addresses: [192.0.2.0/30]}"));
+
+        // validate judges an advertisement against the pools it names: give it the one they name.
+        var withPools = kind == "L2Advertisement" ? document + "\n---\n" + Document("IPAddressPool", "metadata: {name: main}\nspec: {addresses: [192.0.2.0/30]}") : document;
+        using var dir = new ManifestDir();
+        var run = CliRun.Of("validate", dir.Write("bad.yaml", withPools));
+        Assert.True(run.ExitCode == 1, $"{what}: validate exited {run.ExitCode}:\n{run.Stdout}{run.Stderr}");
     }
 
     /// <summary>Inputs at the edges of the schema that are valid: the server and validate both accept them.</summary>
@@ -153,13 +142,6 @@ public class InstallTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiS
 
     private Task<(int Code, string Output, string Error)> DryRunAsync(string document) =>
         Server.KubectlAsync(["apply", "--dry-run=server", "-f", "-"], stdin: document);
-
-    private static void AssertValidateRefuses(string what, string document)
-    {
-        using var dir = new ManifestDir();
-        var run = CliRun.Of("validate", dir.Write("bad.yaml", document));
-        Assert.True(run.ExitCode == 1, $"{what}: validate exited {run.ExitCode}:\n{run.Stdout}{run.Stderr}");
-    }
 
     private static string Document(string kind, string body) =>
         $"apiVersion: lballocator.io/v1alpha1\nkind: {kind}\n{body.Replace("metadata: {name: ", $"metadata: {{namespace: {Ns}, name: ", StringComparison.Ordinal)}\n";
