@@ -200,14 +200,10 @@ public sealed partial class SpeakerReconciler : IDisposable
             }
         }
 
-        var pools = _pools.Items.ToDictionary(
-            p => p.Metadata.Name,
-            p => (IReadOnlyDictionary<string, string>)(p.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>().AsReadOnly()),
-            StringComparer.Ordinal);
         var config = ConfigValidator.Validate(
             [.. _pools.Items.Select(ObjectMapper.ToPoolSpec)],
             [.. _ads.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).Select(ObjectMapper.ToAdvertisementSpec)]);
-        var decisions = Election.Decide(announced, nodes, pools, config.Advertisements);
+        var decisions = Election.Decide(announced, nodes, config.Pools, config.Advertisements);
 
         // What this node announces, on which interfaces.
         var owned = new Dictionary<Ip, string[]>();
