@@ -185,9 +185,11 @@ public sealed class ElectionTable
         var bestScore = 0UL;
         if (group.Key is not null && group.Members[0].Profile is { } profile)
         {
+            // The usual group, one Service without the Local policy: every node its profile selects may win.
+            var any = group.Members.Count == 1 && !group.Members[0].Admitted.Service.LocalTrafficPolicy;
             foreach (var node in Standing(profile))
             {
-                if (!AllEligible(group, node))
+                if (!any && !AllEligible(group, node))
                 {
                     continue;
                 }
