@@ -259,17 +259,19 @@ public sealed partial class Reconciler
     private async Task WriteAdvertisementStatusesAsync(CancellationToken cancellationToken)
     {
         var advertisements = Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).ToList();
-        var problems = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)])
-            .Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
+        var config = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)]);
+        var problems = config.Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
+        var inForce = config.Advertisements.Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var advertisement in advertisements)
         {
-            var problem = problems.Contains(advertisement.Metadata.Name) ? string.Join("; ", problems[advertisement.Metadata.Name]) : null;
+            var name = advertisement.Metadata.Name;
+            var problem = problems.Contains(name) ? string.Join("; ", problems[name]) : null;
             if (problem is not null)
             {
-                LogInvalidAdvertisement(advertisement.Metadata.Name, problem);
+                LogInvalidAdvertisement(name, problem, inForce.Contains(name));
             }
 
-            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, cancellationToken);
+            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, inForce.Contains(name), cancellationToken);
         }
     }
 
@@ -318,8 +320,8 @@ public sealed partial class Reconciler
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid and not used: {Problem}")]
-    private partial void LogInvalidAdvertisement(string advertisement, string problem);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid: {Problem} (in force for the pools that exist: {InForce})")]
+    private partial void LogInvalidAdvertisement(string advertisement, string problem, bool inForce);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
     private partial void LogRetry(Exception exception, string key, TimeSpan delay);

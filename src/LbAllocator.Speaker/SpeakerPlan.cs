@@ -4,7 +4,7 @@ using LbAllocator.Core;
 namespace LbAllocator.Speaker;
 
 /// <summary>A ServiceL2Status as the plan needs it: its name, the Service it is about and the node it names.</summary>
-public sealed record StatusView(string Name, string ServiceKey, string? Node);
+public readonly record struct StatusView(string Name, string ServiceKey, string? Node);
 
 /// <summary>A Service this node announces: its addresses and the interfaces it answers on.</summary>
 public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Interfaces);
