@@ -42,6 +42,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Health _health;
     private readonly L2StatusWriter _writer;
     private readonly SpeakerEffects _effects;
+    private readonly Func<IReadOnlyList<NetworkInterfaceInfo>> _scan;
 
     // What changed since the last pass, filled by the caches' callbacks.
     private readonly Lock _changes = new();
@@ -56,9 +57,12 @@ public sealed partial class SpeakerReconciler : IDisposable
     private HashSet<string> _alive = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
 
+    /// <param name="scanInterfaces">This node's interfaces; /sys/class/net unless given.</param>
     public SpeakerReconciler(
-        IKubernetes client, SpeakerOptions options, SpeakerLease lease, IAnnouncer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers)
+        IKubernetes client, SpeakerOptions options, SpeakerLease lease, IAnnouncer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers,
+        Func<IReadOnlyList<NetworkInterfaceInfo>>? scanInterfaces = null)
     {
+        _scan = scanInterfaces ?? (() => NetworkInterfaces.Scan());
         _health = health;
         health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements, statuses and leases");
         _options = options;
@@ -116,7 +120,7 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _leases.WaitForSyncAsync(cancellationToken));
             LogSynced(_options.NodeName);
             _health.SetReady(CachesGate, true, "synced");
-            _interfaces = NetworkInterfaces.Scan();
+            _interfaces = _scan();
             _queue.Add(Pass);
             await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
         }
@@ -243,7 +247,7 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     private void RescanInterfaces()
     {
-        var scanned = NetworkInterfaces.Scan();
+        var scanned = _scan();
         if (!scanned.SequenceEqual(_interfaces))
         {
             _interfaces = scanned;
