@@ -98,7 +98,7 @@ public sealed record SpeakerPlan(
     /// <summary>Services this node announced in <paramref name="previous"/> and no longer does.</summary>
     public IEnumerable<string> StoppedSince(SpeakerPlan previous) => previous.Announced.Keys.Where(k => !Announced.ContainsKey(k));
 
-    public static string Join(IEnumerable<Ip> addresses) => string.Join(", ", addresses);
+    private static string Join(IEnumerable<Ip> addresses) => string.Join(", ", addresses);
 
     /// <summary>The interfaces to announce on: the advertisements' named ones, else every usable one.</summary>
     private static string[] InterfacesFor(Announcement decision, IReadOnlyList<NetworkInterfaceInfo> interfaces, Regex exclude, out string why)
