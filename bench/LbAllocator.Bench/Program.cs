@@ -4,6 +4,12 @@ using LbAllocator.Core;
 // Plain harness (no BenchmarkDotNet): the quantity of interest is how the cost of one allocation
 // changes as the pool fills, which needs per-call timings at chosen fill levels, not one mean.
 // Addresses are only numbers here: 198.18.0.0/16 is the RFC 2544 benchmarking range.
+if (args.Length > 0 && args[0] == "election")
+{
+    ElectionBench.Run(args.Length > 1 ? int.Parse(args[1]) : 1);
+    return 0;
+}
+
 const int PoolSize = 65_536;
 var seed = args.Length > 0 ? int.Parse(args[0]) : 1;
 var random = new Random(seed);

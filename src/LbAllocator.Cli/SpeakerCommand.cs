@@ -18,11 +18,12 @@ internal static class SpeakerCommand
         var renewInterval = Seconds("--renew-interval", "Seconds between lease renewals (one API write per node each time)", defaults.RenewInterval);
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
+        var apiTimeout = Seconds("--api-timeout", "Seconds any status or event write may take (they never hold up answering)", defaults.ApiTimeout);
         var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
 
         var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
         {
-            ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, exclude,
+            ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, apiTimeout, exclude,
         };
         common.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
@@ -35,6 +36,7 @@ internal static class SpeakerCommand
             settings["Speaker:RenewInterval"] = Span(result.GetValue(renewInterval));
             settings["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture);
             settings["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval));
+            settings["Speaker:ApiTimeout"] = Span(result.GetValue(apiTimeout));
             settings["Speaker:ExcludeInterfaces"] = result.GetValue(exclude);
             return await HostCommand.RunAsync("speaker", () => SpeakerHost.Build(settings), stderr, cancellationToken);
         });

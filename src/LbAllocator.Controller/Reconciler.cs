@@ -43,11 +43,11 @@ public sealed partial class Reconciler
         Advertisements = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.L2Advertisements"));
 
         Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
-        Pools.Changed += (old, now) => Enqueue(SpecChanged(old, now) ? PoolsKey : null);
-        Advertisements.Changed += (old, now) => Enqueue(SpecChanged(old, now) ? AdvertisementsKey : null);
+        Pools.Changed += (old, now) => Enqueue(ObjectChange.SpecChanged(old, now) ? PoolsKey : null);
+        Advertisements.Changed += (old, now) => Enqueue(ObjectChange.SpecChanged(old, now) ? AdvertisementsKey : null);
         Namespaces.Changed += (old, now) =>
         {
-            if (!SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
+            if (!ObjectChange.SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
             {
                 var ns = (now ?? old)!.Metadata.Name;
                 foreach (var service in Services.Items.Where(s => s.Metadata.NamespaceProperty == ns))
@@ -210,11 +210,7 @@ public sealed partial class Reconciler
     /// <summary>Re-validates the pools and hands the allocator the ones to use; affected Services are queued.</summary>
     private void ApplyPools()
     {
-        var pools = Pools.Items
-            .OrderBy(p => p.Metadata.CreationTimestamp ?? DateTime.MaxValue)
-            .ThenBy(p => p.Metadata.Name, StringComparer.Ordinal)
-            .ToList();
-        _config = _history.Apply([.. pools.Select(ObjectMapper.ToPoolSpec)], []);
+        _config = _history.Apply(ObjectMapper.ToPoolSpecs(Pools.Items), []);
         foreach (var problem in _config.Config.Problems)
         {
             LogInvalidPool(problem.Name, problem.Message, _config.Stale.Contains(problem.Name));
@@ -263,17 +259,19 @@ public sealed partial class Reconciler
     private async Task WriteAdvertisementStatusesAsync(CancellationToken cancellationToken)
     {
         var advertisements = Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).ToList();
-        var problems = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)])
-            .Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
+        var config = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)]);
+        var problems = config.Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
+        var inForce = config.Advertisements.Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var advertisement in advertisements)
         {
-            var problem = problems.Contains(advertisement.Metadata.Name) ? string.Join("; ", problems[advertisement.Metadata.Name]) : null;
+            var name = advertisement.Metadata.Name;
+            var problem = problems.Contains(name) ? string.Join("; ", problems[name]) : null;
             if (problem is not null)
             {
-                LogInvalidAdvertisement(advertisement.Metadata.Name, problem);
+                LogInvalidAdvertisement(name, problem, inForce.Contains(name));
             }
 
-            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, cancellationToken);
+            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, inForce.Contains(name), cancellationToken);
         }
     }
 
@@ -313,12 +311,6 @@ public sealed partial class Reconciler
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
 
     /// <summary>Added, deleted or its spec edited: status-only updates (our own writes) change nothing that matters.</summary>
-    private static bool SpecChanged(IMetadata<V1ObjectMeta>? old, IMetadata<V1ObjectMeta>? now) =>
-        old is null || now is null || old.Metadata.Generation is null || old.Metadata.Generation != now.Metadata.Generation;
-
-    private static bool SameLabels(IDictionary<string, string>? a, IDictionary<string, string>? b) =>
-        (a?.Count ?? 0) == (b?.Count ?? 0) && (a ?? new Dictionary<string, string>()).All(kv => b!.TryGetValue(kv.Key, out var v) && v == kv.Value);
-
     [LoggerMessage(Level = LogLevel.Information, Message = "Leading: claimed addresses of {Services} Services with {Pools} valid pools")]
     private partial void LogStarted(int services, int pools);
 
@@ -328,8 +320,8 @@ public sealed partial class Reconciler
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid and not used: {Problem}")]
-    private partial void LogInvalidAdvertisement(string advertisement, string problem);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid: {Problem} (in force for the pools that exist: {InForce})")]
+    private partial void LogInvalidAdvertisement(string advertisement, string problem, bool inForce);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
     private partial void LogRetry(Exception exception, string key, TimeSpan delay);

@@ -79,7 +79,17 @@ public sealed record L2Advertisement(
     IReadOnlyList<LabelSelector> IpAddressPoolSelectors,
     IReadOnlyList<LabelSelector> NodeSelectors,
     IReadOnlyList<string> Interfaces,
-    IReadOnlyList<LabelSelector> ServiceSelectors);
+    IReadOnlyList<LabelSelector> ServiceSelectors)
+{
+    /// <summary>
+    /// Names no pool and selects none, as written: it covers every pool. Taken from the spec, not from the pools
+    /// left after dropping missing ones, so an advertisement whose named pools are all gone covers nothing.
+    /// </summary>
+    public required bool AllPools { get; init; }
+
+    public bool Covers(Pool pool) =>
+        AllPools || IpAddressPools.Contains(pool.Name, StringComparer.Ordinal) || IpAddressPoolSelectors.Any(s => s.Matches(pool.Labels));
+}
 
 /// <summary>One problem in the configuration, naming the object and the field.</summary>
 public sealed record ConfigProblem(string Kind, string Name, string Message)

@@ -3,6 +3,7 @@ namespace LbAllocator.Core;
 /// <summary>
 /// Turns user-written pools and advertisements into validated ones. An invalid object is left out and
 /// reported; it never stops the valid ones. When two pools overlap, the one given first keeps working.
+/// An advertisement naming a pool that does not exist is reported and keeps working for the pools that do.
 /// </summary>
 public static class ConfigValidator
 {
@@ -58,19 +59,18 @@ public static class ConfigValidator
         foreach (var (index, spec) in advertisements.Index())
         {
             var messages = new List<string>();
-            if (!seenAds.Add(spec.Name))
+            var duplicate = !seenAds.Add(spec.Name);
+            if (duplicate)
             {
                 messages.Add("metadata.name: another L2Advertisement has the same name");
             }
 
             var ad = ValidateAdvertisement(spec, poolNames, messages);
-            if (ad is null || messages.Count > 0)
+            problems.AddRange(messages.Select(m => new ConfigProblem(AdvertisementKind, spec.Name, m) { Index = index }));
+            if (ad is not null && !duplicate)
             {
-                problems.AddRange(messages.Select(m => new ConfigProblem(AdvertisementKind, spec.Name, m) { Index = index }));
-                continue;
+                validAds.Add(ad);
             }
-
-            validAds.Add(ad);
         }
 
         return new ValidatedConfig(valid, validAds, problems);
@@ -143,9 +143,14 @@ public static class ConfigValidator
             spec.Labels ?? new Dictionary<string, string>());
     }
 
+    /// <summary>
+    /// Validates one advertisement; null when it has a problem that makes it unusable. A pool it names that does
+    /// not exist is reported but only that pool is dropped: the advertisement keeps working for its other pools.
+    /// </summary>
     private static L2Advertisement? ValidateAdvertisement(L2AdvertisementSpec spec, HashSet<string> poolNames, List<string> problems)
     {
         var before = problems.Count;
+        var missing = 0;
         if (!Names.IsDnsSubdomain(spec.Name))
         {
             problems.Add($"metadata.name: \"{spec.Name}\" is not a valid name (lowercase letters, digits, '-' and '.')");
@@ -161,6 +166,7 @@ public static class ConfigValidator
             else if (!poolNames.Contains(pools[i]))
             {
                 problems.Add($"spec.ipAddressPools[{i}]: IPAddressPool \"{pools[i]}\" does not exist");
+                missing++;
             }
         }
 
@@ -180,12 +186,15 @@ public static class ConfigValidator
 
         var ad = new L2Advertisement(
             spec.Name,
-            pools,
+            [.. pools.Distinct(StringComparer.Ordinal).Where(poolNames.Contains)],
             Selectors(spec.IpAddressPoolSelectors, "spec.ipAddressPoolSelectors", problems),
             Selectors(spec.NodeSelectors, "spec.nodeSelectors", problems),
             interfaces,
-            Selectors(spec.ServiceSelectors, "spec.serviceSelectors", problems));
-        return problems.Count > before ? null : ad;
+            Selectors(spec.ServiceSelectors, "spec.serviceSelectors", problems))
+        {
+            AllPools = pools.Count == 0 && (spec.IpAddressPoolSelectors ?? []).Count == 0,
+        };
+        return problems.Count - missing > before ? null : ad;
     }
 
     private static List<LabelSelector> Selectors(IReadOnlyList<LabelSelectorSpec>? specs, string path, List<string> problems)

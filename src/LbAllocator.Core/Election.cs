@@ -2,7 +2,10 @@ using System.Text;
 
 namespace LbAllocator.Core;
 
-/// <summary>A node as the election sees it.</summary>
+/// <summary>
+/// A node as the election sees it. Whether the node can answer at all is the conjunction of these flags;
+/// a per-node health signal (capture open, link up) belongs here as one more.
+/// </summary>
 public sealed record ElectionNode(
     string Name,
     IReadOnlyDictionary<string, string> Labels,
@@ -10,13 +13,14 @@ public sealed record ElectionNode(
     bool NetworkUnavailable = false);
 
 /// <summary>A Service with addresses to announce.</summary>
+/// <param name="NodesWithEndpoints">For the Local policy: the nodes whose endpoints may take the traffic (see <see cref="LocalEndpoints"/>).</param>
 public sealed record AnnouncedService(
     string Key,
     IReadOnlyList<Ip> Addresses,
     string? Pool,
     IReadOnlyDictionary<string, string> Labels,
     bool LocalTrafficPolicy = false,
-    IReadOnlySet<string>? NodesWithReadyEndpoints = null);
+    IReadOnlySet<string>? NodesWithEndpoints = null);
 
 /// <summary>
 /// Who announces a Service's addresses: a node and the interfaces to use there (empty: every usable
@@ -29,44 +33,48 @@ public sealed record Announcement(string ServiceKey, IReadOnlyList<Ip> Addresses
 /// same answer, so no coordination is needed beyond seeing the same objects and leases.
 /// Rendezvous hashing: each candidate node scores (node, key) and the highest score wins, so a node
 /// joining takes only the keys it now wins and a node leaving gives up only its own.
+/// <see cref="Decide"/> states the rule over whole inputs; <see cref="ElectionTable"/> keeps the same
+/// result up to date change by change. Both use the parts below, so the rule lives here once.
 /// </summary>
 public static class Election
 {
     public const string ExcludeLabel = "node.kubernetes.io/exclude-from-external-load-balancers";
 
+    internal const string SharingReason = "the Services sharing its address have no eligible node in common";
+
+    private const ulong FnvOffset = 14695981039346656037UL;
+    private const ulong FnvPrime = 1099511628211UL;
+
     /// <returns>One announcement per Service with addresses, in input order.</returns>
-    /// <param name="pools">Pool name to its labels, for ipAddressPoolSelectors.</param>
     public static IReadOnlyList<Announcement> Decide(
         IReadOnlyList<AnnouncedService> services,
         IReadOnlyList<ElectionNode> nodes,
-        IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> pools,
+        IReadOnlyList<Pool> pools,
         IReadOnlyList<L2Advertisement> advertisements)
     {
-        var perService = services.Select(s => Candidates(s, nodes, pools, advertisements)).ToList();
+        var poolsByName = pools.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        var admitted = services.Select(s => Admit(s, poolsByName, advertisements)).ToList();
+        var usable = nodes.Where(CanStand).ToList();
 
         // Services sharing an address must be announced from one node (one MAC per address), so they are
         // elected together: the group's candidates are the nodes every member can use, its key its lowest address.
-        var groups = GroupBySharedAddress(services);
         var result = new Announcement?[services.Count];
-        foreach (var group in groups)
+        foreach (var group in GroupBySharedAddress(admitted))
         {
-            var key = group.SelectMany(i => services[i].Addresses).Min().ToString();
-            IEnumerable<string> candidates = perService[group[0]].Nodes.Keys;
-            foreach (var i in group.Skip(1))
-            {
-                candidates = candidates.Intersect(perService[i].Nodes.Keys, StringComparer.Ordinal);
-            }
-
-            var winner = candidates
+            var addresses = group.SelectMany(i => admitted[i].Addresses).ToList();
+            var key = addresses.Count == 0 ? "" : addresses.Min().ToString();
+            var winner = addresses.Count == 0 ? null : usable
+                .Where(node => group.All(i => admitted[i].Eligible(node)))
+                .Select(node => node.Name)
                 .OrderByDescending(node => Score(node, key))
                 .ThenBy(node => node, StringComparer.Ordinal)
                 .FirstOrDefault();
             foreach (var i in group)
             {
-                var (nodesOk, reason) = perService[i];
+                var member = admitted[i];
                 result[i] = winner is null
-                    ? new Announcement(services[i].Key, services[i].Addresses, null, [], reason ?? "the Services sharing its address have no eligible node in common")
-                    : new Announcement(services[i].Key, services[i].Addresses, winner, nodesOk[winner], null);
+                    ? member.NotAnnounced(member.OwnReason(usable.Where(n => member.InterfacesOn(n) is not null).Select(n => n.Name)) ?? SharingReason)
+                    : new Announcement(member.Service.Key, member.Addresses, winner, member.InterfacesOn(usable.First(n => n.Name == winner))!, null);
             }
         }
 
@@ -74,79 +82,59 @@ public static class Election
     }
 
     /// <summary>The rendezvous score of a node for a key: a stable 64-bit hash (the same in every process).</summary>
-    public static ulong Score(string node, string key)
+    public static ulong Score(string node, string key) => Score(NodePrefix(node), Utf8(key));
+
+    /// <summary>The hash state after "node\0": a node's share of every score, computed once per node.</summary>
+    internal static ulong NodePrefix(string node) => (Feed(FnvOffset, Utf8(node)) ^ 0) * FnvPrime;
+
+    /// <summary>The score from a node's prefix and the key's UTF-8 bytes, without allocating.</summary>
+    internal static ulong Score(ulong nodePrefix, ReadOnlySpan<byte> key)
     {
         // FNV-1a over "node\0key", then a SplitMix64 finaliser so that near-identical names spread well.
-        var hash = 14695981039346656037UL;
-        foreach (var b in Encoding.UTF8.GetBytes($"{node}\0{key}"))
-        {
-            hash = (hash ^ b) * 1099511628211UL;
-        }
-
+        var hash = Feed(nodePrefix, key);
         hash = (hash ^ (hash >> 30)) * 0xBF58476D1CE4E5B9UL;
         hash = (hash ^ (hash >> 27)) * 0x94D049BB133111EBUL;
         return hash ^ (hash >> 31);
     }
 
-    /// <summary>Eligible nodes with the interfaces each may use, or why there are none.</summary>
-    private static (Dictionary<string, IReadOnlyList<string>> Nodes, string? Reason) Candidates(
-        AnnouncedService service,
-        IReadOnlyList<ElectionNode> nodes,
-        IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> pools,
-        IReadOnlyList<L2Advertisement> advertisements)
+    internal static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);
+
+    /// <summary>Whether a node may stand for election at all, whatever the Service.</summary>
+    internal static bool CanStand(ElectionNode node) =>
+        node.SpeakerAlive && !node.NetworkUnavailable && !node.Labels.ContainsKey(ExcludeLabel);
+
+    /// <summary>
+    /// A Service checked against the configuration: the addresses it may announce (those inside its pool; an
+    /// address from anywhere else is never answered) and the advertisements that cover it, or why it has none.
+    /// </summary>
+    internal static Admitted Admit(AnnouncedService service, IReadOnlyDictionary<string, Pool> pools, IReadOnlyList<L2Advertisement> advertisements)
     {
-        var eligible = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
-        if (service.Pool is null || !pools.TryGetValue(service.Pool, out var poolLabels))
+        if (service.Pool is null)
         {
-            return (eligible, service.Pool is null ? "the Service names no pool (lballocator.io/ip-allocated-from-pool)" : $"pool \"{service.Pool}\" does not exist");
+            return new(service, [], [], "the Service names no pool (lballocator.io/ip-allocated-from-pool)");
+        }
+
+        if (!pools.TryGetValue(service.Pool, out var pool))
+        {
+            return new(service, [], [], $"pool \"{service.Pool}\" does not exist or is not valid");
+        }
+
+        var inside = service.Addresses.Where(pool.Contains).ToList();
+        if (inside.Count == 0)
+        {
+            return new(service, [], [], $"none of its addresses is in pool \"{service.Pool}\"");
         }
 
         var covering = advertisements
-            .Where(ad => Covers(ad, service.Pool, poolLabels) && (ad.ServiceSelectors.Count == 0 || ad.ServiceSelectors.Any(s => s.Matches(service.Labels))))
+            .Where(ad => ad.Covers(pool) && (ad.ServiceSelectors.Count == 0 || ad.ServiceSelectors.Any(s => s.Matches(service.Labels))))
             .ToList();
-        if (covering.Count == 0)
-        {
-            return (eligible, $"no L2Advertisement covers pool \"{service.Pool}\" and this Service");
-        }
-
-        var localWithoutEndpoints = false;
-        foreach (var node in nodes)
-        {
-            var ads = covering.Where(ad => ad.NodeSelectors.Count == 0 || ad.NodeSelectors.Any(s => s.Matches(node.Labels))).ToList();
-            if (ads.Count == 0 || !node.SpeakerAlive || node.NetworkUnavailable || node.Labels.ContainsKey(ExcludeLabel))
-            {
-                continue;
-            }
-
-            if (service.LocalTrafficPolicy && service.NodesWithReadyEndpoints?.Contains(node.Name) != true)
-            {
-                localWithoutEndpoints = true;
-                continue;
-            }
-
-            // An advertisement without interfaces allows every usable interface, which includes the named ones.
-            eligible[node.Name] = ads.Any(ad => ad.Interfaces.Count == 0)
-                ? []
-                : [.. ads.SelectMany(ad => ad.Interfaces).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
-        }
-
-        if (eligible.Count > 0)
-        {
-            return (eligible, null);
-        }
-
-        return (eligible, localWithoutEndpoints
-            ? "externalTrafficPolicy is Local and no eligible node has a ready endpoint"
-            : $"no node with a live speaker is eligible (L2Advertisement nodeSelectors, {ExcludeLabel}, NetworkUnavailable)");
+        return covering.Count == 0
+            ? new(service, [], [], $"no L2Advertisement covers pool \"{service.Pool}\" and this Service")
+            : new(service, inside, covering, null);
     }
 
-    private static bool Covers(L2Advertisement ad, string pool, IReadOnlyDictionary<string, string> poolLabels) =>
-        (ad.IpAddressPools.Count == 0 && ad.IpAddressPoolSelectors.Count == 0)
-        || ad.IpAddressPools.Contains(pool, StringComparer.Ordinal)
-        || ad.IpAddressPoolSelectors.Any(s => s.Matches(poolLabels));
-
-    /// <summary>Indexes of services, grouped so that Services with an address in common share a group.</summary>
-    private static List<List<int>> GroupBySharedAddress(IReadOnlyList<AnnouncedService> services)
+    /// <summary>Indexes of services with addresses, grouped so that Services with an address in common share a group.</summary>
+    private static List<List<int>> GroupBySharedAddress(List<Admitted> services)
     {
         var parent = Enumerable.Range(0, services.Count).ToArray();
         var firstUser = new Dictionary<Ip, int>();
@@ -165,7 +153,7 @@ public static class Election
             }
         }
 
-        return [.. Enumerable.Range(0, services.Count).Where(i => services[i].Addresses.Count > 0).GroupBy(Find).Select(g => g.ToList())];
+        return [.. Enumerable.Range(0, services.Count).Where(i => services[i].Service.Addresses.Count > 0).GroupBy(Find).Select(g => g.ToList())];
 
         int Find(int i)
         {
@@ -177,4 +165,71 @@ public static class Election
             return i;
         }
     }
+
+    private static ulong Feed(ulong hash, ReadOnlySpan<byte> bytes)
+    {
+        foreach (var b in bytes)
+        {
+            hash = (hash ^ b) * FnvPrime;
+        }
+
+        return hash;
+    }
+}
+
+/// <summary>A Service checked against the configuration (see <see cref="Election.Admit"/>); Reason set when it cannot be announced at all.</summary>
+internal sealed record Admitted(AnnouncedService Service, IReadOnlyList<Ip> Addresses, IReadOnlyList<L2Advertisement> Covering, string? Reason)
+{
+    private const string LocalReason = "externalTrafficPolicy is Local and no eligible node has a ready or serving endpoint";
+
+    private static readonly string NoneReason =
+        $"no node with a live speaker is eligible (L2Advertisement nodeSelectors, {Election.ExcludeLabel}, NetworkUnavailable)";
+
+    /// <summary>Whether a node that can stand may announce this Service (its advertisements and endpoints allow it).</summary>
+    public bool Eligible(ElectionNode node) => InterfacesOn(node) is not null && HasEndpointOn(node.Name);
+
+    /// <summary>The interfaces the covering advertisements allow on a node (empty: all), or null when none selects the node.</summary>
+    public IReadOnlyList<string>? InterfacesOn(ElectionNode node) => InterfacesOn(Covering, node.Labels);
+
+    public static IReadOnlyList<string>? InterfacesOn(IReadOnlyList<L2Advertisement> covering, IReadOnlyDictionary<string, string> labels)
+    {
+        var ads = covering.Where(ad => ad.NodeSelectors.Count == 0 || ad.NodeSelectors.Any(s => s.Matches(labels))).ToList();
+        if (ads.Count == 0)
+        {
+            return null;
+        }
+
+        // An advertisement without interfaces allows every usable interface, which includes the named ones.
+        return ads.Any(ad => ad.Interfaces.Count == 0)
+            ? []
+            : [.. ads.SelectMany(ad => ad.Interfaces).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+    }
+
+    public bool HasEndpointOn(string node) => !Service.LocalTrafficPolicy || Service.NodesWithEndpoints?.Contains(node) == true;
+
+    /// <summary>Why no node may announce this Service on its own, or null when some node may.</summary>
+    /// <param name="selected">The standing nodes that an advertisement covering this Service selects.</param>
+    public string? OwnReason(IEnumerable<string> selected)
+    {
+        if (Reason is not null)
+        {
+            return Reason;
+        }
+
+        var localWithoutEndpoints = false;
+        foreach (var node in selected)
+        {
+            if (HasEndpointOn(node))
+            {
+                return null;
+            }
+
+            localWithoutEndpoints = true;
+        }
+
+        return localWithoutEndpoints ? LocalReason : NoneReason;
+    }
+
+    /// <summary>The announcement of nobody: the addresses shown are the Service's own when none is admitted.</summary>
+    public Announcement NotAnnounced(string reason) => new(Service.Key, Addresses.Count > 0 ? Addresses : Service.Addresses, null, [], reason);
 }

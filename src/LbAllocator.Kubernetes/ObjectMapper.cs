@@ -17,6 +17,17 @@ public static class ObjectMapper
             : null,
         Dictionary(pool.Metadata.Labels));
 
+    /// <summary>The pools in the order that settles overlaps (the oldest keeps working), the same for controller and speaker.</summary>
+    public static List<PoolSpec> ToPoolSpecs(IEnumerable<V1Alpha1IPAddressPool> pools) =>
+        [.. pools
+            .OrderBy(p => p.Metadata.CreationTimestamp ?? DateTime.MaxValue)
+            .ThenBy(p => p.Metadata.Name, StringComparer.Ordinal)
+            .Select(ToPoolSpec)];
+
+    /// <summary>An EndpointSlice's endpoints with their node and conditions.</summary>
+    public static IEnumerable<EndpointState> ToEndpointStates(V1EndpointSlice slice) =>
+        (slice.Endpoints ?? []).Select(e => new EndpointState(e.NodeName, e.Conditions?.Ready, e.Conditions?.Serving, e.Conditions?.Terminating));
+
     public static Core.L2AdvertisementSpec ToAdvertisementSpec(V1Alpha1L2Advertisement ad) => new(
         ad.Metadata.Name ?? "",
         ad.Spec.IpAddressPools?.ToList(),

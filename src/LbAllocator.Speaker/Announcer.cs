@@ -6,12 +6,31 @@ using SharpPcap.LibPcap;
 
 namespace LbAllocator.Speaker;
 
+/// <summary>What the decisions drive on the wire: the addresses answered for, and gratuitous announcements.</summary>
+public interface IAnnouncer
+{
+    /// <summary>
+    /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
+    /// on). Returns the (address, interface) pairs that are new, which the caller announces gratuitously.
+    /// </summary>
+    IReadOnlyList<(Ip Address, string Interface)> SetOwned(IReadOnlyDictionary<Ip, string[]> owned);
+
+    /// <summary>The addresses answered for now.</summary>
+    IReadOnlyCollection<Ip> OwnedAddresses { get; }
+
+    /// <summary>One round of gratuitous announcements; false, and nothing sent, when the address is no longer owned there.</summary>
+    bool AnnounceGratuitously(Ip address, string interfaceName);
+
+    /// <summary>The packet counts of each address owned now.</summary>
+    IReadOnlyDictionary<Ip, AddressCounters> Counters();
+}
+
 /// <summary>
 /// Answers ARP and NDP for the addresses this node owns, on the interfaces chosen for each, and sends
 /// gratuitous announcements when it takes an address over. One capture per interface (libpcap, immediate
 /// mode, a kernel filter so only ARP requests and Neighbor Solicitations reach us).
 /// </summary>
-public sealed partial class Announcer(ILogger<Announcer> logger) : IDisposable
+public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, IDisposable
 {
     // Only what we may answer, filtered in the kernel: ARP requests, and ICMPv6 type 135 without extension headers.
     private const string CaptureFilter = "(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)";

@@ -21,6 +21,7 @@ public static class SpeakerHost
         builder.Services.AddSingleton<SpeakerMetrics>();
         builder.Services.AddSingleton<SpeakerLease>();
         builder.Services.AddSingleton<Announcer>();
+        builder.Services.AddSingleton<IAnnouncer>(services => services.GetRequiredService<Announcer>());
         builder.Services.AddSingleton<SpeakerReconciler>();
         builder.Services.AddHostedService<SpeakerService>();
         return builder.BuildValidated(typeof(SpeakerOptions));

@@ -9,7 +9,11 @@ namespace LbAllocator.Speaker;
 /// short while after each echo, so a stalled watch, or an API outage that stops everyone renewing and seeing
 /// renewals, cannot by itself make another speaker look dead; otherwise every speaker that came back from an
 /// outage before its watch did would take over every address it saw no renewal for.
-/// Measured on this node's clock from when changes were seen, so clock skew between nodes does not matter.
+/// Measured on this node's clock from when changes were seen, never against the renewTime a lease carries, so
+/// clock skew between nodes does not matter: a lease seen for the first time (at start-up) counts as renewed then.
+/// Each speaker is judged by the lease duration it publishes, so speakers with different timings side by side
+/// (a rollout that changes them) never count a live one dead; never by less than our own, which is what our
+/// trust in a stalled watch is bounded against.
 /// </summary>
 public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpan renewInterval, TimeProvider time)
 {
@@ -55,16 +59,8 @@ public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpa
                 return wasAlive;
             }
 
-            // Only on first sight (at start-up) does the lease's renewTime say how old it already is.
-            var remaining = leaseDuration;
-            if (old is null && lease.Spec?.RenewTime is { } renewed)
-            {
-                var age = time.GetUtcNow().UtcDateTime - renewed.ToUniversalTime();
-                remaining -= age < TimeSpan.Zero ? TimeSpan.Zero : age;
-            }
-
-            _expiry[node] = watched + (remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
-            return !wasAlive && remaining > TimeSpan.Zero;
+            _expiry[node] = watched + DurationOf(lease);
+            return !wasAlive;
         }
     }
 
@@ -90,6 +86,10 @@ public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpa
             return (alive, Stalled(now) ? null : next);
         }
     }
+
+    /// <summary>How long the lease's holder counts as alive after a change is seen: its own duration, at least ours.</summary>
+    private TimeSpan DurationOf(V1Lease lease) =>
+        lease.Spec?.LeaseDurationSeconds is int seconds && TimeSpan.FromSeconds(seconds) > leaseDuration ? TimeSpan.FromSeconds(seconds) : leaseDuration;
 
     private TimeSpan Watched(long now) =>
         _echoAt is { } at ? _watchedAtEcho + Min(time.GetElapsedTime(at, now), _trust) : _watchedAtEcho;

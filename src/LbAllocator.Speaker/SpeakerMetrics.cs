@@ -18,7 +18,7 @@ public sealed class SpeakerMetrics
     private readonly Gauge _alive;
     private readonly HashSet<string> _exported = new(StringComparer.Ordinal);
 
-    public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, Announcer announcer)
+    public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, IAnnouncer announcer)
     {
         _announced = factory.CreateGauge("lballocator_speaker_addresses_announced", "Addresses this node answers for.");
         _requests = factory.CreateCounter("lballocator_speaker_requests_received_total", "ARP requests and Neighbor Solicitations received for an address this node announces.", ["address", "protocol"]);

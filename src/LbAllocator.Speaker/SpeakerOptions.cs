@@ -40,8 +40,19 @@ public sealed class SpeakerOptions : IValidatableObject
     /// <summary>How often interfaces are rescanned even without a netlink change notification.</summary>
     public TimeSpan InterfaceRescanInterval { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The longest any status or event write may take. These run off the decision path, so this bounds how stale
+    /// the API's view gets behind a hung server, not how long answering waits.
+    /// </summary>
+    public TimeSpan ApiTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        if (ApiTimeout <= TimeSpan.Zero)
+        {
+            yield return new ValidationResult($"ApiTimeout ({ApiTimeout}) must be positive", [nameof(ApiTimeout)]);
+        }
+
         if (!Names.IsDnsLabel(Namespace))
         {
             yield return new ValidationResult($"Namespace \"{Namespace}\" is not a valid namespace name (lowercase letters, digits and '-', at most 63)", [nameof(Namespace)]);

@@ -1,10 +1,6 @@
-using System.Net;
 using System.Net.NetworkInformation;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.RegularExpressions;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Hosting;
@@ -16,25 +12,22 @@ using Microsoft.Extensions.Logging;
 namespace LbAllocator.Speaker;
 
 /// <summary>
-/// The speaker's loop: watch Services, EndpointSlices, Nodes, pools, advertisements and the speakers'
-/// leases; on any change run the election for all Services (every speaker gets the same answer); announce
-/// what this node won, and keep ServiceL2Status and events in line with it.
+/// The speaker's loop, shaped like the controller's: watch caches → the changes since the last pass →
+/// the election (<see cref="ElectionTable"/>, updated for what changed; rebuilt when pools or advertisements
+/// change) → the plan for this node (<see cref="SpeakerPlan"/>, pure) → effects (<see cref="SpeakerEffects"/>:
+/// the announcer at once, the API through the <see cref="L2StatusWriter"/> in the background). A pass never
+/// waits on the API, so fencing and takeovers are never held up by it.
 /// </summary>
 public sealed partial class SpeakerReconciler : IDisposable
 {
-    private const string Everything = "all";
+    private const string Pass = "pass";
     private const string ServiceNameLabel = "kubernetes.io/service-name";
-    private const string StatusServiceNameLabel = "lballocator.io/service-name";
-    private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
     private const string CachesGate = "caches";
 
-    private readonly IKubernetes _client;
     private readonly SpeakerOptions _options;
     private readonly SpeakerLease _lease;
-    private readonly Announcer _announcer;
     private readonly TimeProvider _time;
     private readonly ILogger<SpeakerReconciler> _logger;
-    private readonly EventRecorder _events;
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
@@ -45,55 +38,68 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1IPAddressPool> _pools;
     private readonly ResourceCache<V1Alpha1L2Advertisement> _ads;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
-
     private readonly SpeakerLiveness _liveness;
-    private readonly SpeakerMetrics _metrics;
     private readonly Health _health;
-    private HashSet<string> _announcedServices = new(StringComparer.Ordinal);
+    private readonly L2StatusWriter _writer;
+    private readonly SpeakerEffects _effects;
+    private readonly Func<IReadOnlyList<NetworkInterfaceInfo>> _scan;
+
+    // What changed since the last pass, filled by the caches' callbacks.
+    private readonly Lock _changes = new();
+    private readonly HashSet<string> _changedServices = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _changedNodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Dictionary<string, V1EndpointSlice>> _slicesByService = new(StringComparer.Ordinal);
+    private bool _configChanged = true;
+
+    // The decision state, touched only by the pass.
+    private readonly PoolHistory _history = new();
+    private ElectionTable? _election;
+    private HashSet<string> _alive = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
 
+    /// <param name="scanInterfaces">This node's interfaces; /sys/class/net unless given.</param>
     public SpeakerReconciler(
-        IKubernetes client, SpeakerOptions options, SpeakerLease lease, Announcer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers)
+        IKubernetes client, SpeakerOptions options, SpeakerLease lease, IAnnouncer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers,
+        Func<IReadOnlyList<NetworkInterfaceInfo>>? scanInterfaces = null)
     {
-        _client = client;
-        _metrics = metrics;
+        _scan = scanInterfaces ?? (() => NetworkInterfaces.Scan());
         _health = health;
         health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements, statuses and leases");
         _options = options;
         _lease = lease;
-        _announcer = announcer;
         _time = time;
         _logger = loggers.CreateLogger<SpeakerReconciler>();
-        _events = new EventRecorder(client, "speaker", options.NodeName, options.Namespace, _logger);
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
-        _wake = time.CreateTimer(_ => _queue.Add(Everything), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _wake = time.CreateTimer(_ => _queue.Add(Pass), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         var cacheLogger = loggers.CreateLogger("LbAllocator.Speaker.Watch");
-        _services = Watch(Sources.Services(client));
-        _slices = Watch(Sources.EndpointSlices(client));
-        _nodes = Watch(Sources.Nodes(client));
-        _pools = Watch(Sources.Pools(client, options.Namespace));
-        _ads = Watch(Sources.Advertisements(client, options.Namespace));
+        _services = new ResourceCache<V1Service>(Sources.Services(client), cacheLogger);
+        _slices = new ResourceCache<V1EndpointSlice>(Sources.EndpointSlices(client), cacheLogger);
+        _nodes = new ResourceCache<V1Node>(Sources.Nodes(client), cacheLogger);
+        _pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), cacheLogger);
+        _ads = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), cacheLogger);
         _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
         _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
+        _writer = new L2StatusWriter(client, options, _statuses, time, loggers.CreateLogger<L2StatusWriter>());
+        _effects = new SpeakerEffects(announcer, _writer, metrics, options, time, loggers.CreateLogger<SpeakerEffects>());
+
+        _services.Changed += (old, now) => Changed(_changedServices, ObjectKey.Of((now ?? old)!));
+        _nodes.Changed += (old, now) => Changed(_changedNodes, (now ?? old)!.Metadata.Name);
+        _slices.Changed += OnSliceChanged;
+        // Status writes by the controller (pool usage) do not change what is announced; specs and labels do.
+        _pools.Changed += (old, now) => ConfigChanged(old, now);
+        _ads.Changed += (old, now) => ConfigChanged(old, now);
         // Only a speaker coming alive or leaving wakes a pass: a renewal of a live one changes no election
         // input, and expiries are picked up by the pass scheduled for them.
-        _leases.Changed += (old, lease) =>
+        _leases.Changed += (old, now) =>
         {
-            if (_liveness.Observe(old, lease))
+            if (_liveness.Observe(old, now))
             {
-                _queue.Add(Everything);
+                _queue.Add(Pass);
             }
         };
-        lease.HealthChanged += () => _queue.Add(Everything);
-
-        ResourceCache<T> Watch<T>(ResourceSource<T> source) where T : class, IKubernetesObject<V1ObjectMeta>
-        {
-            var cache = new ResourceCache<T>(source, cacheLogger);
-            cache.Changed += (_, _) => _queue.Add(Everything);
-            return cache;
-        }
+        lease.HealthChanged += () => _queue.Add(Pass);
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -114,9 +120,9 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _leases.WaitForSyncAsync(cancellationToken));
             LogSynced(_options.NodeName);
             _health.SetReady(CachesGate, true, "synced");
-            _interfaces = NetworkInterfaces.Scan();
-            _queue.Add(Everything);
-            await Task.WhenAll([.. caches, WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
+            _interfaces = _scan();
+            _queue.Add(Pass);
+            await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -132,6 +138,71 @@ public sealed partial class SpeakerReconciler : IDisposable
     {
         _wake.Dispose();
         _queue.Dispose();
+        _writer.Dispose();
+    }
+
+    private void Changed(HashSet<string> set, string key)
+    {
+        lock (_changes)
+        {
+            set.Add(key);
+        }
+
+        _queue.Add(Pass);
+    }
+
+    private void ConfigChanged(IKubernetesObject<V1ObjectMeta>? old, IKubernetesObject<V1ObjectMeta>? now)
+    {
+        if (!ObjectChange.SpecChanged(old, now) && ObjectChange.SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
+        {
+            return;
+        }
+
+        lock (_changes)
+        {
+            _configChanged = true;
+        }
+
+        _queue.Add(Pass);
+    }
+
+    /// <summary>Keeps the slices indexed by Service, and marks the Services they belong to as changed.</summary>
+    private void OnSliceChanged(V1EndpointSlice? old, V1EndpointSlice? now)
+    {
+        lock (_changes)
+        {
+            foreach (var (slice, present) in new[] { (old, false), (now, true) })
+            {
+                if (slice?.Metadata.Labels?.TryGetValue(ServiceNameLabel, out var name) != true)
+                {
+                    continue;
+                }
+
+                var service = $"{slice.Metadata.NamespaceProperty}/{name}";
+                if (!_slicesByService.TryGetValue(service, out var slices))
+                {
+                    _slicesByService[service] = slices = new(StringComparer.Ordinal);
+                }
+
+                if (present)
+                {
+                    slices[ObjectKey.Of(slice)] = slice;
+                }
+                else
+                {
+                    slices.Remove(ObjectKey.Of(slice));
+                }
+
+                if (slices.Count == 0)
+                {
+                    _slicesByService.Remove(service);
+                }
+
+                _changedServices.Add(service);
+            }
+        }
+
+        _queue.Add(Pass);
     }
 
     private async Task WorkAsync(CancellationToken cancellationToken)
@@ -141,13 +212,19 @@ public sealed partial class SpeakerReconciler : IDisposable
             var key = await _queue.TakeAsync(cancellationToken);
             try
             {
-                var next = await ReconcileAsync(cancellationToken);
+                var next = Reconcile(cancellationToken);
                 _queue.Forget(key);
                 // Each pass knows best when the next expiry is due, so it re-arms the one timer.
                 _wake.Change(next ?? Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
+                // Whatever failed, the next pass starts from a full recompute.
+                lock (_changes)
+                {
+                    _configChanged = true;
+                }
+
                 LogReconcileFailed(e, _queue.AddRateLimited(key));
             }
             finally
@@ -170,100 +247,72 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     private void RescanInterfaces()
     {
-        var scanned = NetworkInterfaces.Scan();
+        var scanned = _scan();
         if (!scanned.SequenceEqual(_interfaces))
         {
             _interfaces = scanned;
-            _queue.Add(Everything);
+            _queue.Add(Pass);
         }
     }
 
-    /// <summary>One pass over everything; returns when the next pass is due without any change (a lease expiring).</summary>
-    private async Task<TimeSpan?> ReconcileAsync(CancellationToken cancellationToken)
+    /// <summary>One pass: the election brought up to date, planned and applied; returns when the next pass is due without any change (a lease expiring).</summary>
+    private TimeSpan? Reconcile(CancellationToken cancellationToken)
     {
         var (alive, nextExpiry) = LiveSpeakers();
-        var nodes = _nodes.Items.Select(n => new ElectionNode(
-            n.Metadata.Name,
-            (IReadOnlyDictionary<string, string>?)n.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>(),
-            alive.Contains(n.Metadata.Name),
-            n.Status?.Conditions?.Any(c => c.Type == "NetworkUnavailable" && c.Status == "True") == true)).ToList();
-        var services = new Dictionary<string, V1Service>(StringComparer.Ordinal);
-        var announced = new List<AnnouncedService>();
-        var readyNodes = ReadyNodesByService();
-        foreach (var service in _services.Items)
+        bool rebuild;
+        List<string> services, nodes;
+        lock (_changes)
         {
-            var info = ObjectMapper.ToServiceInfo(service, null);
-            if (info.IsLoadBalancerFor(_options.LoadBalancerClass) && info.IngressIps.Count > 0)
+            (rebuild, services, nodes) = (_configChanged, [.. _changedServices], [.. _changedNodes]);
+            _configChanged = false;
+            _changedServices.Clear();
+            _changedNodes.Clear();
+        }
+
+        if (rebuild || _election is null)
+        {
+            var config = _history.Apply(
+                ObjectMapper.ToPoolSpecs(_pools.Items),
+                [.. _ads.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).Select(ObjectMapper.ToAdvertisementSpec)]).Config;
+            _election = ElectionTable.Build(
+                config.Pools,
+                config.Advertisements,
+                _nodes.Items.Select(n => ToElectionNode(n, alive)),
+                _services.Items.Select(ToAnnounced).OfType<AnnouncedService>());
+        }
+        else
+        {
+            // Nodes whose speaker came or went, and nodes whose object changed.
+            nodes.AddRange(alive.Except(_alive).Concat(_alive.Except(alive)));
+            foreach (var name in nodes.Distinct(StringComparer.Ordinal))
             {
-                services[info.Key] = service;
-                announced.Add(ToAnnounced(info, readyNodes));
+                if (_nodes.TryGet(name, out var node))
+                {
+                    _election.SetNode(ToElectionNode(node!, alive));
+                }
+                else
+                {
+                    _election.RemoveNode(name);
+                }
+            }
+
+            foreach (var key in services)
+            {
+                if (_services.TryGet(key, out var service) && ToAnnounced(service!) is { } announced)
+                {
+                    _election.SetService(announced);
+                }
+                else
+                {
+                    _election.RemoveService(key);
+                }
             }
         }
 
-        var pools = _pools.Items.ToDictionary(
-            p => p.Metadata.Name,
-            p => (IReadOnlyDictionary<string, string>)(p.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>().AsReadOnly()),
-            StringComparer.Ordinal);
-        var config = ConfigValidator.Validate(
-            [.. _pools.Items.Select(ObjectMapper.ToPoolSpec)],
-            [.. _ads.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).Select(ObjectMapper.ToAdvertisementSpec)]);
-        var decisions = Election.Decide(announced, nodes, pools, config.Advertisements);
-
-        // What this node announces, on which interfaces.
-        var owned = new Dictionary<Ip, string[]>();
-        var mine = new Dictionary<string, (Announcement Decision, string[] Interfaces)>(StringComparer.Ordinal);
-        foreach (var decision in decisions.Where(d => d.Node == _options.NodeName))
-        {
-            var interfaces = InterfacesFor(decision, out var why);
-            var service = services[decision.ServiceKey];
-            if (interfaces.Length == 0)
-            {
-                await _events.RecordAsync(service, $"{decision.ServiceKey}/announce", "Warning", "AnnounceFailed",
-                    $"node {_options.NodeName} won the election for {Join(decision.Addresses)} but cannot announce it: {why}", cancellationToken);
-                continue;
-            }
-
-            mine[decision.ServiceKey] = (decision, interfaces);
-            foreach (var ip in decision.Addresses)
-            {
-                owned[ip] = interfaces;
-            }
-        }
-
-        var ownedBefore = _announcer.OwnedAddresses;
-        foreach (var (ip, name) in _announcer.SetOwned(owned))
-        {
-            LogTakingOver(ip, name);
-            _ = AnnounceGratuitouslyAsync(ip, name, cancellationToken);
-        }
-
-        var ownedNow = _announcer.OwnedAddresses;
-        _metrics.OwnershipChanged(acquired: ownedNow.Except(ownedBefore).Count(), released: ownedBefore.Except(ownedNow).Count());
-
-        var previous = _announcedServices;
-        _announcedServices = [.. mine.Keys];
-        foreach (var (key, (decision, interfaces)) in mine)
-        {
-            var service = services[key];
-            if (!previous.Contains(key))
-            {
-                var addresses = Join(decision.Addresses);
-                var on = string.Join(", ", interfaces);
-                LogAnnouncing(key, addresses, on);
-                await _events.RecordAsync(service, $"{key}/announce", "Normal", "nodeAssigned",
-                    $"announcing {addresses} from node {_options.NodeName} ({on})", cancellationToken);
-            }
-
-            await WriteStatusAsync(service, interfaces, cancellationToken);
-        }
-
-        foreach (var key in previous.Where(k => !mine.ContainsKey(k)))
-        {
-            LogStopped(key);
-            _events.Forget($"{key}/announce");
-        }
-
-        await CleanUpStatusesAsync(decisions, services, alive, cancellationToken);
+        _alive = alive;
+        var janitor = _lease.Healthy && alive.Min(StringComparer.Ordinal) == _options.NodeName;
+        var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
+        _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
 
         var untilFenced = _lease.UntilUnhealthy;
         TimeSpan? next = nextExpiry;
@@ -275,7 +324,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         return next;
     }
 
-    /// <summary>Nodes whose speaker is alive, and how long until the first of them expires.</summary>
+    /// <summary>Nodes whose speaker is alive (this one only while its lease is fresh), and how long until the first of the others expires.</summary>
     private (HashSet<string> Alive, TimeSpan? NextExpiry) LiveSpeakers()
     {
         var (alive, next) = _liveness.Others();
@@ -288,188 +337,44 @@ public sealed partial class SpeakerReconciler : IDisposable
         return (alive, next);
     }
 
-    private static AnnouncedService ToAnnounced(ServiceInfo service, Dictionary<string, HashSet<string>> readyNodes) => new(
-        service.Key,
-        service.IngressAddresses,
-        service.Annotations.GetValueOrDefault(ServiceAnnotations.AllocatedFromPool),
-        service.Labels,
-        service.TrafficPolicy == "Local",
-        readyNodes.GetValueOrDefault(service.Key));
+    private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>
+        new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node));
 
-    /// <summary>Service key to the nodes with a ready endpoint of it, from every EndpointSlice, built once per pass.</summary>
-    private Dictionary<string, HashSet<string>> ReadyNodesByService()
+    private static ElectionNode ToElectionNode(V1Node node, HashSet<string> alive) => new(
+        node.Metadata.Name,
+        (IReadOnlyDictionary<string, string>?)node.Metadata.Labels?.AsReadOnly() ?? new Dictionary<string, string>(),
+        alive.Contains(node.Metadata.Name),
+        node.Status?.Conditions?.Any(c => c.Type == "NetworkUnavailable" && c.Status == "True") == true);
+
+    /// <summary>The Service as the election sees it, or null when this speaker has nothing to announce for it.</summary>
+    private AnnouncedService? ToAnnounced(V1Service service)
     {
-        var result = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
-        foreach (var slice in _slices.Items)
+        var info = ObjectMapper.ToServiceInfo(service, null);
+        if (!info.IsLoadBalancerFor(_options.LoadBalancerClass) || info.IngressIps.Count == 0)
         {
-            if (slice.Metadata.Labels?.TryGetValue(ServiceNameLabel, out var name) != true)
-            {
-                continue;
-            }
-
-            var key = $"{slice.Metadata.NamespaceProperty}/{name}";
-            // A missing ready condition means ready (the EndpointSlice API's rule).
-            foreach (var endpoint in slice.Endpoints ?? [])
-            {
-                if (endpoint.Conditions?.Ready != false && !string.IsNullOrEmpty(endpoint.NodeName))
-                {
-                    (result.TryGetValue(key, out var nodes) ? nodes : result[key] = new HashSet<string>(StringComparer.Ordinal)).Add(endpoint.NodeName);
-                }
-            }
+            return null;
         }
 
-        return result;
+        var local = info.TrafficPolicy == "Local";
+        return new AnnouncedService(
+            info.Key,
+            info.IngressAddresses,
+            info.Annotations.GetValueOrDefault(ServiceAnnotations.AllocatedFromPool),
+            info.Labels,
+            local,
+            local ? LocalEndpoints.Nodes(EndpointsOf(info.Key)) : null);
     }
 
-    /// <summary>The interfaces to announce on: the advertisements' named ones, else every usable one.</summary>
-    private string[] InterfacesFor(Announcement decision, out string why)
+    private List<EndpointState> EndpointsOf(string service)
     {
-        var interfaces = _interfaces;
-        if (decision.Interfaces.Count == 0)
+        lock (_changes)
         {
-            var usable = interfaces.Where(i => i.Unusable(_exclude) is null).Select(i => i.Name).ToArray();
-            why = usable.Length > 0 ? "" : "no usable interface on this node ("
-                + (interfaces.Count == 0 ? "none found" : string.Join(", ", interfaces.Select(i => $"{i.Name}: {i.Unusable(_exclude) ?? "usable"}"))) + ")";
-            return usable;
-        }
-
-        var named = decision.Interfaces.Where(n => interfaces.Any(i => i.Name == n && i.CanCarryWhenNamed)).ToArray();
-        why = named.Length > 0 ? "" : $"none of the interfaces its L2Advertisements name ({string.Join(", ", decision.Interfaces)}) is up and able to carry ARP/NDP on this node";
-        return named;
-    }
-
-    private async Task AnnounceGratuitouslyAsync(Ip address, string interfaceName, CancellationToken cancellationToken)
-    {
-        try
-        {
-            for (var i = 0; i < _options.GratuitousCount && !cancellationToken.IsCancellationRequested; i++)
-            {
-                if (i > 0)
-                {
-                    await Task.Delay(_options.GratuitousInterval, _time, cancellationToken);
-                }
-
-                if (!_announcer.AnnounceGratuitously(address, interfaceName))
-                {
-                    return; // no longer ours there
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
+            return _slicesByService.TryGetValue(service, out var slices) ? [.. slices.Values.SelectMany(ObjectMapper.ToEndpointStates)] : [];
         }
     }
-
-    /// <summary>The ServiceL2Status for a Service: one per Service, named after it.</summary>
-    public static string StatusName(string ns, string name)
-    {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{ns}/{name}")), 0, 4);
-        return $"{ns}-{name}-{hash}";
-    }
-
-    private async Task WriteStatusAsync(V1Service service, string[] interfaces, CancellationToken cancellationToken)
-    {
-        var ns = service.Metadata.NamespaceProperty;
-        var name = StatusName(ns, service.Metadata.Name);
-        var desired = new ServiceL2StatusStatus
-        {
-            Node = _options.NodeName,
-            ServiceName = service.Metadata.Name,
-            ServiceNamespace = ns,
-            Interfaces = [.. interfaces.Select(i => new InterfaceInfo { Name = i })],
-        };
-        _statuses.TryGet($"{_options.Namespace}/{name}", out var existing);
-        if (existing?.Status is { } current && current.Node == desired.Node && current.ServiceName == desired.ServiceName
-            && current.ServiceNamespace == desired.ServiceNamespace
-            && (current.Interfaces?.Select(i => i.Name) ?? []).SequenceEqual(interfaces))
-        {
-            return;
-        }
-
-        if (existing is null)
-        {
-            var body = new V1Alpha1ServiceL2Status
-            {
-                Metadata = new V1ObjectMeta
-                {
-                    Name = name,
-                    NamespaceProperty = _options.Namespace,
-                    Labels = new Dictionary<string, string> { [StatusServiceNameLabel] = service.Metadata.Name, [StatusServiceNamespaceLabel] = ns },
-                },
-            };
-            try
-            {
-                await _client.CustomObjects.CreateNamespacedCustomObjectAsync(body, Api.Group, Api.Version, _options.Namespace, "servicel2statuses", cancellationToken: cancellationToken);
-            }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
-            {
-                // Created meanwhile (by us before a restart, or a previous owner): patching the status below is enough.
-            }
-        }
-
-        var patch = new V1Patch(KubernetesJson.Serialize(new { status = desired }), V1Patch.PatchType.MergePatch);
-        await _client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(patch, Api.Group, Api.Version, _options.Namespace, "servicel2statuses", name, cancellationToken: cancellationToken);
-    }
-
-    /// <summary>
-    /// Deletes ServiceL2Statuses that are no longer true: this node's own, for Services it stopped announcing;
-    /// and, done by one speaker only (the live one with the lowest name), those whose Service is gone or
-    /// announced by nobody. The latter also gets a warning saying why nobody announces it.
-    /// </summary>
-    private async Task CleanUpStatusesAsync(IReadOnlyList<Announcement> decisions, Dictionary<string, V1Service> services, HashSet<string> alive, CancellationToken cancellationToken)
-    {
-        var byService = decisions.ToDictionary(d => d.ServiceKey, StringComparer.Ordinal);
-        var janitor = _lease.Healthy && alive.Order(StringComparer.Ordinal).FirstOrDefault() == _options.NodeName;
-        foreach (var status in _statuses.Items)
-        {
-            var key = $"{status.Status?.ServiceNamespace}/{status.Status?.ServiceName}";
-            byService.TryGetValue(key, out var decision);
-            var stale = status.Status?.Node == _options.NodeName ? decision?.Node != _options.NodeName : janitor && decision?.Node is null;
-            if (stale)
-            {
-                await DeleteStatusAsync(status, cancellationToken);
-            }
-        }
-
-        if (!janitor)
-        {
-            return;
-        }
-
-        foreach (var decision in decisions)
-        {
-            if (decision.Node is null)
-            {
-                await _events.RecordAsync(services[decision.ServiceKey], $"{decision.ServiceKey}/announce", "Warning", "NotAnnounced",
-                    $"no node announces {Join(decision.Addresses)}: {decision.Reason}", cancellationToken);
-            }
-        }
-    }
-
-    private async Task DeleteStatusAsync(V1Alpha1ServiceL2Status status, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await _client.CustomObjects.DeleteNamespacedCustomObjectAsync(Api.Group, Api.Version, _options.Namespace, "servicel2statuses", status.Metadata.Name, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-        }
-    }
-
-    private static string Join(IEnumerable<Ip> addresses) => string.Join(", ", addresses);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Speaker on {Node} has synced its caches")]
     private partial void LogSynced(string node);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Announcing {Service} ({Addresses}) on {Interfaces}")]
-    private partial void LogAnnouncing(string service, string addresses, string interfaces);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "No longer announcing {Service}")]
-    private partial void LogStopped(string service);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Taking over {Address} on {Interface}: sending gratuitous announcements")]
-    private partial void LogTakingOver(Ip address, string @interface);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Speaker pass failed; retrying in {Delay}")]
     private partial void LogReconcileFailed(Exception exception, TimeSpan delay);

@@ -18,6 +18,7 @@ public class HostCommandTests
     [InlineData("speaker", "--node", "Node_1", "NodeName \"Node_1\" is not a valid node name")]
     [InlineData("speaker", "--renew-interval", "2", "must be positive and at most half of LeaseDuration")]
     [InlineData("speaker", "--exclude-interfaces", "(", "ExcludeInterfaces is not a valid regular expression")]
+    [InlineData("speaker", "--api-timeout", "0", "ApiTimeout (00:00:00) must be positive")]
     [InlineData("controller", "--status-address", "localhost:8080", "status address \"localhost:8080\" is not IP:port")]
     [InlineData("speaker", "--status-address", "0.0.0.0", "status address \"0.0.0.0\" is not IP:port")]
     public void Bad_options_are_one_line_and_exit_2(string verb, string option, string value, string message)

@@ -87,6 +87,7 @@ public sealed class BadInputTests(RealCluster cluster, BadInputCluster bad) : IC
 
     [RealApiTheory]
     [InlineData("ad-missing-pool", """{"ipAddressPools": ["missing"]}""", "spec.ipAddressPools[0]: IPAddressPool \"missing\" does not exist")]
+    [InlineData("ad-missing-one-pool", """{"ipAddressPools": ["main", "missing"]}""", "spec.ipAddressPools[1]: IPAddressPool \"missing\" does not exist; the advertisement covers only the pools that exist")]
     [InlineData("ad-service-label", """{"serviceSelectors": [{"matchLabels": {"app": "not a valid value"}}]}""", "spec.serviceSelectors[0]")]
     public async Task A_malformed_advertisement_is_reported_and_disturbs_nothing(string name, string spec, string expected)
     {

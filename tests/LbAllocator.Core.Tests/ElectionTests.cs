@@ -8,11 +8,13 @@ public class ElectionTests
 {
     private static readonly Dictionary<string, string> NoLabels = [];
 
-    private static readonly IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> Pools = new Dictionary<string, IReadOnlyDictionary<string, string>>
-    {
-        ["main"] = new Dictionary<string, string> { ["tier"] = "public" },
-        ["other"] = new Dictionary<string, string>(),
-    };
+    private static readonly PoolSpec[] PoolSpecs =
+    [
+        new("main", ["192.0.2.0/24", "2001:db8::/64"], Labels: new Dictionary<string, string> { ["tier"] = "public" }),
+        new("other", ["198.51.100.0/24"]),
+    ];
+
+    private static readonly IReadOnlyList<Pool> Pools = ConfigValidator.Validate(PoolSpecs, []).Pools;
 
     private static readonly ElectionNode[] ThreeNodes = [Node("node-a"), Node("node-b"), Node("node-c")];
 
@@ -24,7 +26,7 @@ public class ElectionTests
 
     private static IReadOnlyList<L2Advertisement> Ads(params L2AdvertisementSpec[] specs)
     {
-        var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"]), new PoolSpec("other", ["198.51.100.0/24"])], specs);
+        var config = ConfigValidator.Validate(PoolSpecs, specs);
         Assert.Empty(config.Problems);
         return config.Advertisements;
     }
@@ -159,7 +161,7 @@ public class ElectionTests
 
         var none = One(Svc("default/web", readyOn: []));
         Assert.Null(none.Node);
-        Assert.Contains("no eligible node has a ready endpoint", none.Reason);
+        Assert.Contains("no eligible node has a ready or serving endpoint", none.Reason);
 
         // An endpoint on a node whose speaker is dead does not help.
         Assert.Null(One(Svc("default/web", readyOn: ["node-a"]), [Node("node-a", alive: false), Node("node-b")]).Node);
@@ -196,5 +198,50 @@ public class ElectionTests
     {
         Assert.Contains("pool \"gone\" does not exist", One(Svc("default/web", pool: "gone")).Reason);
         Assert.Empty(Election.Decide([new AnnouncedService("default/pending", [], "main", NoLabels)], ThreeNodes, Pools, AllNodes));
+    }
+
+    [Fact]
+    public void An_advertisement_naming_a_missing_pool_keeps_covering_its_other_pools()
+    {
+        var config = ConfigValidator.Validate(PoolSpecs, [new L2AdvertisementSpec("both", IpAddressPools: ["missing", "main"])]);
+        var problem = Assert.Single(config.Problems);
+        Assert.Equal("L2Advertisement/both: spec.ipAddressPools[0]: IPAddressPool \"missing\" does not exist", problem.ToString());
+        Assert.NotNull(One(Svc("default/web"), ads: config.Advertisements).Node);
+        Assert.Contains("no L2Advertisement covers pool \"other\"", One(Svc("default/x", "198.51.100.1", pool: "other"), ads: config.Advertisements).Reason);
+    }
+
+    [Fact]
+    public void An_advertisement_naming_only_missing_pools_covers_nothing_not_everything()
+    {
+        var config = ConfigValidator.Validate(PoolSpecs, [new L2AdvertisementSpec("gone", IpAddressPools: ["missing"])]);
+        Assert.Single(config.Problems);
+        Assert.Contains("no L2Advertisement covers pool \"main\"", One(Svc("default/web"), ads: config.Advertisements).Reason);
+    }
+
+    [Theory]
+    [InlineData("203.0.113.5", "main", "none of its addresses is in pool \"main\"")] // in no pool at all
+    [InlineData("198.51.100.5", "main", "none of its addresses is in pool \"main\"")] // in another pool than its own
+    [InlineData("192.0.2.5", "broken", "pool \"broken\" does not exist or is not valid")]
+    public void Only_addresses_inside_the_services_valid_pool_are_ever_announced(string ips, string pool, string reason)
+    {
+        var pools = ConfigValidator.Validate([.. PoolSpecs, new PoolSpec("broken", ["not an address"])], []).Pools;
+        var result = Assert.Single(Election.Decide([Svc("default/web", ips, pool)], ThreeNodes, pools, AllNodes));
+        Assert.Null(result.Node);
+        Assert.Equal(reason, result.Reason);
+    }
+
+    [Fact]
+    public void Addresses_outside_the_pool_are_dropped_and_the_rest_announced()
+    {
+        var result = One(Svc("default/web", "192.0.2.7,203.0.113.7"));
+        Assert.NotNull(result.Node);
+        Assert.Equal([Ip.Parse("192.0.2.7")], result.Addresses);
+    }
+
+    [Fact]
+    public void A_pool_no_advertisement_covers_is_not_announced()
+    {
+        var ads = Ads(new L2AdvertisementSpec("only-other", IpAddressPools: ["other"]));
+        Assert.Null(One(Svc("default/web"), ads: ads).Node);
     }
 }

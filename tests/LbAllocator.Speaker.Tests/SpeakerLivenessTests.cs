@@ -96,16 +96,56 @@ public class SpeakerLivenessTests
         Assert.Equal(["a"], _liveness.Others().Alive);
     }
 
-    [Fact]
-    public void On_first_sight_the_renew_time_says_how_old_a_lease_is_and_a_deleted_lease_is_dead_at_once()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-3)] // our clock 3 s ahead of the peer's
+    [InlineData(-3600)] // an hour ahead
+    [InlineData(3600)] // an hour behind
+    public void Clock_skew_changes_nothing_a_lease_seen_first_counts_as_renewed_then(int peerClockAheadSeconds)
     {
         Renew("self");
-        Assert.True(_liveness.Observe(null, Lease("recent", _time.GetUtcNow().AddSeconds(-1))));
-        Assert.False(_liveness.Observe(null, Lease("stale", _time.GetUtcNow().AddSeconds(-10))));
-        Assert.Equal(["recent"], _liveness.Others().Alive);
-        Assert.Equal(TimeSpan.FromSeconds(2), _liveness.Others().NextExpiry);
+        var peerNow = _time.GetUtcNow().AddSeconds(peerClockAheadSeconds);
+        Assert.True(_liveness.Observe(null, Lease("peer", peerNow)));
+        Assert.Equal(["peer"], _liveness.Others().Alive);
 
-        Assert.True(_liveness.Observe(Lease("recent", _time.GetUtcNow()), null));
+        // It renews (with its own clock's times) for a while, then stops; it dies one lease duration after
+        // its last renewal was seen, whatever its clock says.
+        var seen = Lease("peer", peerNow);
+        for (var second = 1; second <= 5; second++)
+        {
+            _time.Advance(RenewInterval);
+            Renew("self");
+            var renewed = Lease("peer", _time.GetUtcNow().AddSeconds(peerClockAheadSeconds));
+            _liveness.Observe(seen, renewed);
+            seen = renewed;
+        }
+
+        AdvanceWatched(LeaseDuration - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(["peer"], _liveness.Others().Alive);
+        AdvanceWatched(TimeSpan.FromMilliseconds(1));
+        Assert.Empty(_liveness.Others().Alive);
+    }
+
+    [Theory]
+    [InlineData(10, 10)] // a peer with a longer lease is judged by it
+    [InlineData(3, 3)]
+    [InlineData(1, 3)] // a shorter one: never by less than ours (it has fenced itself by then anyway)
+    public void Each_peer_is_judged_by_the_lease_duration_it_publishes(int peerLeaseSeconds, int expectedSeconds)
+    {
+        Renew("self");
+        Assert.True(_liveness.Observe(null, Lease("peer", _time.GetUtcNow(), peerLeaseSeconds)));
+        AdvanceWatched(TimeSpan.FromSeconds(expectedSeconds) - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(["peer"], _liveness.Others().Alive);
+        AdvanceWatched(TimeSpan.FromMilliseconds(1));
+        Assert.Empty(_liveness.Others().Alive);
+    }
+
+    [Fact]
+    public void A_deleted_lease_is_dead_at_once()
+    {
+        Renew("self");
+        Assert.True(_liveness.Observe(null, Lease("peer", _time.GetUtcNow())));
+        Assert.True(_liveness.Observe(Lease("peer", _time.GetUtcNow()), null));
         Assert.Empty(_liveness.Others().Alive);
     }
 
@@ -128,9 +168,21 @@ public class SpeakerLivenessTests
         return _liveness.Observe(old, lease);
     }
 
-    private static V1Lease Lease(string node, DateTimeOffset renewed) => new()
+    /// <summary>Advances the clock with our own renewals echoed every renew interval (or sooner), so the time counts as watched.</summary>
+    private void AdvanceWatched(TimeSpan span)
+    {
+        while (span > TimeSpan.Zero)
+        {
+            var step = span < RenewInterval ? span : RenewInterval;
+            _time.Advance(step);
+            Renew("self");
+            span -= step;
+        }
+    }
+
+    private static V1Lease Lease(string node, DateTimeOffset renewed, int leaseSeconds = 3) => new()
     {
         Metadata = new V1ObjectMeta { Name = $"lballocator-speaker-{node}" },
-        Spec = new V1LeaseSpec { HolderIdentity = node, RenewTime = renewed.UtcDateTime },
+        Spec = new V1LeaseSpec { HolderIdentity = node, RenewTime = renewed.UtcDateTime, LeaseDurationSeconds = leaseSeconds },
     };
 }

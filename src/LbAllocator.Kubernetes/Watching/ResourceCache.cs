@@ -14,6 +14,17 @@ public static class ObjectKey
         string.IsNullOrEmpty(item.Metadata.NamespaceProperty) ? item.Metadata.Name : $"{item.Metadata.NamespaceProperty}/{item.Metadata.Name}";
 }
 
+/// <summary>What a change to an object touched, for reacting only to changes that matter.</summary>
+public static class ObjectChange
+{
+    /// <summary>The spec changed (the generation moved), or the object came or went.</summary>
+    public static bool SpecChanged(IMetadata<V1ObjectMeta>? old, IMetadata<V1ObjectMeta>? now) =>
+        old is null || now is null || old.Metadata.Generation is null || old.Metadata.Generation != now.Metadata.Generation;
+
+    public static bool SameLabels(IDictionary<string, string>? a, IDictionary<string, string>? b) =>
+        (a?.Count ?? 0) == (b?.Count ?? 0) && (a ?? new Dictionary<string, string>()).All(kv => b!.TryGetValue(kv.Key, out var v) && v == kv.Value);
+}
+
 /// <summary>
 /// How to list and watch one kind of object. The watch reports ERROR events (such as 410 Gone) through its
 /// error callback, which is how KubernetesClient surfaces them: the stream itself just ends.

@@ -1,0 +1,249 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Crds;
+using LbAllocator.Kubernetes.Watching;
+using Microsoft.Extensions.Logging;
+
+namespace LbAllocator.Speaker;
+
+/// <summary>
+/// Tells the API what the plan decided, off the decision path: ServiceL2Statuses through their own queue
+/// (a few workers; every call bounded by ApiTimeout; a failed one retried with backoff) and events through
+/// another. <see cref="Sync"/> and <see cref="Record"/> only hand work over, so a slow or hung API server
+/// never delays a decision, the announcer or fencing.
+/// </summary>
+public sealed partial class L2StatusWriter : IDisposable
+{
+    private const int Workers = 4;
+    private const int EventBacklog = 1024;
+    private const string Plural = "servicel2statuses";
+    private const string StatusServiceNameLabel = "lballocator.io/service-name";
+    private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
+
+    private readonly IKubernetes _client;
+    private readonly SpeakerOptions _options;
+    private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
+    private readonly TimeProvider _time;
+    private readonly ILogger<L2StatusWriter> _logger;
+    private readonly EventRecorder _events;
+    private readonly WorkQueue<string> _queue;
+    private readonly Lock _lock = new();
+    // Bounded: while the API hangs, old events give way to new ones rather than piling up.
+    private readonly Channel<(V1Service Target, PlannedEvent Event)> _pendingEvents =
+        Channel.CreateBounded<(V1Service, PlannedEvent)>(new BoundedChannelOptions(EventBacklog) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+
+    private Dictionary<string, Desired> _desired = new(StringComparer.Ordinal);
+
+    public L2StatusWriter(IKubernetes client, SpeakerOptions options, ResourceCache<V1Alpha1ServiceL2Status> statuses, TimeProvider time, ILogger<L2StatusWriter> logger)
+    {
+        _client = client;
+        _options = options;
+        _statuses = statuses;
+        _time = time;
+        _logger = logger;
+        _events = new EventRecorder(client, "speaker", options.NodeName, options.Namespace, logger);
+        _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(30), time);
+    }
+
+    /// <summary>The ServiceL2Status for a Service: one per Service, named after it.</summary>
+    public static string StatusName(string ns, string name)
+    {
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{ns}/{name}")), 0, 4);
+        return $"{ns}-{name}-{hash}";
+    }
+
+    /// <summary>
+    /// Makes the plan's statuses the ones wanted: its Services' written, its stale ones deleted. Work for
+    /// statuses the plan no longer mentions is dropped, so a slow queue never writes an outdated owner.
+    /// </summary>
+    public void Sync(SpeakerPlan plan)
+    {
+        var desired = new Dictionary<string, Desired>(StringComparer.Ordinal);
+        foreach (var name in plan.StaleStatuses)
+        {
+            desired[name] = new Delete();
+        }
+
+        foreach (var (key, ours) in plan.Announced)
+        {
+            var slash = key.IndexOf('/', StringComparison.Ordinal);
+            var (ns, name) = (key[..slash], key[(slash + 1)..]);
+            desired[StatusName(ns, name)] = new Write(ns, name, ours.Interfaces);
+        }
+
+        lock (_lock)
+        {
+            _desired = desired;
+        }
+
+        foreach (var (name, want) in desired)
+        {
+            if (!Satisfied(name, want))
+            {
+                _queue.Add(name);
+            }
+        }
+    }
+
+    /// <summary>Queues an event on a Service; sent once (EventRecorder), bounded by ApiTimeout, dropped on failure.</summary>
+    public void Record(V1Service target, PlannedEvent plannedEvent) => _pendingEvents.Writer.TryWrite((target, plannedEvent));
+
+    /// <summary>Forgets the last event about a Service, so the same one is sent again when it next applies.</summary>
+    public void Forget(string serviceKey) => _events.Forget(EventKey(serviceKey));
+
+    public Task RunAsync(CancellationToken cancellationToken) =>
+        Task.WhenAll([.. Enumerable.Range(0, Workers).Select(_ => WriteStatusesAsync(cancellationToken)), SendEventsAsync(cancellationToken)]);
+
+    public void Dispose() => _queue.Dispose();
+
+    private static string EventKey(string serviceKey) => $"{serviceKey}/announce";
+
+    private async Task WriteStatusesAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            string name;
+            try
+            {
+                name = await _queue.TakeAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            try
+            {
+                Desired? want;
+                lock (_lock)
+                {
+                    want = _desired.GetValueOrDefault(name);
+                }
+
+                if (want is not null && !Satisfied(name, want))
+                {
+                    using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
+                    using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+                    await (want is Write write ? WriteAsync(name, write, call.Token) : DeleteAsync(name, call.Token));
+                }
+
+                _queue.Forget(name);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                LogStatusFailed(e, name, _queue.AddRateLimited(name));
+            }
+            finally
+            {
+                _queue.Done(name);
+            }
+        }
+    }
+
+    private async Task SendEventsAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var (target, planned) in _pendingEvents.Reader.ReadAllAsync(cancellationToken))
+            {
+                using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
+                using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+                try
+                {
+                    await _events.RecordAsync(target, EventKey(planned.ServiceKey), planned.Type, planned.Reason, planned.Message, call.Token);
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    // Information, not state: the recorder already logs API refusals; this is a timeout or a lost connection.
+                    LogEventFailed(e, planned.Reason, planned.ServiceKey);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Whether the status as last seen already is what is wanted.</summary>
+    private bool Satisfied(string name, Desired want)
+    {
+        _statuses.TryGet($"{_options.Namespace}/{name}", out var existing);
+        return want switch
+        {
+            Delete => existing is null,
+            Write w => existing?.Status is { } current && current.Node == _options.NodeName && current.ServiceName == w.Name
+                && current.ServiceNamespace == w.Namespace && (current.Interfaces?.Select(i => i.Name) ?? []).SequenceEqual(w.Interfaces),
+            _ => false,
+        };
+    }
+
+    private async Task WriteAsync(string name, Write want, CancellationToken cancellationToken)
+    {
+        if (!_statuses.TryGet($"{_options.Namespace}/{name}", out _))
+        {
+            var body = new V1Alpha1ServiceL2Status
+            {
+                Metadata = new V1ObjectMeta
+                {
+                    Name = name,
+                    NamespaceProperty = _options.Namespace,
+                    Labels = new Dictionary<string, string> { [StatusServiceNameLabel] = want.Name, [StatusServiceNamespaceLabel] = want.Namespace },
+                },
+            };
+            try
+            {
+                await _client.CustomObjects.CreateNamespacedCustomObjectAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, cancellationToken: cancellationToken);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+            {
+                // Created meanwhile (by us before a restart, or a previous owner): patching the status below is enough.
+            }
+        }
+
+        var status = new ServiceL2StatusStatus
+        {
+            Node = _options.NodeName,
+            ServiceName = want.Name,
+            ServiceNamespace = want.Namespace,
+            Interfaces = [.. want.Interfaces.Select(i => new InterfaceInfo { Name = i })],
+        };
+        var patch = new V1Patch(KubernetesJson.Serialize(new { status }), V1Patch.PatchType.MergePatch);
+        await _client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(patch, Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
+    }
+
+    private async Task DeleteAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.CustomObjects.DeleteNamespacedCustomObjectAsync(Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not write ServiceL2Status {Status}; retrying in {Delay}")]
+    private partial void LogStatusFailed(Exception exception, string status, TimeSpan delay);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record event {Reason} for {Service}")]
+    private partial void LogEventFailed(Exception exception, string reason, string service);
+
+    /// <summary>What a ServiceL2Status should be.</summary>
+    private abstract record Desired;
+
+    /// <summary>Naming this node, for the Service, with the interfaces it answers on.</summary>
+    private sealed record Write(string Namespace, string Name, IReadOnlyList<string> Interfaces) : Desired;
+
+    /// <summary>Gone.</summary>
+    private sealed record Delete : Desired;
+}

@@ -1,0 +1,171 @@
+using System.Text.RegularExpressions;
+using k8s;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
+using LbAllocator.Kubernetes.Watching;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Prometheus;
+
+namespace LbAllocator.Speaker.Tests;
+
+/// <summary>
+/// The decision path against an API server whose every request hangs: the announcer changes at once,
+/// whatever the status writer is stuck on; the writer's calls time out and are retried in the background.
+/// </summary>
+public sealed class SpeakerEffectsTests : IDisposable
+{
+    private static readonly Ip Address = Ip.Parse("192.0.2.10");
+    private static readonly NetworkInterfaceInfo Eth0 = new("eth0", Up: true, Broadcast: true, Loopback: false, NoArp: false, Enslaved: false, Ethernet: true);
+    private static readonly V1Service Web = new() { Metadata = new V1ObjectMeta { Name = "web", NamespaceProperty = "default" } };
+
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
+    private readonly HangingHandler _api = new();
+    private readonly RecordingAnnouncer _announcer = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SpeakerOptions _options = new() { NodeName = "node-a" };
+    private readonly L2StatusWriter _writer;
+    private readonly SpeakerEffects _effects;
+    private readonly ElectionTable _election;
+    private readonly Task _writing;
+
+    public SpeakerEffectsTests()
+    {
+        // The handler answers nothing and forwards nothing: no request leaves the process.
+        var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = "http://127.0.0.1:9" }, _api);
+        var statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, _options.Namespace), NullLogger.Instance);
+        var registry = Metrics.NewCustomRegistry();
+        _writer = new L2StatusWriter(client, _options, statuses, _time, NullLogger<L2StatusWriter>.Instance);
+        _effects = new SpeakerEffects(
+            _announcer, _writer, new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, _announcer), _options, _time, NullLogger<SpeakerEffects>.Instance);
+        var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"])], [new Core.L2AdvertisementSpec("all")]);
+        _election = ElectionTable.Build(
+            config.Pools,
+            config.Advertisements,
+            [new ElectionNode("node-a", new Dictionary<string, string>(), SpeakerAlive: true)],
+            [new AnnouncedService("default/web", [Address], "main", new Dictionary<string, string>())]);
+        _writing = _writer.RunAsync(_stop.Token);
+    }
+
+    [Fact]
+    public async Task Ownership_changes_reach_the_announcer_at_once_while_every_api_call_hangs()
+    {
+        Apply();
+        Assert.Equal([Address], _announcer.Owned.Keys);
+
+        // The status write (and the nodeAssigned event) are now stuck in the API server.
+        await Eventually(() => _api.InFlight(StatusPath) >= 1 && _api.InFlight(EventPath) >= 1);
+
+        // This node's speaker is fenced: the next decision gives the address up, without waiting for anything.
+        _election.SetNode(new ElectionNode("node-a", new Dictionary<string, string>(), SpeakerAlive: false));
+        await Task.Run(Apply).WaitAsync(TimeSpan.FromSeconds(5)); // throws if the decision waited on the API
+        Assert.Empty(_announcer.Owned);
+        Assert.True(_api.InFlight(StatusPath) >= 1, "the hung write is still pending");
+
+        // The writer's own timeout ends the hung calls; the write is no longer wanted, so it is not retried.
+        _time.Advance(_options.ApiTimeout);
+        await Eventually(() => _api.InFlight(StatusPath) == 0 && _api.InFlight(EventPath) == 0);
+        var sent = _api.Sent(StatusPath);
+        for (var i = 0; i < 10; i++)
+        {
+            _time.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(sent, _api.Sent(StatusPath));
+    }
+
+    [Fact]
+    public async Task A_status_write_that_times_out_is_retried()
+    {
+        Apply();
+        await Eventually(() => _api.Sent(StatusPath) == 1);
+
+        _time.Advance(_options.ApiTimeout);
+        await Eventually(() =>
+        {
+            _time.Advance(TimeSpan.FromMilliseconds(100)); // the backoff before the retry
+            return _api.Sent(StatusPath) >= 2;
+        });
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _writing.Wait(TimeSpan.FromSeconds(5));
+        _writer.Dispose();
+        _stop.Dispose();
+    }
+
+    private const string StatusPath = "servicel2statuses";
+    private const string EventPath = "/events";
+
+    private void Apply() =>
+        _effects.Apply(SpeakerPlan.Make("node-a", _election, janitor: false, [], [Eth0], new Regex("^lo$")), key => key == "default/web" ? Web : null, _stop.Token);
+
+    private async Task Eventually(Func<bool> condition)
+    {
+        for (var i = 0; i < 500 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(condition(), $"not reached; requests sent: {_api}");
+    }
+
+    /// <summary>Every request waits until it is cancelled; counts are per path fragment.</summary>
+    private sealed class HangingHandler : DelegatingHandler
+    {
+        private readonly Lock _lock = new();
+        private readonly List<string> _sent = [];
+        private readonly List<string> _inFlight = [];
+
+        public override string ToString()
+        {
+            lock (_lock)
+            {
+                return $"{string.Join(", ", _sent)}; in flight: {string.Join(", ", _inFlight)}";
+            }
+        }
+
+        public int Sent(string fragment)
+        {
+            lock (_lock)
+            {
+                return _sent.Count(p => p.Contains(fragment, StringComparison.Ordinal));
+            }
+        }
+
+        public int InFlight(string fragment)
+        {
+            lock (_lock)
+            {
+                return _inFlight.Count(p => p.Contains(fragment, StringComparison.Ordinal));
+            }
+        }
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var path = request.RequestUri!.AbsolutePath;
+            lock (_lock)
+            {
+                _sent.Add(path);
+                _inFlight.Add(path);
+            }
+
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+                throw new InvalidOperationException("unreachable");
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _inFlight.Remove(path);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+using System.Text.RegularExpressions;
+using LbAllocator.Core;
+
+namespace LbAllocator.Speaker.Tests;
+
+/// <summary>The plan: what this node answers on which interface, and what to tell the API, from the election alone.</summary>
+public class SpeakerPlanTests
+{
+    private static readonly Regex Exclude = new("^(lo|veth.*)$");
+    private static readonly NetworkInterfaceInfo Eth0 = Interface("eth0");
+    private static readonly NetworkInterfaceInfo Eth1 = Interface("eth1");
+    private static readonly Dictionary<string, string> NoLabels = [];
+
+    private static NetworkInterfaceInfo Interface(string name, bool up = true) =>
+        new(name, Up: up, Broadcast: true, Loopback: false, NoArp: false, Enslaved: false, Ethernet: true);
+
+    /// <summary>One node, "node-a", and Services web (192.0.2.10) and db (192.0.2.20); advertisements as given.</summary>
+    private static ElectionTable Election(bool alive = true, params Core.L2AdvertisementSpec[] ads)
+    {
+        var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"])], ads.Length == 0 ? [new Core.L2AdvertisementSpec("all")] : ads);
+        return ElectionTable.Build(
+            config.Pools,
+            config.Advertisements,
+            [new ElectionNode("node-a", NoLabels, alive)],
+            [
+                new AnnouncedService("default/web", [Ip.Parse("192.0.2.10")], "main", NoLabels),
+                new AnnouncedService("default/db", [Ip.Parse("192.0.2.20")], "main", NoLabels),
+            ]);
+    }
+
+    public static TheoryData<string, string[], string[]> InterfaceCases => new()
+    {
+        // advertisement interfaces, node interfaces (eth0, eth1, veth9, eth2 down), answered on
+        { "", ["eth0", "eth1", "veth9"], ["eth0", "eth1"] },
+        { "eth1", ["eth0", "eth1"], ["eth1"] },
+        { "veth9", ["eth0", "veth9"], ["veth9"] }, // named explicitly: the exclusion pattern does not apply
+        { "eth2,eth1", ["eth0", "eth1", "eth2-down"], ["eth1"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(InterfaceCases))]
+    public void Answers_on_the_named_interfaces_that_can_carry_or_else_every_usable_one(string named, string[] present, string[] expected)
+    {
+        var ad = new Core.L2AdvertisementSpec("ad", Interfaces: named.Length == 0 ? null : named.Split(','));
+        var interfaces = present.Select(n => n.EndsWith("-down", StringComparison.Ordinal) ? Interface(n[..^5], up: false) : Interface(n)).ToList();
+        var plan = SpeakerPlan.Make("node-a", Election(true, ad), janitor: false, [], interfaces, Exclude);
+        Assert.Equal(expected, plan.Owned[Ip.Parse("192.0.2.10")]);
+        Assert.Equal(expected, plan.Announced["default/web"].Interfaces);
+        Assert.Empty(plan.Failed);
+    }
+
+    [Fact]
+    public void Won_but_without_an_interface_is_a_failure_not_an_answer()
+    {
+        var plan = SpeakerPlan.Make("node-a", Election(true, new Core.L2AdvertisementSpec("ad", Interfaces: ["eth7"])), janitor: false, [], [Eth0], Exclude);
+        Assert.Empty(plan.Owned);
+        Assert.Contains("none of the interfaces its L2Advertisements name (eth7)", plan.Failed["default/web"]);
+        Assert.Equal("AnnounceFailed", Assert.Single(plan.EventsSince(SpeakerPlan.Empty, "node-a"), e => e.ServiceKey == "default/web").Reason);
+    }
+
+    [Theory]
+    [InlineData(true, false, "node-a", "")] // our own status for a Service we announce: kept
+    [InlineData(false, false, "node-a", "status")] // our own, for a Service we no longer announce: deleted
+    [InlineData(false, false, "node-b", "")] // someone else's: theirs to delete
+    [InlineData(false, true, "node-b", "status")] // ... unless nobody announces the Service and we are the janitor
+    public void Stale_statuses_are_deleted_by_their_owner_or_by_the_janitor(bool alive, bool janitor, string statusNode, string expected)
+    {
+        var plan = SpeakerPlan.Make("node-a", Election(alive), janitor, [new StatusView("status", "default/web", statusNode)], [Eth0], Exclude);
+        Assert.Equal(expected.Length == 0 ? [] : [expected], plan.StaleStatuses);
+    }
+
+    [Fact]
+    public void The_janitor_says_why_nobody_announces_and_statuses_of_gone_services_go()
+    {
+        var plan = SpeakerPlan.Make("node-a", Election(alive: false), janitor: true, [new StatusView("gone", "default/deleted", "node-b")], [Eth0], Exclude);
+        Assert.Equal(["gone"], plan.StaleStatuses);
+        Assert.StartsWith("no node announces 192.0.2.10: no node with a live speaker", plan.NotAnnounced["default/web"]);
+        Assert.Empty(SpeakerPlan.Make("node-a", Election(alive: false), janitor: false, [], [Eth0], Exclude).NotAnnounced);
+    }
+
+    [Fact]
+    public void Each_state_is_told_once_when_it_starts()
+    {
+        var announcing = SpeakerPlan.Make("node-a", Election(), janitor: true, [], [Eth0, Eth1], Exclude);
+        var events = announcing.EventsSince(SpeakerPlan.Empty, "node-a").ToList();
+        Assert.Equal(["default/db", "default/web"], events.Select(e => e.ServiceKey).Order());
+        Assert.All(events, e => Assert.Equal("nodeAssigned", e.Reason));
+        Assert.Equal("announcing 192.0.2.10 from node node-a (eth0, eth1)", events.Single(e => e.ServiceKey == "default/web").Message);
+
+        Assert.Empty(announcing.EventsSince(announcing, "node-a"));
+
+        var fenced = SpeakerPlan.Make("node-a", Election(alive: false), janitor: true, [], [Eth0], Exclude);
+        Assert.Equal(["default/db", "default/web"], fenced.StoppedSince(announcing).Order());
+        Assert.All(fenced.EventsSince(announcing, "node-a"), e => Assert.Equal("NotAnnounced", e.Reason));
+        Assert.Empty(fenced.EventsSince(fenced, "node-a"));
+    }
+}

@@ -1,0 +1,227 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using k8s;
+using LbAllocator.Core;
+using LbAllocator.Hosting;
+using LbAllocator.TestApiServer;
+using Microsoft.Extensions.Logging.Abstractions;
+using Prometheus;
+
+namespace LbAllocator.Speaker.Tests;
+
+/// <summary>
+/// The whole speaker loop (caches, lease, election, plan, effects, status writer) of one node against the
+/// API server double, through a handler that can make requests hang as a stuck API server does.
+/// </summary>
+public class SpeakerReconcilerTests
+{
+    private const string Ns = "lballocator-system";
+
+    private static readonly ResourceType Nodes = ResourceType.Find("", "v1", "nodes")!;
+    private static readonly ResourceType Services = ResourceType.Find("", "v1", "services")!;
+    private static readonly ResourceType Slices = ResourceType.Find("discovery.k8s.io", "v1", "endpointslices")!;
+    private static readonly ResourceType Pools = ResourceType.Find("lballocator.io", "v1alpha1", "ipaddresspools")!;
+    private static readonly ResourceType Advertisements = ResourceType.Find("lballocator.io", "v1alpha1", "l2advertisements")!;
+
+    [Fact]
+    public async Task A_node_whose_api_hangs_stops_answering_within_its_lease_though_status_and_event_writes_hang_too()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        var gate = new HangingGate
+        {
+            // ServiceL2Status and event writes hang from the start, as in the issue; everything else works.
+            Hang = request => request.Method != HttpMethod.Get
+                && (request.RequestUri!.AbsolutePath.Contains("/servicel2statuses", StringComparison.Ordinal) || request.RequestUri.AbsolutePath.Contains("/events", StringComparison.Ordinal)),
+        };
+        await using var speaker = SpeakerRun.Start(server, gate);
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for, though its status write hangs");
+        await Eventually(() => gate.Hanging > 0, "a status or event write is hanging");
+
+        // Now the API server hangs altogether: no renewal gets through, and this node must stop answering
+        // when its own lease runs out (before another node's speaker can count it dead), not when some API
+        // call gives up (the client's own timeout is 100 s).
+        var frozen = Stopwatch.StartNew();
+        var fenceDue = speaker.Lease.UntilUnhealthy;
+        gate.Hang = _ => true;
+        await Eventually(() => speaker.Announcer.Owned.Count == 0, "answering stops");
+        // The slack is for a machine busy enough to delay timers, not for any API call.
+        Assert.True(frozen.Elapsed < fenceDue + TimeSpan.FromSeconds(1.5), $"stopped answering {frozen.Elapsed} after the freeze; the lease ran out after {fenceDue}");
+    }
+
+    [Fact]
+    public async Task A_pool_deleted_while_an_advertisement_lists_it_with_another_silences_only_its_own_addresses()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "both", """{"ipAddressPools": ["main", "other"]}""");
+        server.Store.Create(Pools, Ns, Json("""{"metadata": {"name": "other"}, "spec": {"addresses": ["198.51.100.0/24"]}}"""));
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        AddService(server.Store, "db", "198.51.100.10", "other");
+        await using var speaker = SpeakerRun.Start(server);
+        await Eventually(() => speaker.Answers("192.0.2.10") && speaker.Answers("198.51.100.10"), "both pools' addresses are answered");
+
+        server.Store.Delete(Pools, Ns, "other");
+        await Eventually(() => !speaker.Answers("198.51.100.10"), "the deleted pool's address is given up");
+        Assert.True(speaker.Answers("192.0.2.10"), "the other pool's address is still answered");
+    }
+
+    [Fact]
+    public async Task An_address_outside_every_covered_pool_is_never_answered_whatever_the_service_status_says()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "main-only", """{"ipAddressPools": ["main"]}""");
+        server.Store.Create(Pools, Ns, Json("""{"metadata": {"name": "uncovered"}, "spec": {"addresses": ["198.51.100.0/24"]}}"""));
+        AddService(server.Store, "stray", "203.0.113.5", "main"); // in no pool
+        AddService(server.Store, "elsewhere", "198.51.100.5", "main"); // in another pool than its own
+        AddService(server.Store, "uncovered", "198.51.100.6", "uncovered"); // in a pool no advertisement covers
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        await using var speaker = SpeakerRun.Start(server);
+
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the valid address is answered");
+        Assert.Equal([Ip.Parse("192.0.2.10")], speaker.Announcer.Owned.Keys);
+    }
+
+    [Fact]
+    public async Task With_the_local_policy_a_serving_terminating_endpoint_keeps_the_address_while_none_is_ready()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddService(server.Store, "web", "192.0.2.10", "main", local: true);
+        var slice = server.Store.Create(Slices, "default", Json("""
+            {"metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}}, "addressType": "IPv4",
+             "endpoints": [{"addresses": ["10.0.0.1"], "nodeName": "node-a", "conditions": {"ready": false, "serving": false, "terminating": true}}]}
+            """));
+        await using var speaker = SpeakerRun.Start(server);
+        await Eventually(() => speaker.Synced, "the speaker has made its first pass");
+        Assert.False(speaker.Answers("192.0.2.10"), "no endpoint serves: nothing to announce");
+
+        // The one replica is being replaced: the old pod still serves while terminating, the new one is not ready yet.
+        slice["endpoints"] = JsonNode.Parse("""
+            [{"addresses": ["10.0.0.1"], "nodeName": "node-a", "conditions": {"ready": false, "serving": true, "terminating": true}},
+             {"addresses": ["10.0.0.2"], "nodeName": "node-b", "conditions": {"ready": false, "serving": false, "terminating": false}}]
+            """);
+        server.Store.Update(Slices, "default", "web-abc", slice, statusOnly: false);
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the serving terminating endpoint on this node is announced");
+    }
+
+    /// <summary>This node, a pool "main" (192.0.2.0/24) and one advertisement.</summary>
+    private static void Seed(Store store, string advertisement, string spec)
+    {
+        store.Create(Nodes, null, Json("""{"metadata": {"name": "node-a"}}"""));
+        store.Create(Pools, Ns, Json("""{"metadata": {"name": "main"}, "spec": {"addresses": ["192.0.2.0/24"]}}"""));
+        var body = Json("""{"metadata": {}}""");
+        body["metadata"]!["name"] = advertisement;
+        body["spec"] = JsonNode.Parse(spec);
+        store.Create(Advertisements, Ns, body);
+    }
+
+    /// <summary>A LoadBalancer Service whose status carries <paramref name="ip"/>, as if the controller had given it from <paramref name="pool"/>.</summary>
+    private static void AddService(Store store, string name, string ip, string pool, bool local = false)
+    {
+        var service = store.Create(Services, "default", Json($$$"""
+            {"metadata": {"name": "{{{name}}}", "annotations": {"{{{ServiceAnnotations.AllocatedFromPool}}}": "{{{pool}}}"}},
+             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "{{{(local ? "Local" : "Cluster")}}}", "ports": [{"port": 80, "protocol": "TCP"}]}}
+            """));
+        service["status"] = JsonNode.Parse($$$"""{"loadBalancer": {"ingress": [{"ip": "{{{ip}}}"}]}}""");
+        store.Update(Services, "default", name, service, statusOnly: true);
+    }
+
+    private static JsonObject Json(string text) => JsonNode.Parse(text)!.AsObject();
+
+    private static async Task Eventually(Func<bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition() && deadline.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.True(condition(), what);
+    }
+
+    /// <summary>The speaker of node-a (lease 3 s, renewals every 1 s, one interface eth0), running until disposed.</summary>
+    private sealed class SpeakerRun : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Health _health;
+        private readonly SpeakerReconciler _reconciler;
+        private readonly Task _leasing;
+        private readonly Task _reconciling;
+
+        private SpeakerRun(TestApiServer.TestApiServer server, HangingGate gate)
+        {
+            var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = server.Url.ToString() }, gate);
+            var options = new SpeakerOptions { NodeName = "node-a", Namespace = Ns };
+            var time = TimeProvider.System;
+            _health = new Health(time);
+            var registry = Metrics.NewCustomRegistry();
+            var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, Announcer);
+            Lease = new SpeakerLease(client, options, metrics, _health, time, NullLogger<SpeakerLease>.Instance);
+            NetworkInterfaceInfo[] interfaces = [new("eth0", Up: true, Broadcast: true, Loopback: false, NoArp: false, Enslaved: false, Ethernet: true)];
+            _reconciler = new SpeakerReconciler(client, options, Lease, Announcer, metrics, _health, time, NullLoggerFactory.Instance, () => interfaces);
+            _leasing = Lease.RunAsync(_stop.Token);
+            _reconciling = _reconciler.RunAsync(_stop.Token);
+        }
+
+        public RecordingAnnouncer Announcer { get; } = new();
+
+        public SpeakerLease Lease { get; }
+
+        /// <summary>Caches synced and the lease renewed: passes now decide with everything known.</summary>
+        public bool Synced => _health.Readiness().Ok;
+
+        public static SpeakerRun Start(TestApiServer.TestApiServer server, HangingGate? gate = null) => new(server, gate ?? new HangingGate());
+
+        public bool Answers(string ip) => Announcer.Owned.ContainsKey(Ip.Parse(ip));
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            await _reconciling;
+            try
+            {
+                await _leasing;
+            }
+            catch (OperationCanceledException)
+            {
+                // A renewal in flight ends this way on shutdown.
+            }
+
+            _reconciler.Dispose();
+            _stop.Dispose();
+        }
+    }
+
+    /// <summary>Requests <see cref="Hang"/> picks wait until cancelled; the others go to the server.</summary>
+    private sealed class HangingGate : DelegatingHandler
+    {
+        private int _hanging;
+
+        public HangingGate() => InnerHandler = new HttpClientHandler();
+
+        public Func<HttpRequestMessage, bool> Hang { get; set; } = _ => false;
+
+        public int Hanging => Volatile.Read(ref _hanging);
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            // Watches stay open either way: a stuck server keeps its streams open and silent.
+            if (!Hang(request) || request.RequestUri!.Query.Contains("watch=true", StringComparison.Ordinal))
+            {
+                return await base.SendAsync(request, cancellationToken);
+            }
+
+            Interlocked.Increment(ref _hanging);
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+                throw new InvalidOperationException("unreachable");
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _hanging);
+            }
+        }
+    }
+}
