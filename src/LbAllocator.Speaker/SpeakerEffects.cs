@@ -38,7 +38,8 @@ public sealed partial class SpeakerEffects(
 
         foreach (var (key, ours) in plan.StartedSince(previous))
         {
-            LogAnnouncing(key, ours.Addresses, ours.Interfaces);
+            // Joined here: JSON logs print a list field by its type name.
+            LogAnnouncing(key, string.Join(", ", ours.Addresses), string.Join(", ", ours.Interfaces));
         }
 
         foreach (var planned in plan.EventsSince(previous, options.NodeName))
@@ -75,7 +76,7 @@ public sealed partial class SpeakerEffects(
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Announcing {Service} ({Addresses}) on {Interfaces}")]
-    private partial void LogAnnouncing(string service, IReadOnlyList<Ip> addresses, IReadOnlyList<string> interfaces);
+    private partial void LogAnnouncing(string service, string addresses, string interfaces);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No longer announcing {Service}")]
     private partial void LogStopped(string service);
