@@ -57,6 +57,7 @@ await PlainAsync(client, watch, "warm", 50, clients, 0xffff);
 
 var rows = new List<string>();
 var restarts = new List<string>();
+var requests = new List<string>();
 for (var round = 1; round <= rounds; round++)
 {
     // The plain client first, with no controller running; its Services carry a class the controller ignores.
@@ -68,6 +69,7 @@ for (var round = 1; round <= rounds; round++)
     var ctlOne = await ControllerAsync(client, watch, $"ctl-one-{round}", one, 1);
     var ctlBurst = await ControllerAsync(client, watch, $"ctl-burst-{round}", burst, clients);
     var (cpu, rss) = controller.Usage();
+    requests.Add($"round {round}: {await controller.RequestsAsync()} for {one + burst:N0} Services");
     await controller.StopAsync();
 
     rows.Add(Row(round, "one at a time", one, 1, ctlOne, plainOne, cpu, rss));
@@ -84,6 +86,7 @@ foreach (var row in rows)
 
 Console.WriteLine();
 Console.WriteLine("controller CPU and peak RSS: the controller process over both of its scenarios in that round (one process per round).");
+Console.WriteLine($"Controller requests to the API server (its lballocator_kubernetes_requests_total by method and code; the plain client made a create and a status PUT per Service): {string.Join("; ", requests)}.");
 foreach (var line in restarts)
 {
     Console.WriteLine(line);
@@ -154,11 +157,12 @@ static async Task<string> RestartAsync(string cli, KubeApiServer server, k8s.Kub
     var ready = Stopwatch.GetElapsedTime(start);
     await Task.Delay(TimeSpan.FromSeconds(3)); // let any (wrong) writes happen
     var after = (await client.CoreV1.ListNamespacedServiceAsync(ns)).Items.ToDictionary(s => s.Metadata.Name);
+    var requests = await controller.RequestsAsync();
     await controller.StopAsync();
     var renumbered = before.Count(kv => !ObjectMapper.IngressIps(after[kv.Key]).SequenceEqual(ObjectMapper.IngressIps(kv.Value)));
     var written = before.Count(kv => after[kv.Key].Metadata.ResourceVersion != kv.Value.Metadata.ResourceVersion);
     var annotated = before.Values.Count(s => s.Metadata.Annotations?.ContainsKey(ServiceAnnotations.AllocatedFromPool) == true);
-    return $"Restart with {before.Count:N0} assigned Services ({ns}; {annotated:N0} carried the pool annotation before it): ready {ready.TotalSeconds:F2} s after the process started; renumbered {renumbered}; Services written after the restart {written}.";
+    return $"Restart with {before.Count:N0} assigned Services ({ns}; {annotated:N0} carried the pool annotation before it): ready {ready.TotalSeconds:F2} s after the process started; renumbered {renumbered}; Services written after the restart {written}; the restarted controller's requests: {requests}.";
 }
 
 static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
@@ -169,6 +173,7 @@ static V1Service Service(string name, string? loadBalancerClass) => new()
     Spec = new V1ServiceSpec
     {
         Type = "LoadBalancer",
+        AllocateLoadBalancerNodePorts = false, // the node port range (2,768) would run out over a few rounds
         LoadBalancerClass = loadBalancerClass,
         Ports = [new V1ServicePort { Port = 80, Protocol = "TCP" }],
         IpFamilies = ["IPv6"],
@@ -237,11 +242,12 @@ internal sealed class AddressWatch : IAsyncDisposable
 internal sealed class ControllerProcess : IDisposable
 {
     private readonly Process _process;
+    private readonly int _statusPort = FreePort();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public ControllerProcess(string cli, string kubeconfig)
     {
-        var info = new ProcessStartInfo("dotnet", [cli, "controller", "--kubeconfig", kubeconfig, "--no-leader-election", "--log-level", "Information", "--status-address", $"127.0.0.1:{FreePort()}"])
+        var info = new ProcessStartInfo("dotnet", [cli, "controller", "--kubeconfig", kubeconfig, "--no-leader-election", "--log-level", "Information", "--status-address", $"127.0.0.1:{_statusPort}"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -267,6 +273,18 @@ internal sealed class ControllerProcess : IDisposable
     }
 
     public Task Ready => _ready.Task;
+
+    /// <summary>The controller's own count of its API requests, by method and status code.</summary>
+    public async Task<string> RequestsAsync()
+    {
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{_statusPort}/metrics"));
+        var counts = text.Split('\n')
+            .Where(l => l.StartsWith("lballocator_kubernetes_requests_total{", StringComparison.Ordinal))
+            .Select(l => (Labels: l[(l.IndexOf('{', StringComparison.Ordinal) + 1)..l.IndexOf('}', StringComparison.Ordinal)].Replace("\"", "", StringComparison.Ordinal), Count: double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)))
+            .OrderBy(c => c.Labels, StringComparer.Ordinal);
+        return string.Join(", ", counts.Select(c => $"{c.Labels} {c.Count:F0}"));
+    }
 
     public (TimeSpan Cpu, long PeakRss) Usage()
     {
