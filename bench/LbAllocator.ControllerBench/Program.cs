@@ -58,6 +58,7 @@ await PlainAsync(client, watch, "warm", 50, clients, 0xffff);
 var rows = new List<string>();
 var restarts = new List<string>();
 var requests = new List<string>();
+var splits = new List<string>();
 for (var round = 1; round <= rounds; round++)
 {
     // The plain client first, with no controller running; its Services carry a class the controller ignores.
@@ -74,6 +75,8 @@ for (var round = 1; round <= rounds; round++)
 
     rows.Add(Row(round, "one at a time", one, 1, ctlOne, plainOne, cpu, rss));
     rows.Add(Row(round, "burst", burst, clients, ctlBurst, plainBurst, cpu, rss));
+    splits.Add($"| {round} | one at a time | {ctlOne.CreateP50:F1} ms | {plainOne.CreateP50:F1} ms | {ctlOne.AfterP50:F1} ms | {plainOne.AfterP50:F1} ms |");
+    splits.Add($"| {round} | burst | {ctlBurst.CreateP50:F1} ms | {plainBurst.CreateP50:F1} ms | {ctlBurst.AfterP50:F1} ms | {plainBurst.AfterP50:F1} ms |");
     restarts.Add(await RestartAsync(cli, server, client, $"ctl-burst-{round}"));
 }
 
@@ -82,6 +85,16 @@ Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 foreach (var row in rows)
 {
     Console.WriteLine(row);
+}
+
+Console.WriteLine();
+Console.WriteLine("Where the time goes (medians): the create call alone, then from its response to the address seen (plain: its status PUT and the watch; controller: the watch, its queue, its PUT and the watch).");
+Console.WriteLine();
+Console.WriteLine("| round | scenario | create: controller run | plain run | create→address after the create returned: controller | plain |");
+Console.WriteLine("|---|---|---|---|---|---|");
+foreach (var split in splits)
+{
+    Console.WriteLine(split);
 }
 
 Console.WriteLine();
@@ -130,6 +143,7 @@ static async Task<Phase> ControllerAsync(k8s.Kubernetes client, AddressWatch wat
 static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, int clients, Func<int, CancellationToken, Task> create)
 {
     var started = new long[count];
+    var returned = new long[count];
     var waits = new Task<long>[count];
     var start = Stopwatch.GetTimestamp();
     await Parallel.ForEachAsync(Enumerable.Range(0, count), new ParallelOptions { MaxDegreeOfParallelism = clients }, async (i, ct) =>
@@ -137,6 +151,7 @@ static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, 
         waits[i] = watch.Addressed($"{ns}/svc-{i}");
         started[i] = Stopwatch.GetTimestamp();
         await create(i, ct);
+        returned[i] = Stopwatch.GetTimestamp();
         if (clients == 1)
         {
             await waits[i].WaitAsync(TimeSpan.FromSeconds(60), ct);
@@ -144,7 +159,9 @@ static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, 
     });
     var seen = await Task.WhenAll(waits).WaitAsync(TimeSpan.FromMinutes(5));
     var latencies = seen.Select((t, i) => Stopwatch.GetElapsedTime(started[i], t).TotalMilliseconds).Order().ToArray();
-    return new Phase(Percentile(latencies, 0.50), Percentile(latencies, 0.99), Stopwatch.GetElapsedTime(start, seen.Max()));
+    var creates = started.Select((t, i) => Stopwatch.GetElapsedTime(t, returned[i]).TotalMilliseconds).Order().ToArray();
+    var after = seen.Select((t, i) => Stopwatch.GetElapsedTime(returned[i], t).TotalMilliseconds).Order().ToArray();
+    return new Phase(Percentile(latencies, 0.50), Percentile(latencies, 0.99), Stopwatch.GetElapsedTime(start, seen.Max()), Percentile(creates, 0.50), Percentile(after, 0.50));
 }
 
 // A controller restart with the burst's Services assigned: none renumbered, none written again.
@@ -181,7 +198,9 @@ static V1Service Service(string name, string? loadBalancerClass) => new()
     },
 };
 
-internal sealed record Phase(double P50, double P99, TimeSpan All);
+/// <param name="CreateP50">The create call alone.</param>
+/// <param name="AfterP50">From the create's response to the address seen.</param>
+internal sealed record Phase(double P50, double P99, TimeSpan All, double CreateP50, double AfterP50);
 
 /// <summary>One watch on every Service, as `kubectl get svc -A -w` would: when each first showed an address.</summary>
 internal sealed class AddressWatch : IAsyncDisposable

@@ -106,7 +106,7 @@ public sealed partial class Reconciler
         LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)));
+            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(cancellationToken)));
         }
         finally
         {
