@@ -121,10 +121,11 @@ static string Row(int round, string scenario, int count, int clients, Phase cont
 static async Task<Phase> PlainAsync(k8s.Kubernetes client, AddressWatch watch, string ns, int count, int clients, int subnet)
 {
     await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } });
-    return await MeasureAsync(watch, ns, count, clients, async (i, ct) =>
+    return await MeasureAsync(watch, ns, count, clients, async (i, createdAt, ct) =>
     {
         var svc = Service($"svc-{i}", "bench.example/plain");
         var created = await client.CoreV1.CreateNamespacedServiceAsync(svc, ns, cancellationToken: ct);
+        createdAt[i] = Stopwatch.GetTimestamp();
         created.Status ??= new V1ServiceStatus();
         created.Status.LoadBalancer = new V1LoadBalancerStatus { Ingress = [new V1LoadBalancerIngress { Ip = $"2001:db8:{subnet:x}::{i + 1:x}", IpMode = "VIP" }] };
         await client.CoreV1.ReplaceNamespacedServiceStatusAsync(created, created.Metadata.Name, ns, cancellationToken: ct);
@@ -135,12 +136,16 @@ static async Task<Phase> PlainAsync(k8s.Kubernetes client, AddressWatch watch, s
 static async Task<Phase> ControllerAsync(k8s.Kubernetes client, AddressWatch watch, string ns, int count, int clients)
 {
     await client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } });
-    return await MeasureAsync(watch, ns, count, clients, (i, ct) => client.CoreV1.CreateNamespacedServiceAsync(Service($"svc-{i}", null), ns, cancellationToken: ct));
+    return await MeasureAsync(watch, ns, count, clients, async (i, createdAt, ct) =>
+    {
+        await client.CoreV1.CreateNamespacedServiceAsync(Service($"svc-{i}", null), ns, cancellationToken: ct);
+        createdAt[i] = Stopwatch.GetTimestamp();
+    });
 }
 
 // Per Service: from the start of its create call to the watch event that shows an address. With one client,
 // the next Service is created only once the previous one is addressed.
-static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, int clients, Func<int, CancellationToken, Task> create)
+static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, int clients, Func<int, long[], CancellationToken, Task> create)
 {
     var started = new long[count];
     var returned = new long[count];
@@ -150,8 +155,7 @@ static async Task<Phase> MeasureAsync(AddressWatch watch, string ns, int count, 
     {
         waits[i] = watch.Addressed($"{ns}/svc-{i}");
         started[i] = Stopwatch.GetTimestamp();
-        await create(i, ct);
-        returned[i] = Stopwatch.GetTimestamp();
+        await create(i, returned, ct);
         if (clients == 1)
         {
             await waits[i].WaitAsync(TimeSpan.FromSeconds(60), ct);

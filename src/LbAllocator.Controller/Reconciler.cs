@@ -29,6 +29,8 @@ public sealed partial class Reconciler
     private PoolHistory _history = new();
     private PoolHistory.Outcome? _config;
     private WorkQueue<string>? _queue;
+    private int _inFlight;
+    private bool _poolStatusScheduled;
 
     public Reconciler(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
     {
@@ -89,6 +91,7 @@ public sealed partial class Reconciler
         {
             _allocator = new Allocator(AllocatorOptions());
             _history = new PoolHistory();
+            _poolStatusScheduled = false; // a delayed write of an earlier term went with its queue
             ApplyPools();
             var services = Services.Items.OrderBy(ObjectKey.Of, StringComparer.Ordinal).ToList();
             _allocator.ReconcileAll([.. services.Select(ToInfo)]);
@@ -106,7 +109,7 @@ public sealed partial class Reconciler
         LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(cancellationToken)));
+            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(() => queue.Count > 0 || Volatile.Read(ref _inFlight) > 0, cancellationToken)));
         }
         finally
         {
@@ -132,6 +135,7 @@ public sealed partial class Reconciler
                 return;
             }
 
+            Interlocked.Increment(ref _inFlight);
             try
             {
                 await ProcessAsync(key, cancellationToken);
@@ -145,6 +149,7 @@ public sealed partial class Reconciler
             finally
             {
                 queue.Done(key);
+                Interlocked.Decrement(ref _inFlight);
             }
         }
     }
@@ -163,6 +168,11 @@ public sealed partial class Reconciler
 
         if (key == PoolStatusKey)
         {
+            lock (_decisions)
+            {
+                _poolStatusScheduled = false; // changes from here on schedule the next write
+            }
+
             await WritePoolStatusesAsync(cancellationToken);
             return;
         }
@@ -288,8 +298,13 @@ public sealed partial class Reconciler
         {
             if (key == PoolStatusKey)
             {
-                // Pool usage changes with every allocation: write it at most every half second.
-                _queue?.AddAfter(key, TimeSpan.FromMilliseconds(500));
+                // Pool usage changes with every allocation: write it at most every half second, so one
+                // write is scheduled at a time (a delayed add per allocation would each end in a write).
+                if (_queue is not null && !_poolStatusScheduled)
+                {
+                    _poolStatusScheduled = true;
+                    _queue.AddAfter(key, TimeSpan.FromMilliseconds(500));
+                }
             }
             else
             {

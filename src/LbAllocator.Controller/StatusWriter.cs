@@ -23,8 +23,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 
     private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, logger);
 
-    /// <summary>The writer's queued events, sent off the reconcile path; runs while leading.</summary>
-    public Task SendEventsAsync(CancellationToken cancellationToken) => _events.SendQueuedAsync(EventSenders, cancellationToken);
+    /// <summary>The writer's queued events, sent off the reconcile path, yielding while <paramref name="busy"/>; runs while leading.</summary>
+    public Task SendEventsAsync(Func<bool> busy, CancellationToken cancellationToken) => _events.SendQueuedAsync(EventSenders, busy, cancellationToken);
 
     /// <summary>
     /// Brings the Service in line with the allocator's result. The address comes first, in one write that

@@ -20,6 +20,8 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
     public const int QueueCapacity = 4096;
 
     private const int Attempts = 3;
+    private static readonly TimeSpan MaxYield = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan YieldStep = TimeSpan.FromMilliseconds(10);
     private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
 
     private readonly Dictionary<string, string> _lastEvent = new(StringComparer.Ordinal);
@@ -67,11 +69,13 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
 
     /// <summary>
     /// Sends queued events with <paramref name="senders"/> requests at most in flight, until cancelled; each
-    /// write has a short timeout and a few attempts. What is still queued when cancelled is counted in the log.
+    /// write has a short timeout and a few attempts. While <paramref name="busy"/> says the work the events
+    /// describe is still going on, each event first waits for it a little, so a burst's events trail its
+    /// writes instead of competing with them. What is still queued when cancelled is counted in the log.
     /// </summary>
-    public async Task SendQueuedAsync(int senders, CancellationToken cancellationToken)
+    public async Task SendQueuedAsync(int senders, Func<bool> busy, CancellationToken cancellationToken)
     {
-        await Task.WhenAll(Enumerable.Range(0, senders).Select(_ => SendLoopAsync(cancellationToken)));
+        await Task.WhenAll(Enumerable.Range(0, senders).Select(_ => SendLoopAsync(busy, cancellationToken)));
         var left = Interlocked.Exchange(ref _unsent, 0);
         while (_queue.Reader.TryRead(out var item))
         {
@@ -94,12 +98,18 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
         }
     }
 
-    private async Task SendLoopAsync(CancellationToken cancellationToken)
+    private async Task SendLoopAsync(Func<bool> busy, CancellationToken cancellationToken)
     {
         try
         {
             while (await _queue.Reader.WaitToReadAsync(cancellationToken))
             {
+                // Bounded, so events are late under constant load but never starved.
+                for (var waited = TimeSpan.Zero; waited < MaxYield && busy(); waited += YieldStep)
+                {
+                    await Task.Delay(YieldStep, cancellationToken);
+                }
+
                 if (_queue.Reader.TryRead(out var item))
                 {
                     await SendAsync(item.Key, item.Text, item.Body, cancellationToken);
