@@ -18,7 +18,10 @@ public sealed partial class Reconciler
     private const string PoolsKey = "\u0001pools";
     private const string PoolStatusKey = "\u0001pool-status";
     private const string AdvertisementsKey = "\u0001advertisements";
-    private const int Workers = 8;
+    private const int Workers = 16;
+
+    /// <summary>Keys taken closer together than this are one burst (for the events, which wait for its end).</summary>
+    private const long LullMilliseconds = 50;
 
     private readonly ControllerOptions _options;
     private readonly ControllerMetrics _metrics;
@@ -30,6 +33,7 @@ public sealed partial class Reconciler
     private PoolHistory.Outcome? _config;
     private WorkQueue<string>? _queue;
     private int _inFlight;
+    private long _lastTaken;
     private bool _poolStatusScheduled;
 
     public Reconciler(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
@@ -109,7 +113,7 @@ public sealed partial class Reconciler
         LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(() => queue.Count > 0 || Volatile.Read(ref _inFlight) > 0, cancellationToken)));
+            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(() => Busy(queue), cancellationToken)));
         }
         finally
         {
@@ -120,6 +124,10 @@ public sealed partial class Reconciler
             }
         }
     }
+
+    /// <summary>Services waiting, being worked on or arriving: events wait for a lull so addresses go first.</summary>
+    private bool Busy(WorkQueue<string> queue) =>
+        queue.Count > 0 || Volatile.Read(ref _inFlight) > 0 || Environment.TickCount64 - Volatile.Read(ref _lastTaken) < LullMilliseconds;
 
     private async Task WorkAsync(WorkQueue<string> queue, CancellationToken cancellationToken)
     {
@@ -136,6 +144,7 @@ public sealed partial class Reconciler
             }
 
             Interlocked.Increment(ref _inFlight);
+            Volatile.Write(ref _lastTaken, Environment.TickCount64);
             try
             {
                 await ProcessAsync(key, cancellationToken);
