@@ -118,6 +118,7 @@ public sealed partial class Reconciler
         finally
         {
             Ready = false;
+            _writer.DiscardQueuedEvents();
             lock (_decisions)
             {
                 _queue = null;

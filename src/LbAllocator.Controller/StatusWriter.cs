@@ -26,6 +26,9 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     /// <summary>The writer's queued events, sent off the reconcile path, yielding while <paramref name="busy"/>; runs while leading.</summary>
     public Task SendEventsAsync(Func<bool> busy, CancellationToken cancellationToken) => _events.SendQueuedAsync(EventSenders, busy, cancellationToken);
 
+    /// <summary>Once the workers and the senders stopped: what was not sent is counted in the log, not kept for a later term.</summary>
+    public void DiscardQueuedEvents() => _events.DiscardQueued();
+
     /// <summary>
     /// Brings the Service in line with the allocator's result. The address comes first, in one write that
     /// carries the pool annotation too; the events describing it are queued, not waited for.

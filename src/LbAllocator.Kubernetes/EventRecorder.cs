@@ -71,11 +71,14 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
     /// Sends queued events with <paramref name="senders"/> requests at most in flight, until cancelled; each
     /// write has a short timeout and a few attempts. While <paramref name="busy"/> says the work the events
     /// describe is still going on, each event first waits for it a little, so a burst's events trail its
-    /// writes instead of competing with them. What is still queued when cancelled is counted in the log.
+    /// writes instead of competing with them.
     /// </summary>
-    public async Task SendQueuedAsync(int senders, Func<bool> busy, CancellationToken cancellationToken)
+    public Task SendQueuedAsync(int senders, Func<bool> busy, CancellationToken cancellationToken) =>
+        Task.WhenAll(Enumerable.Range(0, senders).Select(_ => SendLoopAsync(busy, cancellationToken)));
+
+    /// <summary>Empties the queue once nobody sends any more (the sender stopped), counting what is lost in the log.</summary>
+    public void DiscardQueued()
     {
-        await Task.WhenAll(Enumerable.Range(0, senders).Select(_ => SendLoopAsync(busy, cancellationToken)));
         var left = Interlocked.Exchange(ref _unsent, 0);
         while (_queue.Reader.TryRead(out var item))
         {
