@@ -75,7 +75,7 @@ for (var round = 1; round <= rounds; round++)
     var ctlOne = await ControllerAsync(client, watch, $"ctl-one-{round}", one, 1);
     var ctlBurst = await ControllerAsync(client, watch, $"ctl-burst-{round}", burst, clients);
     var (cpu, rss) = controller.Usage();
-    requests.Add($"round {round}: {await controller.RequestsAsync()} for {one + burst:N0} Services");
+    requests.Add($"round {round}: {await controller.RequestsAsync()} for {WarmUp + one + burst:N0} Services");
     await controller.StopAsync();
 
     rows.Add(Row(round, "one at a time", one, 1, ctlOne, plainOne, cpu, rss));
