@@ -15,7 +15,8 @@ public static class ControllerHost
     {
         var builder = ComponentHost.CreateBuilder(Component, settings, logging);
         builder.AddValidatedOptions<ControllerOptions>(ControllerOptions.Section);
-        builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}"));
+        // The controller writes in bursts (a status per Service): writes off the watches' connection.
+        builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
         builder.Services.AddSingleton<ControllerMetrics>();
         builder.Services.AddSingleton<Reconciler>();
         builder.Services.AddHostedService<ControllerService>();

@@ -18,7 +18,10 @@ public sealed partial class Reconciler
     private const string PoolsKey = "\u0001pools";
     private const string PoolStatusKey = "\u0001pool-status";
     private const string AdvertisementsKey = "\u0001advertisements";
-    private const int Workers = 8;
+    private const int Workers = 16;
+
+    /// <summary>Keys taken closer together than this are one burst (for the events, which wait for its end).</summary>
+    private const long LullMilliseconds = 50;
 
     private readonly ControllerOptions _options;
     private readonly ControllerMetrics _metrics;
@@ -29,6 +32,9 @@ public sealed partial class Reconciler
     private PoolHistory _history = new();
     private PoolHistory.Outcome? _config;
     private WorkQueue<string>? _queue;
+    private int _inFlight;
+    private long _lastTaken;
+    private bool _poolStatusScheduled;
 
     public Reconciler(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
     {
@@ -89,6 +95,7 @@ public sealed partial class Reconciler
         {
             _allocator = new Allocator(AllocatorOptions());
             _history = new PoolHistory();
+            _poolStatusScheduled = false; // a delayed write of an earlier term went with its queue
             ApplyPools();
             var services = Services.Items.OrderBy(ObjectKey.Of, StringComparer.Ordinal).ToList();
             _allocator.ReconcileAll([.. services.Select(ToInfo)]);
@@ -106,17 +113,22 @@ public sealed partial class Reconciler
         LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)));
+            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(() => Busy(queue), cancellationToken)));
         }
         finally
         {
             Ready = false;
+            _writer.DiscardQueuedEvents();
             lock (_decisions)
             {
                 _queue = null;
             }
         }
     }
+
+    /// <summary>Services waiting, being worked on or arriving: events wait for a lull so addresses go first.</summary>
+    private bool Busy(WorkQueue<string> queue) =>
+        queue.Count > 0 || Volatile.Read(ref _inFlight) > 0 || Environment.TickCount64 - Volatile.Read(ref _lastTaken) < LullMilliseconds;
 
     private async Task WorkAsync(WorkQueue<string> queue, CancellationToken cancellationToken)
     {
@@ -132,6 +144,8 @@ public sealed partial class Reconciler
                 return;
             }
 
+            Interlocked.Increment(ref _inFlight);
+            Volatile.Write(ref _lastTaken, Environment.TickCount64);
             try
             {
                 await ProcessAsync(key, cancellationToken);
@@ -145,6 +159,7 @@ public sealed partial class Reconciler
             finally
             {
                 queue.Done(key);
+                Interlocked.Decrement(ref _inFlight);
             }
         }
     }
@@ -163,6 +178,11 @@ public sealed partial class Reconciler
 
         if (key == PoolStatusKey)
         {
+            lock (_decisions)
+            {
+                _poolStatusScheduled = false; // changes from here on schedule the next write
+            }
+
             await WritePoolStatusesAsync(cancellationToken);
             return;
         }
@@ -286,8 +306,13 @@ public sealed partial class Reconciler
         {
             if (key == PoolStatusKey)
             {
-                // Pool usage changes with every allocation: write it at most every half second.
-                _queue?.AddAfter(key, TimeSpan.FromMilliseconds(500));
+                // Pool usage changes with every allocation: write it at most every half second, so one
+                // write is scheduled at a time (a delayed add per allocation would each end in a write).
+                if (_queue is not null && !_poolStatusScheduled)
+                {
+                    _poolStatusScheduled = true;
+                    _queue.AddAfter(key, TimeSpan.FromMilliseconds(500));
+                }
             }
             else
             {

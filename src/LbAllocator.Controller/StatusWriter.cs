@@ -18,9 +18,21 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 {
     private const int ConflictRetries = 5;
 
+    /// <summary>Event writes in flight at most: a burst's events trail its addresses instead of competing with them.</summary>
+    private const int EventSenders = 2;
+
     private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, logger);
 
-    /// <summary>Brings the Service in line with the allocator's result.</summary>
+    /// <summary>The writer's queued events, sent off the reconcile path, yielding while <paramref name="busy"/>; runs while leading.</summary>
+    public Task SendEventsAsync(Func<bool> busy, CancellationToken cancellationToken) => _events.SendQueuedAsync(EventSenders, busy, cancellationToken);
+
+    /// <summary>Once the workers and the senders stopped: what was not sent is counted in the log, not kept for a later term.</summary>
+    public void DiscardQueuedEvents() => _events.DiscardQueued();
+
+    /// <summary>
+    /// Brings the Service in line with the allocator's result. The address comes first, in one write that
+    /// carries the pool annotation too; the events describing it are queued, not waited for.
+    /// </summary>
     public async Task ApplyAsync(V1Service service, AllocationResult result, CancellationToken cancellationToken)
     {
         var key = result.Key;
@@ -33,25 +45,27 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             return;
         }
 
-        // No ipMode is VIP too: servers that know the field (1.29+) default it to VIP, older ones drop it on every write.
-        if (!held.SequenceEqual(desired) || !(service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode is null or "VIP"))
+        // A server without ingress.ipMode (before 1.29) drops it: absent is as good as VIP there, and
+        // rewriting it would be a write per pass that changes nothing.
+        var ingressCurrent = held.SequenceEqual(desired) && (service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode is null or "VIP");
+        if (!ingressCurrent || PoolAnnotation(service) != result.Pool)
         {
-            service = await WriteIngressAsync(service, desired, cancellationToken);
-        }
+            var written = await WriteIngressAsync(service, desired, result.Pool, cancellationToken);
 
-        string? annotated = null;
-        service.Metadata.Annotations?.TryGetValue(ServiceAnnotations.AllocatedFromPool, out annotated);
-        if (annotated != result.Pool)
-        {
-            var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = result.Pool } } });
-            await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            // kube-apiserver keeps metadata written through a Service's status; a server that takes only
+            // the status there (as for custom resources) gets the annotation in a patch of its own.
+            if (PoolAnnotation(written) != result.Pool)
+            {
+                var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = result.Pool } } });
+                await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            }
         }
 
         var released = held.Except(desired).ToList();
         if (released.Count > 0)
         {
             metrics.Released(released.Count);
-            await _events.RecordAsync(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}", cancellationToken);
+            _events.Post(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}");
         }
 
         if (result.Error is { } error)
@@ -59,13 +73,12 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             // The metric counts by the event's reason, so a count leads straight to the events.
             var reason = result.InvalidRequest ? "InvalidAnnotation" : "AllocationFailed";
             metrics.Failed(reason);
-            await _events.RecordAsync(service, key, "Warning", reason,
-                result.InvalidRequest && desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error, cancellationToken);
+            _events.Post(service, key, "Warning", reason, result.InvalidRequest && desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error);
         }
         else if (desired.Count > 0 && !held.SequenceEqual(desired))
         {
             metrics.Allocated(result.Pool ?? "");
-            await _events.RecordAsync(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"", cancellationToken);
+            _events.Post(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"");
         }
 
         if (result.Error is null)
@@ -74,18 +87,42 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         }
     }
 
-    private async Task<V1Service> WriteIngressAsync(V1Service service, List<string> desired, CancellationToken cancellationToken)
+    private static string? PoolAnnotation(V1Service service) =>
+        service.Metadata.Annotations is { } annotations && annotations.TryGetValue(ServiceAnnotations.AllocatedFromPool, out var pool) ? pool : null;
+
+    /// <summary>
+    /// PUTs status.loadBalancer.ingress and the pool annotation on a copy (the cached object stays as the
+    /// server last said, so a failed write is retried); a conflict is retried from a fresh read.
+    /// </summary>
+    private async Task<V1Service> WriteIngressAsync(V1Service service, List<string> desired, string? pool, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
-            service.Status ??= new V1ServiceStatus();
-            service.Status.LoadBalancer = new V1LoadBalancerStatus
+            var update = new V1Service
             {
-                Ingress = [.. desired.Select(ip => new V1LoadBalancerIngress { Ip = ip, IpMode = "VIP" })],
+                ApiVersion = service.ApiVersion,
+                Kind = service.Kind,
+                Metadata = KubernetesJson.Deserialize<V1ObjectMeta>(KubernetesJson.Serialize(service.Metadata)),
+                Spec = service.Spec,
+                Status = new V1ServiceStatus
+                {
+                    Conditions = service.Status?.Conditions,
+                    LoadBalancer = new V1LoadBalancerStatus { Ingress = [.. desired.Select(ip => new V1LoadBalancerIngress { Ip = ip, IpMode = "VIP" })] },
+                },
             };
+            var annotations = update.Metadata.Annotations ??= new Dictionary<string, string>();
+            if (pool is null)
+            {
+                annotations.Remove(ServiceAnnotations.AllocatedFromPool);
+            }
+            else
+            {
+                annotations[ServiceAnnotations.AllocatedFromPool] = pool;
+            }
+
             try
             {
-                return await client.CoreV1.ReplaceNamespacedServiceStatusAsync(service, service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                return await client.CoreV1.ReplaceNamespacedServiceStatusAsync(update, service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
             {

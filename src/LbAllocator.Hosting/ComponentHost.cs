@@ -57,11 +57,17 @@ public static class ComponentHost
     /// The client, loaded now so a missing kubeconfig is one clear error before anything starts. Its
     /// requests carry the component's User-Agent and are counted in the metrics.
     /// </summary>
-    public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig)
+    /// <param name="requestsOffWatchConnection">Requests other than watches on connections of their own (<see cref="RequestsOffWatchConnection"/>).</param>
+    public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig, bool requestsOffWatchConnection = false)
     {
         var configuration = KubeClientConfiguration.Load(kubeconfig);
         builder.Services.AddSingleton<IKubernetes>(sp =>
-            new k8s.Kubernetes(configuration, new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>())));
+        {
+            var metrics = new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>());
+            return requestsOffWatchConnection
+                ? new k8s.Kubernetes(configuration, metrics, new RequestsOffWatchConnection())
+                : new k8s.Kubernetes(configuration, metrics);
+        });
     }
 
     /// <summary>Builds the host and validates the options now, so bad options are one clear error, not a failed start.</summary>

@@ -38,8 +38,8 @@ public sealed partial class SpeakerEffects(
 
         foreach (var (key, ours) in plan.StartedSince(previous))
         {
-            // Joined here: JSON logs print a list field by its type name.
-            LogAnnouncing(key, string.Join(", ", ours.Addresses), string.Join(", ", ours.Interfaces));
+            // Text, not lists: JSON logs print a list field by its type name.
+            LogAnnouncing(key, ours.AddressText, ours.InterfaceText);
         }
 
         foreach (var planned in plan.EventsSince(previous, options.NodeName))

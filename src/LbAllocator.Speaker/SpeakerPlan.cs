@@ -7,7 +7,13 @@ namespace LbAllocator.Speaker;
 public readonly record struct StatusView(string Name, string ServiceKey, string? Node);
 
 /// <summary>A Service this node announces: its addresses and the interfaces it answers on.</summary>
-public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Interfaces);
+public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Interfaces)
+{
+    /// <summary>The addresses as logs and events show them ("192.0.2.1, 2001:db8::1").</summary>
+    public string AddressText => string.Join(", ", Addresses);
+
+    public string InterfaceText => string.Join(", ", Interfaces);
+}
 
 /// <summary>An event on a Service, decided by the plan and sent by the status writer.</summary>
 public sealed record PlannedEvent(string ServiceKey, string Type, string Reason, string Message);
@@ -78,7 +84,7 @@ public sealed record SpeakerPlan(
     {
         foreach (var (key, ours) in StartedSince(previous))
         {
-            yield return new PlannedEvent(key, "Normal", "nodeAssigned", $"announcing {Join(ours.Addresses)} from node {node} ({string.Join(", ", ours.Interfaces)})");
+            yield return new PlannedEvent(key, "Normal", "nodeAssigned", $"announcing {ours.AddressText} from node {node} ({ours.InterfaceText})");
         }
 
         foreach (var (key, message) in Failed.Where(kv => previous.Failed.GetValueOrDefault(kv.Key) != kv.Value))
