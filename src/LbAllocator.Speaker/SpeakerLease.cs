@@ -24,6 +24,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
 
     private V1Lease? _current;
     private long _lastRenewStarted = long.MinValue;
+    private long _streakStarted = long.MinValue; // the first renewal of the current run of successful ones
     private bool _healthy;
 
     /// <summary>Raised when this speaker becomes or stops being alive.</summary>
@@ -36,8 +37,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     /// <summary>
     /// Alive: the last renewal that succeeded was sent less than LeaseDuration minus half a renew interval ago.
     /// Others give up on us LeaseDuration after they saw that renewal, which is later than we sent it.
+    /// Coming back (at start, or after renewals failed) takes two renewals in a row: the first tells the others
+    /// we are back, and by the second, a renew interval later, they have seen it and handed our addresses back,
+    /// so we never answer beside the node that stood in for us.
     /// </summary>
-    public bool Healthy => _lastRenewStarted != long.MinValue && time.GetElapsedTime(_lastRenewStarted) < Deadline;
+    public bool Healthy => _lastRenewStarted != long.MinValue && _lastRenewStarted != _streakStarted && time.GetElapsedTime(_lastRenewStarted) < Deadline;
 
     /// <summary>When the current health runs out unless renewed, for scheduling the next check.</summary>
     public TimeSpan UntilUnhealthy => Healthy ? Deadline - time.GetElapsedTime(_lastRenewStarted) : TimeSpan.Zero;
@@ -59,6 +63,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
                 try
                 {
                     await RenewAsync(attempt.Token);
+                    if (_lastRenewStarted == long.MinValue || time.GetElapsedTime(_lastRenewStarted, started) >= Deadline)
+                    {
+                        _streakStarted = started;
+                    }
+
                     _lastRenewStarted = started;
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
