@@ -72,9 +72,12 @@ public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider
         lock (_lock)
         {
             var now = time.GetTimestamp();
-            foreach (var gone in _heard.Keys.Where(n => !members.Contains(n)).ToList())
+            // A speaker whose lease is gone and who is no longer heard is forgotten: it rejoins by its lease or its
+            // heartbeats. One still heard stays, so a restarting speaker heard before its lease is seen is not re-added
+            // (and a pass asked for) at every heartbeat.
+            foreach (var gone in _heard.Keys.Where(n => !members.Contains(n) && !AliveAt(n, now)).ToList())
             {
-                _heard.Remove(gone); // its lease is deleted: forget it, it rejoins by its lease or its heartbeats
+                _heard.Remove(gone);
             }
 
             var alive = new HashSet<string>(StringComparer.Ordinal);

@@ -124,7 +124,13 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _queue.Add(Pass);
             }
         };
-        announcer.CaptureTrouble += () => _queue.Add(Pass);
+        // A capture that stopped or cannot send: the interface may be down or gone, which a scan shows; a pass
+        // reopens a capture that stopped.
+        announcer.CaptureTrouble += () =>
+        {
+            RescanInterfaces();
+            _queue.Add(Pass);
+        };
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -417,7 +423,8 @@ public sealed partial class SpeakerReconciler : IDisposable
 
         if (_nodes.TryGet(_options.NodeName, out var node) && (cannotAnswer is not null || wasTrouble))
         {
-            _writer.Record(node!, cannotAnswer is not null
+            // Listed objects carry no kind, and the event recorder's default is a Service.
+            _writer.Record(new V1Node { ApiVersion = "v1", Kind = V1Node.KubeKind, Metadata = node!.Metadata }, cannotAnswer is not null
                 ? new PlannedEvent($"node/{_options.NodeName}", "Warning", "CannotAnswer", $"speaker cannot answer ARP/NDP on {cannotAnswer}: not standing for election for what it cannot serve")
                 : new PlannedEvent($"node/{_options.NodeName}", "Normal", "Answering", "speaker answers ARP/NDP on every interface it announces on again"));
         }
