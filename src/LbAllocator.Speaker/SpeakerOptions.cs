@@ -30,8 +30,12 @@ public sealed class SpeakerOptions : IValidatableObject
     /// <summary>How often each speaker sends its heartbeat on the interfaces it announces on.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
-    /// <summary>A speaker unheard on the LAN for this long is dead to the others (each judged by the longer of its and the judge's).</summary>
-    public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(400);
+    /// <summary>
+    /// A speaker unheard on the LAN for this long is dead to the others (each judged by the longer of its and the
+    /// judge's). Six heartbeats: four proved too few on a busy two-core node, where a process starting beside the
+    /// speakers delayed one's heartbeats or another's capture past 0.4 s and two nodes answered for 0.1 s.
+    /// </summary>
+    public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(600);
 
     /// <summary>Gratuitous ARP / unsolicited NA rounds sent on taking an address over, the first at once.</summary>
     [Range(1, 100)]

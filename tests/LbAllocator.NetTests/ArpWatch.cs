@@ -108,6 +108,10 @@ public sealed partial class ArpWatch : IDisposable
         return longest;
     }
 
+    /// <summary>The questions two or more MACs answered: when (Unix seconds), and who.</summary>
+    public IEnumerable<string> Doubles() =>
+        Questions().Where(q => q.Answers.Count >= 2).Select(q => $"{q.At:F3} {string.Join("+", q.Answers)}");
+
     /// <summary>Every MAC that answered a question.</summary>
     public HashSet<string> Answerers() => [.. Questions().SelectMany(q => q.Answers)];
 
