@@ -31,8 +31,8 @@ public interface IAnnouncer
     /// </summary>
     IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces);
 
-    /// <summary>Sends the heartbeat on every open capture.</summary>
-    void SendHeartbeat(Heartbeat heartbeat);
+    /// <summary>Sends the heartbeat on every open capture; returns on how many it went out.</summary>
+    int SendHeartbeat(Heartbeat heartbeat);
 
     /// <summary>A heartbeat from another host arrived (on a capture thread: keep it short).</summary>
     event Action<Heartbeat>? HeartbeatHeard;
@@ -118,8 +118,9 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         return problems;
     }
 
-    public void SendHeartbeat(Heartbeat heartbeat)
+    public int SendHeartbeat(Heartbeat heartbeat)
     {
+        var sent = 0;
         Span<byte> frame = stackalloc byte[Heartbeat.MaxLength];
         Listener[] listeners;
         lock (_lock)
@@ -129,11 +130,17 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
         foreach (var listener in listeners.Where(l => !l.Failed))
         {
-            if (!listener.Send(frame[..heartbeat.Write(listener.Mac, frame)]))
+            if (listener.Send(frame[..heartbeat.Write(listener.Mac, frame)]))
+            {
+                sent++;
+            }
+            else
             {
                 CaptureTrouble?.Invoke();
             }
         }
+
+        return sent;
     }
 
     /// <summary>The addresses answered for now (a snapshot: SetOwned swaps in a new set).</summary>

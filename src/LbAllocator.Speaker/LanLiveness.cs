@@ -28,15 +28,18 @@ public sealed record LivenessView(HashSet<string> Alive, SelfState Self, int Hea
 /// filtered, or a speaker without them) is judged by its lease instead. Membership itself comes from the leases
 /// and is kept as last seen while the API server is away, so an outage changes nothing on the wire.
 /// This speaker stands for election only while it can answer (a capture open on an interface it announces on),
-/// after hearing the LAN for one dead interval since it could (so whoever holds its addresses heard it and let go
-/// first: a short silence rather than two answers), and unless it is fenced: lease not renewed and no other member
+/// after sending heartbeats and hearing the LAN for one dead interval since it could (so whoever holds its
+/// addresses heard it and let go first: a short silence rather than two answers), while its heartbeats keep going
+/// out, and unless it is fenced: lease not renewed and no other member
 /// heard, which is what a node cut off from everything sees. Measured on this node's clock only.
 /// </summary>
 public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider time)
 {
     private readonly Dictionary<string, (long At, TimeSpan Dead)> _heard = new(StringComparer.Ordinal); // a peer that left has Dead zero
     private readonly Lock _lock = new();
-    private long? _servingSince;
+    private bool _canServe;
+    private long? _servingSince; // first heartbeat sent since this node could answer, and has kept sending
+    private long? _lastSent;
 
     /// <summary>Records a heartbeat from the LAN; true when it changes who is alive (a peer came back or left), so a pass is due.</summary>
     public bool Heard(in Heartbeat heartbeat)
@@ -55,12 +58,23 @@ public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider
         }
     }
 
-    /// <summary>Whether this node can answer now; the warm-up starts when it becomes able to.</summary>
+    /// <summary>Whether this node can answer now (a capture open on an interface it announces on).</summary>
     public void SetServing(bool serving)
     {
         lock (_lock)
         {
-            _servingSince = serving ? _servingSince ?? time.GetTimestamp() : null;
+            _canServe = serving;
+            _servingSince = serving ? _servingSince : null;
+        }
+    }
+
+    /// <summary>A heartbeat of ours went out: the warm-up starts with the first one once this node can answer.</summary>
+    public void Sent()
+    {
+        lock (_lock)
+        {
+            _lastSent = time.GetTimestamp();
+            _servingSince = _canServe ? _servingSince ?? _lastSent : null;
         }
     }
 
@@ -104,10 +118,22 @@ public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider
                 }
             }
 
+            // Heartbeats that stopped going out for half a dead interval (a starved process) may already have made
+            // us dead to the others: listen again from the next one rather than answer beside a successor.
+            if (_lastSent is not { } sent || time.GetElapsedTime(sent, now) > deadInterval / 2)
+            {
+                _servingSince = null;
+            }
+
             var state = SelfState.Candidate;
-            if (_servingSince is not { } since)
+            if (!_canServe)
             {
                 state = SelfState.CannotAnswer;
+            }
+            else if (_servingSince is not { } since)
+            {
+                state = SelfState.WarmingUp;
+                next = Min(next, deadInterval);
             }
             else if (time.GetElapsedTime(since, now) is var serving && serving < deadInterval)
             {

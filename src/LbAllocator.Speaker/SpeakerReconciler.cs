@@ -38,7 +38,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
-    private readonly ITimer _beat; // the heartbeat, never waiting on anything but the capture
+    private readonly CancellationTokenSource _beating = new();
+    private Thread? _beat; // the heartbeat: a thread of its own, so a starved thread pool cannot make us look dead
     private readonly IAnnouncer _announcer;
     private readonly SpeakerMetrics _metrics;
     private readonly LanLiveness _lan;
@@ -85,7 +86,6 @@ public sealed partial class SpeakerReconciler : IDisposable
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
         _wake = time.CreateTimer(_ => _queue.Add(Pass), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        _beat = time.CreateTimer(_ => Beat(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _announcer = announcer;
         _metrics = metrics;
         _lan = new LanLiveness(options.NodeName, options.DeadInterval, time);
@@ -153,7 +153,8 @@ public sealed partial class SpeakerReconciler : IDisposable
             _health.SetReady(CachesGate, true, "synced");
             _interfaces = _scan();
             _queue.Add(Pass);
-            _beat.Change(_options.HeartbeatInterval, _options.HeartbeatInterval);
+            _beat = new Thread(Beat) { IsBackground = true, Name = "heartbeat", Priority = ThreadPriority.AboveNormal };
+            _beat.Start();
             await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -162,7 +163,8 @@ public sealed partial class SpeakerReconciler : IDisposable
         finally
         {
             // No heartbeat may follow the leaving one the service sends after this returns.
-            await _beat.DisposeAsync();
+            await _beating.CancelAsync();
+            _beat?.Join();
             NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
             NetworkChange.NetworkAvailabilityChanged -= OnNetworkChanged;
         }
@@ -170,7 +172,7 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     public void Dispose()
     {
-        _beat.Dispose();
+        _beating.Dispose();
         _wake.Dispose();
         _queue.Dispose();
         _writer.Dispose();
@@ -180,7 +182,17 @@ public sealed partial class SpeakerReconciler : IDisposable
     public Heartbeat Heartbeat(bool leaving) =>
         new(_options.NodeName, Interlocked.Increment(ref _sequence), _options.HeartbeatInterval, _options.DeadInterval, leaving);
 
-    private void Beat() => _announcer.SendHeartbeat(Heartbeat(leaving: false));
+    private void Beat()
+    {
+        do
+        {
+            if (_announcer.SendHeartbeat(Heartbeat(leaving: false)) > 0)
+            {
+                _lan.Sent();
+            }
+        }
+        while (!_beating.Token.WaitHandle.WaitOne(_options.HeartbeatInterval));
+    }
 
     private void Changed(HashSet<string> set, string key)
     {

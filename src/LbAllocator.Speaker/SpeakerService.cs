@@ -24,7 +24,7 @@ public sealed partial class SpeakerService(
     {
         await base.StopAsync(cancellationToken);
         announcer.SetOwned(new Dictionary<Ip, string[]>());
-        announcer.SendHeartbeat(reconciler.Heartbeat(leaving: true));
+        _ = announcer.SendHeartbeat(reconciler.Heartbeat(leaving: true));
         announcer.Dispose();
         LogHandingOver();
         try

@@ -21,14 +21,14 @@ public class LanLivenessTests
         Serving();
         Assert.True(Hear("a"));
         Assert.False(Hear("a")); // still alive: no pass needed
-        var view = _lan.Judge(Members, NoneByLease, leaseHealthy: true);
+        var view = Judge(Members, NoneByLease, leaseHealthy: true);
         Assert.Equal(["a", "self"], view.Alive.Order());
         Assert.Equal(Dead, view.NextChange);
 
         _time.Advance(Dead - TimeSpan.FromMilliseconds(1));
-        Assert.Contains("a", _lan.Judge(Members, NoneByLease, true).Alive);
+        Assert.Contains("a", Judge(Members, NoneByLease, true).Alive);
         _time.Advance(TimeSpan.FromMilliseconds(1));
-        Assert.DoesNotContain("a", _lan.Judge(Members, NoneByLease, true).Alive);
+        Assert.DoesNotContain("a", Judge(Members, NoneByLease, true).Alive);
         Assert.True(Hear("a")); // back: a pass is due
     }
 
@@ -39,11 +39,11 @@ public class LanLivenessTests
         Hear("a", dead: TimeSpan.FromSeconds(2));
         Hear("b", dead: TimeSpan.FromMilliseconds(300));
         _time.Advance(TimeSpan.FromMilliseconds(399));
-        Assert.Equal(["a", "b", "self"], _lan.Judge(Members, NoneByLease, true).Alive.Order());
+        Assert.Equal(["a", "b", "self"], Judge(Members, NoneByLease, true).Alive.Order());
         _time.Advance(TimeSpan.FromMilliseconds(1));
-        Assert.Equal(["a", "self"], _lan.Judge(Members, NoneByLease, true).Alive.Order());
+        Assert.Equal(["a", "self"], Judge(Members, NoneByLease, true).Alive.Order());
         _time.Advance(TimeSpan.FromMilliseconds(1600));
-        Assert.Equal(["self"], _lan.Judge(Members, NoneByLease, true).Alive.Order());
+        Assert.Equal(["self"], Judge(Members, NoneByLease, true).Alive.Order());
     }
 
     [Fact]
@@ -53,7 +53,7 @@ public class LanLivenessTests
         Hear("a");
         _time.Advance(Dead);
         var byLease = new HashSet<string>(["a", "b"], StringComparer.Ordinal);
-        Assert.Equal(["b", "self"], _lan.Judge(Members, byLease, true).Alive.Order());
+        Assert.Equal(["b", "self"], Judge(Members, byLease, true).Alive.Order());
     }
 
     [Fact]
@@ -63,26 +63,26 @@ public class LanLivenessTests
         Hear("a");
         Assert.True(_lan.Heard(new Heartbeat("a", 2, TimeSpan.FromMilliseconds(100), Dead, Leaving: true)));
         Hear("stranger");
-        Assert.Equal(["self"], _lan.Judge(Members, NoneByLease, true).Alive.Order());
+        Assert.Equal(["self"], Judge(Members, NoneByLease, true).Alive.Order());
     }
 
     [Fact]
     public void This_node_stands_only_after_hearing_the_lan_for_one_dead_interval_since_it_could_answer()
     {
-        Assert.Equal(SelfState.CannotAnswer, _lan.Judge(Members, NoneByLease, true).Self);
+        Assert.Equal(SelfState.CannotAnswer, Judge(Members, NoneByLease, true).Self);
         _lan.SetServing(true);
-        var view = _lan.Judge(Members, NoneByLease, true);
+        var view = Judge(Members, NoneByLease, true);
         Assert.Equal(SelfState.WarmingUp, view.Self);
         Assert.DoesNotContain("self", view.Alive);
         Assert.Equal(Dead, view.NextChange);
         _time.Advance(Dead);
-        Assert.Equal(SelfState.Candidate, _lan.Judge(Members, NoneByLease, true).Self);
+        Assert.Equal(SelfState.Candidate, Judge(Members, NoneByLease, true).Self);
 
         // Capture lost: out at once; back: warming up again.
         _lan.SetServing(false);
-        Assert.Equal(SelfState.CannotAnswer, _lan.Judge(Members, NoneByLease, true).Self);
+        Assert.Equal(SelfState.CannotAnswer, Judge(Members, NoneByLease, true).Self);
         _lan.SetServing(true);
-        Assert.Equal(SelfState.WarmingUp, _lan.Judge(Members, NoneByLease, true).Self);
+        Assert.Equal(SelfState.WarmingUp, Judge(Members, NoneByLease, true).Self);
     }
 
     [Fact]
@@ -90,19 +90,39 @@ public class LanLivenessTests
     {
         Serving();
         Hear("a");
-        Assert.Equal(SelfState.Candidate, _lan.Judge(Members, NoneByLease, leaseHealthy: false).Self);
-        Assert.Equal(SelfState.Candidate, _lan.Judge(["self"], NoneByLease, leaseHealthy: false).Self);
+        Assert.Equal(SelfState.Candidate, Judge(Members, NoneByLease, leaseHealthy: false).Self);
+        Assert.Equal(SelfState.Candidate, Judge(["self"], NoneByLease, leaseHealthy: false).Self);
         _time.Advance(Dead);
-        var view = _lan.Judge(Members, NoneByLease, leaseHealthy: false);
+        var view = Judge(Members, NoneByLease, leaseHealthy: false);
         Assert.Equal(SelfState.Fenced, view.Self);
         Assert.Empty(view.Alive);
-        Assert.Equal(SelfState.Candidate, _lan.Judge(Members, NoneByLease, leaseHealthy: true).Self);
+        Assert.Equal(SelfState.Candidate, Judge(Members, NoneByLease, leaseHealthy: true).Self);
+    }
+
+    [Fact]
+    public void A_node_whose_heartbeats_stopped_going_out_for_half_a_dead_interval_listens_again_before_standing()
+    {
+        Serving();
+        Assert.Equal(SelfState.Candidate, Judge(Members, NoneByLease, true).Self);
+        _time.Advance((Dead / 2) + TimeSpan.FromMilliseconds(1));
+        Assert.Equal(SelfState.WarmingUp, _lan.Judge(Members, NoneByLease, true).Self); // nothing sent meanwhile
+        Assert.Equal(SelfState.WarmingUp, Judge(Members, NoneByLease, true).Self);
+        _time.Advance(Dead);
+        Assert.Equal(SelfState.Candidate, Judge(Members, NoneByLease, true).Self);
     }
 
     private void Serving()
     {
         _lan.SetServing(true);
+        _lan.Sent();
         _time.Advance(Dead);
+    }
+
+    /// <summary>Judges right after a heartbeat of ours went out, as a speaker whose heartbeats flow does.</summary>
+    private LivenessView Judge(IReadOnlyCollection<string> members, IReadOnlySet<string> leaseAlive, bool leaseHealthy)
+    {
+        _lan.Sent();
+        return _lan.Judge(members, leaseAlive, leaseHealthy);
     }
 
     private bool Hear(string node, TimeSpan? dead = null) =>

@@ -34,12 +34,14 @@ internal sealed class RecordingAnnouncer : IAnnouncer
         return Broken.Where(kv => interfaces.Contains(kv.Key)).ToDictionary(StringComparer.Ordinal);
     }
 
-    public void SendHeartbeat(Heartbeat heartbeat)
+    public int SendHeartbeat(Heartbeat heartbeat)
     {
         lock (Sent)
         {
             Sent.Add(heartbeat);
         }
+
+        return Listening.Count(i => !Broken.ContainsKey(i));
     }
 
     public event Action<Heartbeat>? HeartbeatHeard;
