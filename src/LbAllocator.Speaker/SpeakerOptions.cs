@@ -32,10 +32,10 @@ public sealed class SpeakerOptions : IValidatableObject
 
     /// <summary>
     /// A speaker unheard on the LAN for this long is dead to the others (each judged by the longer of its and the
-    /// judge's). Six heartbeats: four proved too few on a busy two-core node, where a process starting beside the
-    /// speakers delayed one's heartbeats or another's capture past 0.4 s and two nodes answered for 0.1 s.
+    /// judge's). Five heartbeats: one more than the obvious four for a busy node, short enough for a failover
+    /// under a second with a pass to spare.
     /// </summary>
-    public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(600);
+    public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>Gratuitous ARP / unsolicited NA rounds sent on taking an address over, the first at once.</summary>
     [Range(1, 100)]
