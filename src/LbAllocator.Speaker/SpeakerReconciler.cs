@@ -17,7 +17,7 @@ namespace LbAllocator.Speaker;
 /// change) → the plan for this node (<see cref="SpeakerPlan"/>, pure) → effects (<see cref="SpeakerEffects"/>:
 /// the announcer at once, the API through the <see cref="L2StatusWriter"/> in the background). A pass never
 /// waits on the API, so takeovers are never held up by it. Liveness comes from the LAN first
-/// (<see cref="LanLiveness"/>: heartbeats sent by a timer of its own and heard through the announcer's captures),
+/// (<see cref="LanLiveness"/>: heartbeats sent by a thread of their own and heard through the announcer's captures),
 /// the leases second (<see cref="SpeakerLiveness"/>, for membership and for peers never heard on the LAN).
 /// </summary>
 public sealed partial class SpeakerReconciler : IDisposable
