@@ -16,6 +16,8 @@ internal static class SpeakerCommand
         var lbClass = new Option<string?>("--load-balancer-class") { Description = "Announce only Services with this spec.loadBalancerClass (default: only Services without one)" };
         var leaseDuration = Seconds("--lease-duration", "Seconds without a renewal after which a speaker counts as dead", defaults.LeaseDuration);
         var renewInterval = Seconds("--renew-interval", "Seconds between lease renewals (one API write per node each time)", defaults.RenewInterval);
+        var heartbeatInterval = Seconds("--heartbeat-interval", "Seconds between LAN heartbeats on each interface announced on", defaults.HeartbeatInterval);
+        var deadInterval = Seconds("--dead-interval", "Seconds without a heartbeat after which a speaker heard on the LAN counts as dead", defaults.DeadInterval);
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
         var apiTimeout = Seconds("--api-timeout", "Seconds any status or event write may take (they never hold up answering)", defaults.ApiTimeout);
@@ -23,7 +25,7 @@ internal static class SpeakerCommand
 
         var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
         {
-            ns, node, lbClass, leaseDuration, renewInterval, garpCount, garpInterval, apiTimeout, exclude,
+            ns, node, lbClass, leaseDuration, renewInterval, heartbeatInterval, deadInterval, garpCount, garpInterval, apiTimeout, exclude,
         };
         common.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
@@ -34,6 +36,8 @@ internal static class SpeakerCommand
             settings["Speaker:LoadBalancerClass"] = result.GetValue(lbClass);
             settings["Speaker:LeaseDuration"] = Span(result.GetValue(leaseDuration));
             settings["Speaker:RenewInterval"] = Span(result.GetValue(renewInterval));
+            settings["Speaker:HeartbeatInterval"] = Span(result.GetValue(heartbeatInterval));
+            settings["Speaker:DeadInterval"] = Span(result.GetValue(deadInterval));
             settings["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture);
             settings["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval));
             settings["Speaker:ApiTimeout"] = Span(result.GetValue(apiTimeout));

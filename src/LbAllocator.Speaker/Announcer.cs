@@ -23,52 +23,53 @@ public interface IAnnouncer
 
     /// <summary>The packet counts of each address owned now.</summary>
     IReadOnlyDictionary<Ip, AddressCounters> Counters();
+
+    /// <summary>
+    /// Keeps a capture open on exactly these interfaces (those this node announces on, whether it owns anything
+    /// or not: heartbeats go out and come in there), reopening any that failed. Returns the interfaces it could
+    /// not open, with why.
+    /// </summary>
+    IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces);
+
+    /// <summary>Sends the heartbeat on every open capture; returns on how many it went out.</summary>
+    int SendHeartbeat(Heartbeat heartbeat);
+
+    /// <summary>A heartbeat from another host arrived (on a capture thread: keep it short).</summary>
+    event Action<Heartbeat>? HeartbeatHeard;
+
+    /// <summary>A capture stopped or could not send: the interface may have gone down or away.</summary>
+    event Action? CaptureTrouble;
 }
 
 /// <summary>
 /// Answers ARP and NDP for the addresses this node owns, on the interfaces chosen for each, and sends
-/// gratuitous announcements when it takes an address over. One capture per interface (libpcap, immediate
-/// mode, a kernel filter so only ARP requests and Neighbor Solicitations reach us).
+/// gratuitous announcements when it takes an address over; sends and hears the speakers' heartbeats. One capture
+/// per interface announced on (libpcap, immediate mode, a kernel filter so only ARP requests, Neighbor
+/// Solicitations and heartbeats reach us).
 /// </summary>
 public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, IDisposable
 {
-    // Only what we may answer, filtered in the kernel: ARP requests, and ICMPv6 type 135 without extension headers.
-    private const string CaptureFilter = "(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)";
+    // Only what we may answer or must hear, filtered in the kernel: ARP requests, ICMPv6 type 135 without
+    // extension headers, heartbeats.
+    private const string CaptureFilter = "(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135) or " + Heartbeat.CaptureFilter;
 
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
 
+    public event Action<Heartbeat>? HeartbeatHeard;
+
+    public event Action? CaptureTrouble;
+
     /// <summary>
     /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
-    /// on), opening and closing captures as needed. Returns the (address, interface) pairs that are new, which
-    /// the caller announces gratuitously.
+    /// on), on the captures <see cref="Listen"/> keeps open. Returns the (address, interface) pairs that are new,
+    /// which the caller announces gratuitously.
     /// </summary>
     public IReadOnlyList<(Ip Address, string Interface)> SetOwned(IReadOnlyDictionary<Ip, string[]> owned)
     {
         lock (_lock)
         {
-            var wanted = owned.Values.SelectMany(i => i).ToHashSet(StringComparer.Ordinal);
-            foreach (var name in _listeners.Keys.Where(n => !wanted.Contains(n)).ToList())
-            {
-                _listeners[name].Dispose();
-                _listeners.Remove(name);
-                LogClosed(name);
-            }
-
-            foreach (var name in wanted.Where(n => !_listeners.ContainsKey(n)))
-            {
-                try
-                {
-                    _listeners[name] = Listener.Open(name, this);
-                    LogOpened(name, _listeners[name].MacText);
-                }
-                catch (Exception e) when (e is PcapException or InvalidOperationException or DllNotFoundException)
-                {
-                    LogOpenFailed(e, name);
-                }
-            }
-
             var previous = _owned;
             var usable = owned
                 .Select(kv => (kv.Key, Interfaces: kv.Value.Where(_listeners.ContainsKey).ToArray()))
@@ -79,6 +80,67 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 .Where(i => !(previous.TryGetValue(kv.Key, out var before) && before.Interfaces.Contains(i, StringComparer.Ordinal)))
                 .Select(i => (kv.Key, i)))];
         }
+    }
+
+    public IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces)
+    {
+        var problems = new Dictionary<string, string>(StringComparer.Ordinal);
+        lock (_lock)
+        {
+            foreach (var name in _listeners.Keys.Where(n => !interfaces.Contains(n) || _listeners[n].Failed).ToList())
+            {
+                _listeners[name].Dispose();
+                _listeners.Remove(name);
+                LogClosed(name);
+            }
+
+            foreach (var name in interfaces.Where(n => !_listeners.ContainsKey(n)))
+            {
+                try
+                {
+                    _listeners[name] = Listener.Open(name, this);
+                    LogOpened(name, _listeners[name].MacText);
+                }
+                catch (Exception e) when (e is PcapException or InvalidOperationException or DllNotFoundException)
+                {
+                    problems[name] = $"cannot capture: {e.Message}";
+                    LogOpenFailed(e, name);
+                }
+            }
+
+            // Addresses on a capture just closed are no longer answered there.
+            if (_owned.Any(kv => kv.Value.Interfaces.Any(i => !_listeners.ContainsKey(i))))
+            {
+                _ = SetOwned(_owned.ToDictionary(kv => kv.Key, kv => kv.Value.Interfaces));
+            }
+        }
+
+        return problems;
+    }
+
+    public int SendHeartbeat(Heartbeat heartbeat)
+    {
+        var sent = 0;
+        Span<byte> frame = stackalloc byte[Heartbeat.MaxLength];
+        Listener[] listeners;
+        lock (_lock)
+        {
+            listeners = [.. _listeners.Values];
+        }
+
+        foreach (var listener in listeners.Where(l => !l.Failed))
+        {
+            if (listener.Send(frame[..heartbeat.Write(listener.Mac, frame)]))
+            {
+                sent++;
+            }
+            else
+            {
+                CaptureTrouble?.Invoke();
+            }
+        }
+
+        return sent;
     }
 
     /// <summary>The addresses answered for now (a snapshot: SetOwned swaps in a new set).</summary>
@@ -135,6 +197,16 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     /// <summary>Called on the capture thread of <paramref name="listener"/> for every frame the filter lets through.</summary>
     private void OnFrame(Listener listener, ReadOnlySpan<byte> frame)
     {
+        if (Heartbeat.IsHeartbeat(frame))
+        {
+            if (Heartbeat.TryRead(frame, listener.Mac, out var heartbeat))
+            {
+                HeartbeatHeard?.Invoke(heartbeat);
+            }
+
+            return;
+        }
+
         Span<byte> reply = stackalloc byte[Frames.NeighborAdvertisementLength];
         int length;
         AddressCounters? counters;
@@ -174,10 +246,14 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sending on {Interface} failed")]
     private partial void LogSendFailed(Exception exception, string @interface);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Capture on {Interface} stopped: {Status}")]
+    private partial void LogCaptureStopped(string @interface, CaptureStoppedEventStatus status);
+
     private sealed class Listener : IDisposable
     {
         private readonly LibPcapLiveDevice _device;
         private readonly Announcer _owner;
+        private volatile bool _sendFailing;
 
         private Listener(LibPcapLiveDevice device, Announcer owner)
         {
@@ -196,6 +272,9 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
         public string MacText { get; }
 
+        /// <summary>The capture stopped by itself (the interface went down or away); <see cref="Listen"/> reopens it.</summary>
+        public bool Failed { get; private set; }
+
         public static Listener Open(string name, Announcer owner)
         {
             var device = LibPcapLiveDeviceList.New().FirstOrDefault(d => d.Name == name)
@@ -212,6 +291,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             var listener = new Listener(device, owner);
             device.Filter = CaptureFilter;
             device.OnPacketArrival += listener.Arrived;
+            device.OnCaptureStopped += listener.Stopped;
             device.StartCapture();
             return listener;
         }
@@ -221,11 +301,18 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             try
             {
                 _device.SendPacket(frame);
+                _sendFailing = false;
                 return true;
             }
             catch (PcapException e)
             {
-                _owner.LogSendFailed(e, Name);
+                // Heartbeats go out ten times a second: say so once per failing spell.
+                if (!_sendFailing)
+                {
+                    _sendFailing = true;
+                    _owner.LogSendFailed(e, Name);
+                }
+
                 return false;
             }
         }
@@ -233,6 +320,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         public void Dispose()
         {
             _device.OnPacketArrival -= Arrived;
+            _device.OnCaptureStopped -= Stopped;
             try
             {
                 _device.StopCapture();
@@ -246,6 +334,13 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         }
 
         private void Arrived(object sender, PacketCapture capture) => _owner.OnFrame(this, capture.Data);
+
+        private void Stopped(object sender, CaptureStoppedEventStatus status)
+        {
+            Failed = true;
+            _owner.LogCaptureStopped(Name, status);
+            _owner.CaptureTrouble?.Invoke();
+        }
     }
 }
 

@@ -35,8 +35,8 @@ public sealed partial class L2StatusWriter : IDisposable
     private readonly WorkQueue<string> _queue;
     private readonly Lock _lock = new();
     // Bounded: while the API hangs, old events give way to new ones rather than piling up.
-    private readonly Channel<(V1Service Target, PlannedEvent Event)> _pendingEvents =
-        Channel.CreateBounded<(V1Service, PlannedEvent)>(new BoundedChannelOptions(EventBacklog) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
+    private readonly Channel<(IKubernetesObject<V1ObjectMeta> Target, PlannedEvent Event)> _pendingEvents =
+        Channel.CreateBounded<(IKubernetesObject<V1ObjectMeta>, PlannedEvent)>(new BoundedChannelOptions(EventBacklog) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
 
     private Dictionary<string, Desired> _desired = new(StringComparer.Ordinal);
 
@@ -91,8 +91,8 @@ public sealed partial class L2StatusWriter : IDisposable
         }
     }
 
-    /// <summary>Queues an event on a Service; sent once (EventRecorder), bounded by ApiTimeout, dropped on failure.</summary>
-    public void Record(V1Service target, PlannedEvent plannedEvent) => _pendingEvents.Writer.TryWrite((target, plannedEvent));
+    /// <summary>Queues an event on a Service (or this Node); sent once (EventRecorder), bounded by ApiTimeout, dropped on failure.</summary>
+    public void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent) => _pendingEvents.Writer.TryWrite((target, plannedEvent));
 
     /// <summary>Forgets the last event about a Service, so the same one is sent again when it next applies.</summary>
     public void Forget(string serviceKey) => _events.Forget(EventKey(serviceKey));

@@ -8,14 +8,14 @@ using Microsoft.Extensions.Logging;
 namespace LbAllocator.Speaker;
 
 /// <summary>
-/// This speaker's liveness: a coordination.k8s.io Lease for the node, renewed every RenewInterval. Others
-/// count the speaker alive while they see the lease change; this speaker counts itself alive only while its
-/// last successful renewal is recent enough that nobody can have given up on it yet, so it stops answering
-/// before anyone else starts (self-fencing).
+/// This speaker's membership: a coordination.k8s.io Lease for the node, renewed every RenewInterval. Its
+/// existence makes the node a member; its renewals are the liveness of last resort, for peers that never hear
+/// this speaker's heartbeats on the LAN. <see cref="Healthy"/> says whether the last successful renewal is recent
+/// enough that nobody judging by the lease can have given up on it yet; <see cref="LanLiveness"/> decides
+/// what that means for answering (a speaker that still hears its peers keeps answering).
 /// </summary>
 public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions options, SpeakerMetrics metrics, Health health, TimeProvider time, ILogger<SpeakerLease> logger)
 {
-    private const string LeaseGate = "lease";
     private const string RenewLoop = "lease-renewal";
 
     public const string ComponentLabel = "app.kubernetes.io/component";
@@ -27,7 +27,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     private long _streakStarted = long.MinValue; // the first renewal of the current run of successful ones
     private bool _healthy;
 
-    /// <summary>Raised when this speaker becomes or stops being alive.</summary>
+    /// <summary>Raised when the lease becomes or stops being fresh.</summary>
     public event Action? HealthChanged;
 
     public static string NameFor(string node) => $"lballocator-speaker-{node}";
@@ -50,7 +50,6 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        health.SetReady(LeaseGate, false, $"creating lease {Name}");
         while (!cancellationToken.IsCancellationRequested)
         {
             // Each turn is bounded by the renew interval, so a loop silent for much longer is stuck.
@@ -96,8 +95,6 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         if (healthy != _healthy)
         {
             _healthy = healthy;
-            metrics.SetAlive(healthy);
-            health.SetReady(LeaseGate, healthy, healthy ? $"lease {Name} renewed" : $"lease {Name} not renewed within {Deadline.TotalSeconds:0.#}s: not answering");
             if (healthy)
             {
                 LogAlive(Name);
@@ -173,10 +170,10 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew lease {Lease}")]
     private partial void LogRenewFailed(Exception exception, string lease);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} renewed: this speaker is alive")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} renewed")]
     private partial void LogAlive(string lease);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease {Lease} not renewed in time (lease duration {LeaseDuration}): stopping all announcements until it is")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease {Lease} not renewed in time (lease duration {LeaseDuration}): answering only while peers are heard on the LAN")]
     private partial void LogFenced(string lease, TimeSpan leaseDuration);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} deleted: other speakers take over now")]

@@ -27,6 +27,16 @@ public sealed class SpeakerOptions : IValidatableObject
     /// <summary>How often each speaker renews its lease: the steady-state API cost, one write per node per interval.</summary>
     public TimeSpan RenewInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How often each speaker sends its heartbeat on the interfaces it announces on.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// A speaker unheard on the LAN for this long is dead to the others (each judged by the longer of its and the
+    /// judge's). Five heartbeats: one more than the obvious four for a busy node, short enough for a failover
+    /// under a second with a pass to spare.
+    /// </summary>
+    public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Gratuitous ARP / unsolicited NA rounds sent on taking an address over, the first at once.</summary>
     [Range(1, 100)]
     public int GratuitousCount { get; set; } = 5;
@@ -68,6 +78,13 @@ public sealed class SpeakerOptions : IValidatableObject
             yield return new ValidationResult(
                 $"RenewInterval ({RenewInterval}) must be positive and at most half of LeaseDuration ({LeaseDuration}), so one lost renewal does not kill the speaker",
                 [nameof(RenewInterval), nameof(LeaseDuration)]);
+        }
+
+        if (!(HeartbeatInterval >= TimeSpan.FromMilliseconds(1) && HeartbeatInterval * 3 <= DeadInterval && DeadInterval <= TimeSpan.FromMilliseconds(ushort.MaxValue)))
+        {
+            yield return new ValidationResult(
+                $"HeartbeatInterval ({HeartbeatInterval}) must be at least 1 ms and at most a third of DeadInterval ({DeadInterval}), which is at most 65.535 s, so two lost heartbeats do not kill a speaker",
+                [nameof(HeartbeatInterval), nameof(DeadInterval)]);
         }
 
         if (GratuitousInterval <= TimeSpan.Zero)

@@ -15,7 +15,7 @@ public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Int
     public string InterfaceText => string.Join(", ", Interfaces);
 }
 
-/// <summary>An event on a Service, decided by the plan and sent by the status writer.</summary>
+/// <summary>An event on a Service, decided by the plan and sent by the status writer; for an event on this Node, ServiceKey is "node/NAME".</summary>
 public sealed record PlannedEvent(string ServiceKey, string Type, string Reason, string Message);
 
 /// <summary>
@@ -105,6 +105,45 @@ public sealed record SpeakerPlan(
     public IEnumerable<string> StoppedSince(SpeakerPlan previous) => previous.Announced.Keys.Where(k => !Announced.ContainsKey(k));
 
     private static string Join(IEnumerable<Ip> addresses) => string.Join(", ", addresses);
+
+    /// <summary>
+    /// The interfaces this node announces on, where it keeps a capture open and sends heartbeats whether it owns
+    /// anything or not: those the advertisements name, and every usable one if any advertisement names none.
+    /// Named ones that are missing or cannot carry ARP/NDP come back as problems, with why.
+    /// </summary>
+    public static (IReadOnlyList<string> Interfaces, IReadOnlyDictionary<string, string> Problems) ListenOn(
+        IEnumerable<IReadOnlyList<string>> advertised, IReadOnlyList<NetworkInterfaceInfo> interfaces, Regex exclude)
+    {
+        var listen = new SortedSet<string>(StringComparer.Ordinal);
+        var problems = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var named in advertised)
+        {
+            if (named.Count == 0)
+            {
+                listen.UnionWith(interfaces.Where(i => i.Unusable(exclude) is null).Select(i => i.Name));
+            }
+
+            foreach (var name in named)
+            {
+                var found = interfaces.FirstOrDefault(i => i.Name == name);
+                if (found?.CanCarryWhenNamed == true)
+                {
+                    listen.Add(name);
+                }
+                else
+                {
+                    problems[name] = found is null ? "not found" : found.Unusable(exclude) ?? "unusable";
+                }
+            }
+        }
+
+        foreach (var name in listen)
+        {
+            problems.Remove(name);
+        }
+
+        return ([.. listen], problems);
+    }
 
     /// <summary>The interfaces to announce on: the advertisements' named ones, else every usable one.</summary>
     private static string[] InterfacesFor(Announcement decision, IReadOnlyList<NetworkInterfaceInfo> interfaces, Regex exclude, out string why)

@@ -16,13 +16,20 @@ namespace LbAllocator.Speaker;
 /// the election (<see cref="ElectionTable"/>, updated for what changed; rebuilt when pools or advertisements
 /// change) → the plan for this node (<see cref="SpeakerPlan"/>, pure) → effects (<see cref="SpeakerEffects"/>:
 /// the announcer at once, the API through the <see cref="L2StatusWriter"/> in the background). A pass never
-/// waits on the API, so fencing and takeovers are never held up by it.
+/// waits on the API, so takeovers are never held up by it. Liveness comes from the LAN first
+/// (<see cref="LanLiveness"/>: heartbeats sent by a thread of their own and heard through the announcer's captures),
+/// the leases second (<see cref="SpeakerLiveness"/>, for membership and for peers never heard on the LAN).
 /// </summary>
 public sealed partial class SpeakerReconciler : IDisposable
 {
     private const string Pass = "pass";
     private const string ServiceNameLabel = "kubernetes.io/service-name";
     private const string CachesGate = "caches";
+    private const string LeaseGate = "lease";
+    private const string LanGate = "lan";
+
+    // While this node cannot answer somewhere, it looks again this often (a link coming back up).
+    private static readonly TimeSpan RetryInterval = TimeSpan.FromSeconds(1);
 
     private readonly SpeakerOptions _options;
     private readonly SpeakerLease _lease;
@@ -31,6 +38,12 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
+    private readonly CancellationTokenSource _beating = new();
+    private Thread? _beat; // the heartbeat: a thread of its own, so a starved thread pool cannot make us look dead
+    private readonly IAnnouncer _announcer;
+    private readonly SpeakerMetrics _metrics;
+    private readonly LanLiveness _lan;
+    private uint _sequence;
     private readonly ResourceCache<V1Service> _services;
     private readonly ResourceCache<V1EndpointSlice> _slices;
     private readonly ResourceCache<V1Node> _nodes;
@@ -56,6 +69,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private ElectionTable? _election;
     private HashSet<string> _alive = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
+    private string? _cannotAnswer; // why this node cannot answer on some interface, as last reported
 
     /// <param name="scanInterfaces">This node's interfaces; /sys/class/net unless given.</param>
     public SpeakerReconciler(
@@ -72,6 +86,9 @@ public sealed partial class SpeakerReconciler : IDisposable
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
         _wake = time.CreateTimer(_ => _queue.Add(Pass), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _announcer = announcer;
+        _metrics = metrics;
+        _lan = new LanLiveness(options.NodeName, options.DeadInterval, time);
         var cacheLogger = loggers.CreateLogger("LbAllocator.Speaker.Watch");
         _services = new ResourceCache<V1Service>(Sources.Services(client), cacheLogger);
         _slices = new ResourceCache<V1EndpointSlice>(Sources.EndpointSlices(client), cacheLogger);
@@ -100,6 +117,20 @@ public sealed partial class SpeakerReconciler : IDisposable
             }
         };
         lease.HealthChanged += () => _queue.Add(Pass);
+        announcer.HeartbeatHeard += heartbeat =>
+        {
+            if (_lan.Heard(heartbeat))
+            {
+                _queue.Add(Pass);
+            }
+        };
+        // A capture that stopped or cannot send: the interface may be down or gone, which a scan shows; a pass
+        // reopens a capture that stopped.
+        announcer.CaptureTrouble += () =>
+        {
+            RescanInterfaces();
+            _queue.Add(Pass);
+        };
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -122,6 +153,8 @@ public sealed partial class SpeakerReconciler : IDisposable
             _health.SetReady(CachesGate, true, "synced");
             _interfaces = _scan();
             _queue.Add(Pass);
+            _beat = new Thread(Beat) { IsBackground = true, Name = "heartbeat", Priority = ThreadPriority.AboveNormal };
+            _beat.Start();
             await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -129,6 +162,9 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
         finally
         {
+            // No heartbeat may follow the leaving one the service sends after this returns.
+            await _beating.CancelAsync();
+            _beat?.Join();
             NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
             NetworkChange.NetworkAvailabilityChanged -= OnNetworkChanged;
         }
@@ -136,9 +172,26 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     public void Dispose()
     {
+        _beating.Dispose();
         _wake.Dispose();
         _queue.Dispose();
         _writer.Dispose();
+    }
+
+    /// <summary>The heartbeat this speaker sends now; leaving says it stopped answering, so peers take over at once.</summary>
+    public Heartbeat Heartbeat(bool leaving) =>
+        new(_options.NodeName, Interlocked.Increment(ref _sequence), _options.HeartbeatInterval, _options.DeadInterval, leaving);
+
+    private void Beat()
+    {
+        do
+        {
+            if (_announcer.SendHeartbeat(Heartbeat(leaving: false)) > 0)
+            {
+                _lan.Sent();
+            }
+        }
+        while (!_beating.Token.WaitHandle.WaitOne(_options.HeartbeatInterval));
     }
 
     private void Changed(HashSet<string> set, string key)
@@ -258,7 +311,9 @@ public sealed partial class SpeakerReconciler : IDisposable
     /// <summary>One pass: the election brought up to date, planned and applied; returns when the next pass is due without any change (a lease expiring).</summary>
     private TimeSpan? Reconcile(CancellationToken cancellationToken)
     {
-        var (alive, nextExpiry) = LiveSpeakers();
+        var cannotAnswer = Listen();
+        var (view, nextExpiry) = LiveSpeakers();
+        var alive = view.Alive;
         bool rebuild;
         List<string> services, nodes;
         lock (_changes)
@@ -310,31 +365,81 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
 
         _alive = alive;
-        var janitor = _lease.Healthy && alive.Min(StringComparer.Ordinal) == _options.NodeName;
+        var janitor = view.Self == SelfState.Candidate && alive.Min(StringComparer.Ordinal) == _options.NodeName;
         var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
         _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
+        Report(view, cannotAnswer);
 
-        var untilFenced = _lease.UntilUnhealthy;
-        TimeSpan? next = nextExpiry;
-        if (untilFenced > TimeSpan.Zero && (next is null || untilFenced < next))
-        {
-            next = untilFenced;
-        }
-
-        return next;
+        TimeSpan?[] due = [nextExpiry, view.NextChange, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
+        return due.Where(d => d is not null).Min();
     }
 
-    /// <summary>Nodes whose speaker is alive (this one only while its lease is fresh), and how long until the first of the others expires.</summary>
-    private (HashSet<string> Alive, TimeSpan? NextExpiry) LiveSpeakers()
+    /// <summary>
+    /// Keeps captures open on the interfaces this node announces on and tells the LAN view whether it can answer;
+    /// returns why it cannot on some (or all) of them, or null when it can on every one.
+    /// </summary>
+    private string? Listen()
     {
-        var (alive, next) = _liveness.Others();
-        _lease.CheckHealth();
-        if (_lease.Healthy)
+        if (_cannotAnswer is not null)
         {
-            alive.Add(_options.NodeName);
+            _interfaces = _scan(); // looking for the interface to come back
         }
 
-        return (alive, next);
+        var (listen, problems) = SpeakerPlan.ListenOn(_ads.Items.Select(a => (IReadOnlyList<string>)(a.Spec?.Interfaces ?? [])), _interfaces, _exclude);
+        var failed = _announcer.Listen([.. listen]);
+        _lan.SetServing(listen.Any(i => !failed.ContainsKey(i)));
+        var all = problems.Concat(failed).OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}: {p.Value}").ToList();
+        if (listen.Count == 0 && problems.Count == 0 && _ads.Items.Count > 0)
+        {
+            all.Add("no usable interface (" + (_interfaces.Count == 0 ? "none found" : string.Join(", ", _interfaces.Select(i => $"{i.Name}: {i.Unusable(_exclude) ?? "usable"}"))) + ")");
+        }
+
+        return all.Count == 0 ? null : string.Join("; ", all);
+    }
+
+    /// <summary>Who is alive (this node only while it stands for election), and when the lease view next changes by itself.</summary>
+    private (LivenessView View, TimeSpan? NextExpiry) LiveSpeakers()
+    {
+        var (leaseAlive, next) = _liveness.Others();
+        _lease.CheckHealth();
+        var members = _leases.Items.Select(l => l.Spec?.HolderIdentity).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        return (_lan.Judge(members, leaseAlive, _lease.Healthy), next);
+    }
+
+    /// <summary>Readiness, the alive metric and, when it starts or ends, a Node event saying where this node cannot answer.</summary>
+    private void Report(LivenessView view, string? cannotAnswer)
+    {
+        _metrics.SetAlive(view.Self == SelfState.Candidate);
+        var lease = SpeakerLease.NameFor(_options.NodeName);
+        _health.SetReady(LeaseGate, view.Self != SelfState.Fenced, _lease.Healthy ? $"lease {lease} renewed"
+            : view.Self == SelfState.Fenced ? $"lease {lease} not renewed within {_options.LeaseDuration.TotalSeconds:0.#}s and no peer heard on the LAN: not answering"
+            : $"lease {lease} not renewed within {_options.LeaseDuration.TotalSeconds:0.#}s; answering while peers are heard on the LAN ({view.HeardPeers} now)");
+        _health.SetReady(LanGate, cannotAnswer is null, cannotAnswer is null
+            ? $"{(view.Self == SelfState.WarmingUp ? "listening before answering" : "answering")}; {view.HeardPeers} peers heard"
+            : view.Self == SelfState.CannotAnswer ? $"cannot answer, not standing for election: {cannotAnswer}" : $"cannot answer on {cannotAnswer}");
+        if (cannotAnswer == _cannotAnswer)
+        {
+            return;
+        }
+
+        var wasTrouble = _cannotAnswer is not null;
+        _cannotAnswer = cannotAnswer;
+        if (cannotAnswer is not null)
+        {
+            LogCannotAnswer(cannotAnswer);
+        }
+        else
+        {
+            LogCanAnswer();
+        }
+
+        if (_nodes.TryGet(_options.NodeName, out var node) && (cannotAnswer is not null || wasTrouble))
+        {
+            // Listed objects carry no kind, and the event recorder's default is a Service.
+            _writer.Record(new V1Node { ApiVersion = "v1", Kind = V1Node.KubeKind, Metadata = node!.Metadata }, cannotAnswer is not null
+                ? new PlannedEvent($"node/{_options.NodeName}", "Warning", "CannotAnswer", $"speaker cannot answer ARP/NDP on {cannotAnswer}: not standing for election for what it cannot serve")
+                : new PlannedEvent($"node/{_options.NodeName}", "Normal", "Answering", "speaker answers ARP/NDP on every interface it announces on again"));
+        }
     }
 
     private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>
@@ -375,6 +480,12 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Speaker on {Node} has synced its caches")]
     private partial void LogSynced(string node);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot answer on {Problem}: not standing for election for what it cannot serve")]
+    private partial void LogCannotAnswer(string problem);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Answering on every interface announced on again")]
+    private partial void LogCanAnswer();
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Speaker pass failed; retrying in {Delay}")]
     private partial void LogReconcileFailed(Exception exception, TimeSpan delay);

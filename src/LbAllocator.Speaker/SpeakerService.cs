@@ -1,11 +1,13 @@
+using LbAllocator.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
 
 /// <summary>
-/// Runs the lease and the reconciler; on shutdown (SIGTERM) stops answering first, then deletes the lease
-/// so the other speakers take the addresses over at once instead of waiting for it to expire.
+/// Runs the lease and the reconciler; on shutdown (SIGTERM) stops answering first, says so on the LAN with a
+/// leaving heartbeat and deletes the lease, so the other speakers take the addresses over at once instead of
+/// waiting for it to go unheard or expire.
 /// </summary>
 public sealed partial class SpeakerService(
     SpeakerLease lease, SpeakerReconciler reconciler, Announcer announcer, SpeakerOptions options, ILogger<SpeakerService> logger)
@@ -21,6 +23,8 @@ public sealed partial class SpeakerService(
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken);
+        announcer.SetOwned(new Dictionary<Ip, string[]>());
+        _ = announcer.SendHeartbeat(reconciler.Heartbeat(leaving: true));
         announcer.Dispose();
         LogHandingOver();
         try

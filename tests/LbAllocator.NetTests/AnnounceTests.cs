@@ -71,15 +71,19 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     [RealApiFact]
     public async Task Sigterm_hands_over_at_once()
     {
-        await lab.CreateServiceAsync("handover", ip: "192.0.2.202");
-        var owner = await lab.WaitForArpOwnerAsync("192.0.2.202");
-        var stopped = Stopwatch.StartNew();
+        const string ip = "192.0.2.202";
+        await lab.CreateServiceAsync("handover", ip: ip);
+        var owner = await lab.WaitForArpOwnerAsync(ip);
+        using var watch = await ArpWatch.StartAsync(lab, ip);
+        await Task.Delay(500);
+        var stopped = DateTimeOffset.UtcNow;
         await lab.Speaker(owner).SignalAsync("TERM");
-        await lab.WaitForArpOwnerAsync("192.0.2.202", not: owner, timeout: TimeSpan.FromSeconds(10));
-        var handover = stopped.Elapsed;
+        // The leaving heartbeat tells the others at once: nobody waits for it to go unheard or its lease to go.
+        var handover = await watch.TakeoverAsync(lab.Macs[owner], stopped, TimeSpan.FromSeconds(10));
         Assert.True(await lab.Speaker(owner).WaitForExitAsync(TimeSpan.FromSeconds(10)), "the speaker did not exit on SIGTERM");
-        // Well under the 3 s lease duration: the lease was deleted, nobody waited for it to expire.
-        Assert.True(handover < TimeSpan.FromSeconds(2), $"handover took {handover.TotalSeconds:F1} s");
+        output.WriteLine($"SIGTERM handover: {handover:F3} s; two nodes answering {watch.Tally().Double * 1000:F0} ms");
+        Assert.True(handover <= 0.3, $"handover took {handover:F3} s");
+        Assert.Equal(0, watch.Tally().Double);
 
         lab.StartSpeaker(owner);
         await lab.WaitForSpeakersAsync([owner]);
@@ -117,43 +121,36 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     }
 
     [RealApiFact]
-    public async Task A_speaker_that_cannot_renew_its_lease_stops_answering_and_resumes_after()
+    public async Task An_api_server_frozen_for_twenty_seconds_changes_nothing_on_the_wire()
     {
-        await lab.CreateServiceAsync("fenced", ip: "192.0.2.207");
-        var owner = await lab.WaitForArpOwnerAsync("192.0.2.207");
-        // Freeze only once the owner has written what it writes on takeover (ServiceL2Status, event): a speaker
-        // pass that waits on a hung write cannot fence itself until that write gives up (issue 12).
-        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("fenced"))?.Status?.Node == owner ? null : "no status for fenced yet", TimeSpan.FromSeconds(10));
+        const string ip = "192.0.2.207";
+        await lab.CreateServiceAsync("frozen", ip: ip);
+        var owner = await lab.WaitForArpOwnerAsync(ip);
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("frozen"))?.Status?.Node == owner ? null : "no status for frozen yet", TimeSpan.FromSeconds(10));
+        using var watch = await ArpWatch.StartAsync(lab, ip);
         await Task.Delay(TimeSpan.FromSeconds(1));
-        using var watch = await ArpWatch.StartAsync(lab, "192.0.2.207");
-        // The API server hangs (SIGSTOP) for 8 s: no speaker can renew, so each must fall silent before its
-        // lease could have expired in anyone's eyes (3 s), rather than keep answering while another might
-        // take over. (All of them do, so the address goes unanswered meanwhile: issue 12.)
+        // The API server hangs (SIGSTOP): no lease is renewed or seen. The issue asks for 60 s; 20 s keeps CI
+        // short and is well past every lease (3 s), so nothing here depends on the length.
         await lab.Server.FreezeAsync();
-        var outage = Stopwatch.StartNew();
         try
         {
-            await Eventually.HoldsAsync(async () => await lab.ArpingAsync("192.0.2.207") is null ? null : "still answered", TimeSpan.FromSeconds(10));
-            // Fenced 2.5 s after its last renewal at most; one unanswered arping takes 1 s to tell.
-            Assert.True(outage.Elapsed < TimeSpan.FromSeconds(5), $"answered for {outage.Elapsed.TotalSeconds:F1} s without a lease");
-            Assert.Contains(lab.SpeakerLog(owner), l => l.Contains("not renewed in time", StringComparison.Ordinal));
-            await Task.Delay(TimeSpan.FromSeconds(8) - outage.Elapsed);
+            await Task.Delay(TimeSpan.FromSeconds(20));
         }
         finally
         {
             await lab.Server.ThawAsync();
         }
 
-        // The API comes back: the same node (same election inputs) answers again, and no other node answers
-        // meanwhile, though every speaker missed the others' renewals during the outage and its watches
-        // come back only after their retry delays.
-        Assert.Equal(owner, await lab.WaitForArpOwnerAsync("192.0.2.207", timeout: TimeSpan.FromSeconds(30)));
-        await Task.Delay(TimeSpan.FromSeconds(6));
+        // After it: watches come back after their retry delays; still nobody else may answer.
+        await Task.Delay(TimeSpan.FromSeconds(5));
         var (doubled, silent, asked) = watch.Tally();
-        output.WriteLine($"API outage of 8 s: {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s");
-        Assert.True(asked > 500, $"only {asked} questions were seen");
+        var longest = watch.LongestSilence();
+        output.WriteLine($"API server frozen 20 s: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
+            + $"two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
+        Assert.True(asked > 1000, $"only {asked} questions were seen");
         Assert.Equal(0, doubled);
-        Assert.Equal(owner, await lab.WaitForArpOwnerAsync("192.0.2.207"));
+        Assert.True(longest <= 0.2, $"a silence of {longest:F2} s");
+        Assert.Equal([lab.Macs[owner]], watch.Answerers());
     }
 
     private static V1Patch ExcludePatch(string value) =>

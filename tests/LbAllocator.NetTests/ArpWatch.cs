@@ -88,6 +88,54 @@ public sealed partial class ArpWatch : IDisposable
         return (doubled, silent, questions.Count);
     }
 
+    /// <summary>The longest time from a question nobody answered to the next answered one, in seconds (0 if every one was answered).</summary>
+    public double LongestSilence()
+    {
+        var (longest, since) = (0.0, (double?)null);
+        foreach (var (at, answers) in Questions())
+        {
+            if (answers.Count == 0)
+            {
+                since ??= at;
+            }
+            else if (since is { } start)
+            {
+                longest = Math.Max(longest, at - start);
+                since = null;
+            }
+        }
+
+        return longest;
+    }
+
+    /// <summary>The questions two or more MACs answered: when (Unix seconds), and who.</summary>
+    public IEnumerable<string> Doubles() =>
+        Questions().Where(q => q.Answers.Count >= 2).Select(q => $"{q.At:F3} {string.Join("+", q.Answers)}");
+
+    /// <summary>Every MAC that answered a question.</summary>
+    public HashSet<string> Answerers() => [.. Questions().SelectMany(q => q.Answers)];
+
+    /// <summary>
+    /// Waits for the first question asked at or after <paramref name="since"/> that a MAC other than
+    /// <paramref name="previous"/> answered; returns the seconds from <paramref name="since"/> to that question.
+    /// </summary>
+    public async Task<double> TakeoverAsync(string previous, DateTimeOffset since, TimeSpan timeout)
+    {
+        var start = since.ToUnixTimeMilliseconds() / 1000.0;
+        var deadline = DateTimeOffset.UtcNow + timeout;
+        while (true)
+        {
+            var first = Questions().FirstOrDefault(q => q.At >= start && q.Answers.Count > 0 && !q.Answers.Contains(previous));
+            if (first.Answers is not null)
+            {
+                return first.At - start;
+            }
+
+            Assert.True(DateTimeOffset.UtcNow < deadline, $"nobody but {previous} answered {_ip} within {timeout.TotalSeconds:F0} s");
+            await Task.Delay(20);
+        }
+    }
+
     public void Dispose()
     {
         _asker.Dispose();

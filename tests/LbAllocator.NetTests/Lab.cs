@@ -193,6 +193,10 @@ public sealed partial class Lab : IAsyncLifetime
         }
     }
 
+    /// <summary>Takes the node's LAN interface (eth0) down or up, as a pulled cable or a failed switch port.</summary>
+    public async Task SetLanLinkAsync(string node, bool up) =>
+        await Shell.MustAsync("ip", "-n", NodeNs(node), "link", "set", "eth0", up ? "up" : "down");
+
     /// <summary>Resets the node's connections to the API server (ss -K): its watches end at once, as when a proxy or the server drops them.</summary>
     public async Task<int> ResetApiConnectionsAsync(string node)
     {

@@ -21,61 +21,117 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
     public Task DisposeAsync() => _rbac.AssertNoneAsync();
 
     [RealApiFact]
-    public async Task Twenty_owner_kills_never_have_two_nodes_answering()
+    public async Task Ten_owner_kills_fail_over_within_a_second_and_never_have_two_nodes_answering()
     {
         const string ip = "192.0.2.212";
         await lab.CreateServiceAsync("flap", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
         using var watch = await ArpWatch.StartAsync(lab, ip);
+        await Task.Delay(500);
         var failovers = new List<double>();
-        for (var kill = 0; kill < 20; kill++)
+        for (var kill = 0; kill < 10; kill++)
         {
-            var clock = Stopwatch.StartNew();
+            var killed = DateTimeOffset.UtcNow;
             await lab.Speaker(owner).SignalAsync("KILL");
-            var successor = await lab.WaitForArpOwnerAsync(ip, not: owner, timeout: TimeSpan.FromSeconds(10));
-            failovers.Add(clock.Elapsed.TotalSeconds);
-            // The killed node comes back (and, being the address's first choice, takes it back).
+            // Nothing tells the others: they stop hearing its heartbeats (dead interval 0.5 s).
+            failovers.Add(await watch.TakeoverAsync(lab.Macs[owner], killed, TimeSpan.FromSeconds(10)));
+            // The killed node comes back and, being the address's first choice, takes it back after listening;
+            // the next kill is of the same node, once it answers again.
             lab.StartSpeaker(owner);
             await lab.WaitForSpeakersAsync([owner]);
-            owner = await lab.WaitForArpOwnerAsync(ip);
+            await Eventually.HoldsAsync(async () => await lab.ArpingAsync(ip) == lab.Macs[owner] ? null : $"{owner} has not taken {ip} back", TimeSpan.FromSeconds(20));
             await Task.Delay(500);
         }
 
         await Task.Delay(500);
         var (doubled, silent, asked) = watch.Tally();
         failovers.Sort();
-        output.WriteLine($"20 SIGKILLs of the owner (each followed by the node's return): {asked} ARP requests every 20 ms; "
+        output.WriteLine($"10 SIGKILLs of the owner (each followed by the node's return): {asked} ARP requests every 20 ms; "
             + $"two nodes answering: {doubled * 1000:F0} ms in all; nobody answering: {silent:F2} s in all; "
-            + $"failover min/median/max {failovers[0]:F2}/{failovers[10]:F2}/{failovers[^1]:F2} s");
-        Assert.True(asked > 1000, $"only {asked} questions were seen");
+            + $"failover min/median/max {failovers[0]:F2}/{failovers[5]:F2}/{failovers[^1]:F2} s ({string.Join(" ", failovers.Select(f => f.ToString("F2", CultureInfo.InvariantCulture)))})");
+        if (doubled > 0)
+        {
+            // When, and who took over and let go around then: what it takes to tell a false expiry from a race.
+            output.WriteLine(string.Join("\n", watch.Doubles()));
+            output.WriteLine(string.Join("\n", Lab.Nodes.SelectMany(n => lab.SpeakerLog(n).Where(l => l.Contains("Taking over", StringComparison.Ordinal) || l.Contains("No longer", StringComparison.Ordinal)).Select(l => $"{n} {l}"))));
+        }
+
+        Assert.True(asked > 500, $"only {asked} questions were seen");
         Assert.Equal(0, doubled);
+        Assert.True(failovers[^1] <= 1.0, $"the slowest failover took {failovers[^1]:F2} s");
     }
 
     [RealApiFact]
-    public async Task An_owner_cut_off_from_the_api_falls_silent_before_another_answers()
+    public async Task An_owner_cut_off_from_the_api_keeps_answering_without_a_gap()
     {
         const string ip = "192.0.2.213";
         await lab.CreateServiceAsync("partition", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
+        await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("partition"))?.Status?.Node == owner ? null : "no status yet", TimeSpan.FromSeconds(10));
         using var watch = await ArpWatch.StartAsync(lab, ip);
         await Task.Delay(1000);
+        // Requests hang, nothing is refused; the LAN is fine, so the others still hear it while its lease expires.
         await lab.CutApiAsync(owner);
         try
         {
-            // The others see its lease expire; it must have stopped answering by then.
-            await lab.WaitForArpOwnerAsync(ip, not: owner, timeout: TimeSpan.FromSeconds(10));
-            await Task.Delay(2000);
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            var (code, body) = await lab.SpeakerStatusAsync(owner, "/readyz");
+            Assert.True(code == 200, body);
+            Assert.Contains("answering while peers are heard on the LAN (2 now)", body, StringComparison.Ordinal);
         }
         finally
         {
             await lab.RestoreApiAsync(owner);
         }
 
-        await lab.WaitForArpOwnerAsync(ip);
+        await Task.Delay(3000);
+        var (doubled, silent, asked) = watch.Tally();
+        var longest = watch.LongestSilence();
+        output.WriteLine($"owner cut off from the API server for 8 s and back: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
+            + $"two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
+        Assert.True(asked > 400, $"only {asked} questions were seen");
+        Assert.Equal(0, doubled);
+        Assert.True(longest <= 0.2, $"a silence of {longest:F2} s");
+        Assert.Equal([lab.Macs[owner]], watch.Answerers());
+    }
+
+    [RealApiFact]
+    public async Task An_owner_whose_lan_link_goes_down_is_replaced_within_a_second_and_takes_over_again_after()
+    {
+        const string ip = "192.0.2.209";
+        await lab.CreateServiceAsync("linkdown", ip: ip);
+        var owner = await lab.WaitForArpOwnerAsync(ip);
+        using var watch = await ArpWatch.StartAsync(lab, ip);
+        await Task.Delay(1000);
+        var down = DateTimeOffset.UtcNow;
+        await lab.SetLanLinkAsync(owner, up: false);
+        double failover;
+        try
+        {
+            failover = await watch.TakeoverAsync(lab.Macs[owner], down, TimeSpan.FromSeconds(10));
+            // The node knows it cannot answer: not ready, with the reason, and a Warning event on its Node.
+            await Eventually.HoldsAsync(async () =>
+            {
+                var (code, body) = await lab.SpeakerStatusAsync(owner, "/readyz");
+                return code == 503 && body.Contains("FAIL lan: cannot answer, not standing for election: ", StringComparison.Ordinal) && body.Contains("eth0: down", StringComparison.Ordinal)
+                    ? null : $"readyz: {code} {body}";
+            }, TimeSpan.FromSeconds(10));
+            await Eventually.HoldsAsync(async () => (await lab.Client.CoreV1.ListEventForAllNamespacesAsync()).Items
+                .Any(e => e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == owner && e.Reason == "CannotAnswer") ? null : "no CannotAnswer event", TimeSpan.FromSeconds(10));
+            await Task.Delay(1000);
+        }
+        finally
+        {
+            await lab.SetLanLinkAsync(owner, up: true);
+        }
+
+        // Back: it listens for a dead interval, and the node answering meanwhile lets go when it hears it.
+        await Eventually.HoldsAsync(async () => await lab.ArpingAsync(ip) == lab.Macs[owner] ? null : "the owner has not taken it back", TimeSpan.FromSeconds(15));
+        await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(owner, "/readyz")).Code == 200 ? null : "not ready again", TimeSpan.FromSeconds(10));
         await Task.Delay(1000);
         var (doubled, silent, asked) = watch.Tally();
-        output.WriteLine($"owner cut off from the API server and back: {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s");
-        Assert.True(asked > 200, $"only {asked} questions were seen");
+        output.WriteLine($"owner's LAN link down and up: failover {failover:F2} s; {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all");
+        Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
         Assert.Equal(0, doubled);
     }
 

@@ -19,4 +19,37 @@ internal sealed class RecordingAnnouncer : IAnnouncer
     public bool AnnounceGratuitously(Ip address, string interfaceName) => Owned.ContainsKey(address);
 
     public IReadOnlyDictionary<Ip, AddressCounters> Counters() => new Dictionary<Ip, AddressCounters>();
+
+    /// <summary>The interfaces it was last told to listen on.</summary>
+    public IReadOnlyCollection<string> Listening { get; private set; } = [];
+
+    /// <summary>Interfaces whose capture "cannot open", with why.</summary>
+    public Dictionary<string, string> Broken { get; } = new(StringComparer.Ordinal);
+
+    public List<Heartbeat> Sent { get; } = [];
+
+    public IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces)
+    {
+        Listening = [.. interfaces];
+        return Broken.Where(kv => interfaces.Contains(kv.Key)).ToDictionary(StringComparer.Ordinal);
+    }
+
+    public int SendHeartbeat(Heartbeat heartbeat)
+    {
+        lock (Sent)
+        {
+            Sent.Add(heartbeat);
+        }
+
+        return Listening.Count(i => !Broken.ContainsKey(i));
+    }
+
+    public event Action<Heartbeat>? HeartbeatHeard;
+
+    public event Action? CaptureTrouble;
+
+    /// <summary>Delivers a heartbeat as if heard on the LAN.</summary>
+    public void Hear(Heartbeat heartbeat) => HeartbeatHeard?.Invoke(heartbeat);
+
+    public void Trouble() => CaptureTrouble?.Invoke();
 }

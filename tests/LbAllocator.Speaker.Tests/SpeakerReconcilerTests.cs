@@ -22,12 +22,15 @@ public class SpeakerReconcilerTests
     private static readonly ResourceType Slices = ResourceType.Find("discovery.k8s.io", "v1", "endpointslices")!;
     private static readonly ResourceType Pools = ResourceType.Find("lballocator.io", "v1alpha1", "ipaddresspools")!;
     private static readonly ResourceType Advertisements = ResourceType.Find("lballocator.io", "v1alpha1", "l2advertisements")!;
+    private static readonly ResourceType Leases = ResourceType.Find("coordination.k8s.io", "v1", "leases")!;
+    private static readonly ResourceType Events = ResourceType.Find("", "v1", "events")!;
 
     [Fact]
-    public async Task A_node_whose_api_hangs_stops_answering_within_its_lease_though_status_and_event_writes_hang_too()
+    public async Task A_node_whose_api_hangs_and_that_hears_no_peer_stops_answering_within_its_lease_though_status_and_event_writes_hang_too()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
         Seed(server.Store, "all", "{}");
+        AddMember(server.Store, "node-b"); // a member never heard on the LAN: judged by its lease, and this node by its own
         AddService(server.Store, "web", "192.0.2.10", "main");
         var gate = new HangingGate
         {
@@ -39,15 +42,57 @@ public class SpeakerReconcilerTests
         await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for, though its status write hangs");
         await Eventually(() => gate.Hanging > 0, "a status or event write is hanging");
 
-        // Now the API server hangs altogether: no renewal gets through, and this node must stop answering
-        // when its own lease runs out (before another node's speaker can count it dead), not when some API
-        // call gives up (the client's own timeout is 100 s).
+        // Now the API server hangs altogether and no peer is heard on the LAN (heartbeats filtered, or this node
+        // cut off): it must stop answering when its own lease runs out (before another node's speaker can count
+        // it dead), not when some API call gives up (the client's own timeout is 100 s).
         var frozen = Stopwatch.StartNew();
         var fenceDue = speaker.Lease.UntilUnhealthy;
         gate.Hang = _ => true;
         await Eventually(() => speaker.Announcer.Owned.Count == 0, "answering stops");
         // The slack is for a machine busy enough to delay timers, not for any API call.
         Assert.True(frozen.Elapsed < fenceDue + TimeSpan.FromSeconds(1.5), $"stopped answering {frozen.Elapsed} after the freeze; the lease ran out after {fenceDue}");
+        Assert.Contains("FAIL lease: lease lballocator-speaker-node-a not renewed within 3s and no peer heard on the LAN: not answering", speaker.Readiness, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_node_whose_api_hangs_keeps_answering_while_it_hears_its_peers_on_the_lan()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddMember(server.Store, "node-b");
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        var gate = new HangingGate();
+        await using var speaker = SpeakerRun.Start(server, gate);
+        using var peer = new Timer(_ => speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false)), null, 0, 100);
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
+
+        var fenceDue = speaker.Lease.UntilUnhealthy;
+        gate.Hang = _ => true;
+        await Eventually(() => !speaker.Lease.Healthy, "the lease is no longer fresh");
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.True(speaker.Answers("192.0.2.10"), "the API being away must not silence the data plane");
+        Assert.Contains("ok lease: lease lballocator-speaker-node-a not renewed within 3s; answering while peers are heard on the LAN (1 now)", speaker.Readiness, StringComparison.Ordinal);
+        Assert.True(speaker.Announcer.Sent.Count > 10, "heartbeats keep going out");
+    }
+
+    [Fact]
+    public async Task A_node_whose_capture_cannot_open_stands_down_says_why_and_rejoins_when_it_can()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        await using var speaker = SpeakerRun.Start(server);
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
+
+        speaker.Announcer.Broken["eth0"] = "cannot capture: permission denied";
+        speaker.Announcer.Trouble();
+        await Eventually(() => !speaker.Answers("192.0.2.10"), "a node that cannot answer gives its addresses up");
+        Assert.Contains("FAIL lan: cannot answer, not standing for election: eth0: cannot capture: permission denied", speaker.Readiness, StringComparison.Ordinal);
+        await Eventually(() => server.Store.List(Events, null, _ => true).Items.Any(e => (string?)e["reason"] == "CannotAnswer" && (string?)e["involvedObject"]?["kind"] == "Node"), "a Warning event on the Node says why");
+
+        speaker.Announcer.Broken.Clear();
+        await Eventually(() => speaker.Answers("192.0.2.10"), "it takes part again once it can (after hearing the LAN for a dead interval)");
+        Assert.Contains("ok lan: answering", speaker.Readiness, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -116,6 +161,12 @@ public class SpeakerReconcilerTests
         store.Create(Advertisements, Ns, body);
     }
 
+    /// <summary>Another speaker's lease (a member), on a node without a Node object, so it never wins anything here.</summary>
+    private static void AddMember(Store store, string node) => store.Create(Leases, Ns, Json($$$"""
+        {"metadata": {"name": "lballocator-speaker-{{{node}}}", "labels": {"{{{SpeakerLease.ComponentLabel}}}": "{{{SpeakerLease.ComponentValue}}}"}},
+         "spec": {"holderIdentity": "{{{node}}}", "leaseDurationSeconds": 3}}
+        """));
+
     /// <summary>A LoadBalancer Service whose status carries <paramref name="ip"/>, as if the controller had given it from <paramref name="pool"/>.</summary>
     private static void AddService(Store store, string name, string ip, string pool, bool local = false)
     {
@@ -170,6 +221,8 @@ public class SpeakerReconcilerTests
 
         /// <summary>Caches synced and the lease renewed: passes now decide with everything known.</summary>
         public bool Synced => _health.Readiness().Ok;
+
+        public string Readiness => _health.Readiness().Text;
 
         public static SpeakerRun Start(TestApiServer.TestApiServer server, HangingGate? gate = null) => new(server, gate ?? new HangingGate());
 
