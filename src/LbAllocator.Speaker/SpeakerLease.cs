@@ -55,10 +55,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             // Each turn is bounded by the renew interval, so a loop silent for much longer is stuck.
             health.Beat(RenewLoop, (options.RenewInterval * 10) + options.LeaseDuration);
             var started = time.GetTimestamp();
-            using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            // A hung request must not hold the loop past the next renewal. The timeout runs on our clock, so
+            // a test's fake clock decides when it fires, not the machine's load.
+            using (var timeout = new CancellationTokenSource(options.RenewInterval, time))
+            using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
             {
-                // A hung request must not hold the loop past the next renewal.
-                attempt.CancelAfter(options.RenewInterval);
                 try
                 {
                     await RenewAsync(attempt.Token);

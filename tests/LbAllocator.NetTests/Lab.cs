@@ -154,8 +154,11 @@ public sealed partial class Lab : IAsyncLifetime
         }
     }
 
-    /// <summary>Starts (or restarts) the speaker process of a node inside its namespace.</summary>
-    public void StartSpeaker(string node)
+    /// <summary>
+    /// Starts (or restarts) the speaker process of a node inside its namespace; without <paramref name="netRaw"/>
+    /// it has no capability at all, as a DaemonSet whose securityContext lost NET_RAW (capture cannot open).
+    /// </summary>
+    public void StartSpeaker(string node, bool netRaw = true)
     {
         if (_speakers.Remove(node, out var old))
         {
@@ -165,7 +168,7 @@ public sealed partial class Lab : IAsyncLifetime
         // As the DaemonSet runs it: root, but NET_RAW as the only capability; JSON logs; status on 7472.
         _speakers[node] = new Shell.Background(
             "ip",
-            ["netns", "exec", NodeNs(node), "setpriv", "--bounding-set=-all,+net_raw", "--inh-caps=-all", "--",
+            ["netns", "exec", NodeNs(node), "setpriv", netRaw ? "--bounding-set=-all,+net_raw" : "--bounding-set=-all", "--inh-caps=-all", "--",
              "dotnet", CliPath, "speaker", "--kubeconfig", _speakerKubeconfig, "--log-level", "Debug", "--log-format", "json",
              "--status-address", "0.0.0.0:7472", .. SpeakerOptions],
             new Dictionary<string, string> { ["NODE_NAME"] = node });
@@ -336,26 +339,45 @@ public sealed partial class Lab : IAsyncLifetime
         await Shell.MustAsync("ip", "netns", "add", LanNs);
         await Shell.MustAsync("ip", "-n", LanNs, "link", "add", "br0", "type", "bridge");
         await Shell.MustAsync("ip", "-n", LanNs, "link", "set", "br0", "up");
-        var members = Nodes.Select((n, i) => (Ns: NodeNs(n), Port: $"p{i + 1}", Host: 11 + i)).Append((Ns: ClientNs, Port: "pc", Host: 100));
-        foreach (var (ns, port, host) in members)
+        foreach (var ns in Nodes.Select(NodeNs).Append(ClientNs))
         {
             await Shell.MustAsync("ip", "netns", "add", ns);
             // No duplicate address detection: the addresses are ours, and DAD would delay the test by seconds.
             await Shell.MustAsync("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0");
-            await Shell.MustAsync("ip", "-n", LanNs, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns);
-            await Shell.MustAsync("ip", "-n", LanNs, "link", "set", port, "master", "br0", "up");
             await Shell.MustAsync("ip", "-n", ns, "link", "set", "lo", "up");
-            await Shell.MustAsync("ip", "-n", ns, "link", "set", "eth0", "up");
-            await Shell.MustAsync("ip", "-n", ns, "addr", "add", $"192.0.2.{host}/24", "dev", "eth0");
-            await Shell.MustAsync("ip", "-n", ns, "addr", "add", $"2001:db8::{host}/64", "dev", "eth0", "nodad");
         }
 
         foreach (var node in Nodes)
         {
-            Macs[node] = (await Shell.MustAsync("ip", "netns", "exec", NodeNs(node), "cat", "/sys/class/net/eth0/address")).Trim();
+            await AddLanLinkAsync(node);
         }
 
+        await AddLanLinkAsync(ClientNs, "pc", 100);
         ClientMac = (await Shell.MustAsync("ip", "netns", "exec", ClientNs, "cat", "/sys/class/net/eth0/address")).Trim();
+    }
+
+    /// <summary>Deletes the node's LAN interface (eth0, and with it its bridge port), as a removed NIC or a deleted VLAN would.</summary>
+    public async Task DeleteLanLinkAsync(string node) =>
+        await Shell.MustAsync("ip", "-n", NodeNs(node), "link", "delete", "eth0");
+
+    /// <summary>
+    /// Gives the node its LAN interface (eth0 on the bridge, its addresses, up); after <see cref="DeleteLanLinkAsync"/>
+    /// a new one, with a new MAC (<see cref="Macs"/> is updated) and a new interface index.
+    /// </summary>
+    public async Task AddLanLinkAsync(string node)
+    {
+        var index = Array.IndexOf(Nodes, node);
+        await AddLanLinkAsync(NodeNs(node), $"p{index + 1}", 11 + index);
+        Macs[node] = (await Shell.MustAsync("ip", "netns", "exec", NodeNs(node), "cat", "/sys/class/net/eth0/address")).Trim();
+    }
+
+    private async Task AddLanLinkAsync(string ns, string port, int host)
+    {
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns);
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "set", port, "master", "br0", "up");
+        await Shell.MustAsync("ip", "-n", ns, "link", "set", "eth0", "up");
+        await Shell.MustAsync("ip", "-n", ns, "addr", "add", $"192.0.2.{host}/24", "dev", "eth0");
+        await Shell.MustAsync("ip", "-n", ns, "addr", "add", $"2001:db8::{host}/64", "dev", "eth0", "nodad");
     }
 
     /// <summary>`kubectl apply -k deploy/`, as a user installs it (the Deployment and DaemonSet never get pods: no kubelet here).</summary>
