@@ -49,8 +49,24 @@ public sealed partial class Reconciler
         Advertisements = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.L2Advertisements"));
 
         Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
-        Pools.Changed += (old, now) => Enqueue(ObjectChange.SpecChanged(old, now) ? PoolsKey : null);
-        Advertisements.Changed += (old, now) => Enqueue(ObjectChange.SpecChanged(old, now) ? AdvertisementsKey : null);
+        Pools.Changed += (old, now) =>
+        {
+            if (now is null)
+            {
+                _writer.ForgetEvents(StatusWriter.PoolEventKey(old!.Metadata.Name));
+            }
+
+            Enqueue(ObjectChange.SpecChanged(old, now) ? PoolsKey : null);
+        };
+        Advertisements.Changed += (old, now) =>
+        {
+            if (now is null)
+            {
+                _writer.ForgetEvents(StatusWriter.AdvertisementEventKey(old!.Metadata.Name));
+            }
+
+            Enqueue(ObjectChange.SpecChanged(old, now) ? AdvertisementsKey : null);
+        };
         Namespaces.Changed += (old, now) =>
         {
             if (!ObjectChange.SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
@@ -208,6 +224,7 @@ public sealed partial class Reconciler
             }
             else
             {
+                _writer.ForgetEvents(key);
                 var slash = key.IndexOf('/', StringComparison.Ordinal);
                 if (_allocator.Release(key[..slash], key[(slash + 1)..]))
                 {

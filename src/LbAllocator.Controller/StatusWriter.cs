@@ -21,13 +21,22 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     /// <summary>Event writes in flight at most: a burst's events trail its addresses instead of competing with them.</summary>
     private const int EventSenders = 2;
 
-    private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, logger);
+    /// <summary>A burst of 4,096 Services is told in full; a write waits 5 s at most.</summary>
+    private static readonly EventQueueSettings EventQueue = new(Capacity: 4096, DropOldest: false, AttemptTimeout: TimeSpan.FromSeconds(5));
+
+    private readonly EventRecorder _events = new(client, "controller", options.Identity, options.Namespace, EventQueue, TimeProvider.System, logger);
 
     /// <summary>The writer's queued events, sent off the reconcile path, yielding while <paramref name="busy"/>; runs while leading.</summary>
     public Task SendEventsAsync(Func<bool> busy, CancellationToken cancellationToken) => _events.SendQueuedAsync(EventSenders, busy, cancellationToken);
 
     /// <summary>Once the workers and the senders stopped: what was not sent is counted in the log, not kept for a later term.</summary>
     public void DiscardQueuedEvents() => _events.DiscardQueued();
+
+    /// <summary>
+    /// The object is gone: forget what it was told, so memory does not grow with deleted objects and one
+    /// created again under the same name hears its own trouble.
+    /// </summary>
+    public void ForgetEvents(string key) => _events.Forget(key);
 
     /// <summary>
     /// Brings the Service in line with the allocator's result. The address comes first, in one write that
@@ -150,6 +159,9 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             Conditions = [condition],
         };
 
+        // Every pass, not only when the status changes: the recorder tells each problem once, and tells it
+        // again when an earlier write of it failed.
+        ReportValidity(pool, PoolEventKey(pool.Metadata.Name), valid, "InvalidPool", message);
         if (pool.Status is { } current && SameStatus(current, status))
         {
             return;
@@ -158,8 +170,6 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = status });
         await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
             new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, pool.Metadata.NamespaceProperty, "ipaddresspools", pool.Metadata.Name, cancellationToken: cancellationToken);
-
-        await ReportValidityAsync(pool, $"pool/{pool.Metadata.Name}", valid, "InvalidPool", message, cancellationToken);
     }
 
     /// <summary>Writes an advertisement's Valid condition when it changed, with a warning event when invalid.</summary>
@@ -170,6 +180,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var message = valid ? "the advertisement is valid"
             : inForce ? $"{problem}; the advertisement covers only the pools that exist"
             : $"{problem}; the advertisement is not used";
+        ReportValidity(advertisement, AdvertisementEventKey(advertisement.Metadata.Name), valid, "InvalidAdvertisement", message);
         var old = Valid(advertisement.Status?.Conditions);
         var condition = ValidCondition(old, valid, valid ? "Valid" : "InvalidSpec", message, advertisement.Metadata.Generation);
         if (old is not null && old.Status == condition.Status && old.Message == condition.Message && old.ObservedGeneration == condition.ObservedGeneration)
@@ -180,11 +191,14 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = new L2AdvertisementStatus { Conditions = [condition] } });
         await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
             new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, advertisement.Metadata.NamespaceProperty, "l2advertisements", advertisement.Metadata.Name, cancellationToken: cancellationToken);
-        await ReportValidityAsync(advertisement, $"l2advertisement/{advertisement.Metadata.Name}", valid, "InvalidAdvertisement", message, cancellationToken);
     }
 
+    public static string PoolEventKey(string pool) => $"pool/{pool}";
+
+    public static string AdvertisementEventKey(string advertisement) => $"l2advertisement/{advertisement}";
+
     /// <summary>A warning event while an object is invalid; once valid again, its next problem is news again.</summary>
-    private async Task ReportValidityAsync(IKubernetesObject<V1ObjectMeta> target, string key, bool valid, string reason, string message, CancellationToken cancellationToken)
+    private void ReportValidity(IKubernetesObject<V1ObjectMeta> target, string key, bool valid, string reason, string message)
     {
         if (valid)
         {
@@ -192,7 +206,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         }
         else
         {
-            await _events.RecordAsync(target, key, "Warning", reason, message, cancellationToken);
+            _events.Post(target, key, "Warning", reason, message);
         }
     }
 

@@ -7,71 +7,68 @@ using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Kubernetes;
 
-/// <summary>
-/// Records core/v1 events on objects. Remembers the last event per key, so an object stuck in the same
-/// state is not told again on every pass; an event that cannot be written is logged, never thrown.
-/// <see cref="Post"/> queues an event for <see cref="SendQueuedAsync"/> instead of waiting for the write, so
-/// events never hold up the state they describe (as client-go's broadcaster: bounded, a full queue drops
-/// with a warning).
-/// </summary>
-public sealed partial class EventRecorder(IKubernetes client, string component, string instance, string defaultNamespace, ILogger logger)
-{
-    /// <summary>Events waiting to be sent; a burst of this many Services is recorded in full.</summary>
-    public const int QueueCapacity = 4096;
+/// <summary>How an <see cref="EventRecorder"/> queues and writes.</summary>
+/// <param name="Capacity">Events that may wait to be sent.</param>
+/// <param name="DropOldest">When full: drop the oldest waiting event (while the API hangs, news beats history); otherwise the newest.</param>
+/// <param name="AttemptTimeout">Each write's own timeout (the client's default is 100 s).</param>
+/// <param name="Attempts">Writes of one event at most, for answers worth retrying (timeouts, 429, 5xx).</param>
+public sealed record EventQueueSettings(int Capacity, bool DropOldest, TimeSpan AttemptTimeout, int Attempts = 3);
 
-    private const int Attempts = 3;
+/// <summary>
+/// Records core/v1 events on objects, off the caller's path: <see cref="Post"/> queues an event and returns,
+/// <see cref="SendQueuedAsync"/> writes the queue (as client-go's broadcaster: bounded, a full queue drops
+/// with a warning), so events never hold up the state they describe. Remembers the last event per key so an
+/// object stuck in the same state is not told again on every pass; an event that is dropped, fails or is never
+/// sent is forgotten again, so the object's next pass tells it anew. <see cref="Forget"/> ends a key's memory
+/// (its trouble is over, or the object is gone).
+/// </summary>
+public sealed partial class EventRecorder
+{
     private static readonly TimeSpan MaxYield = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan YieldStep = TimeSpan.FromMilliseconds(10);
-    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(5);
 
+    private readonly IKubernetes _client;
+    private readonly string _component;
+    private readonly string _instance;
+    private readonly string _defaultNamespace;
+    private readonly EventQueueSettings _settings;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
     private readonly Dictionary<string, string> _lastEvent = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    private readonly Channel<QueuedEvent> _queue;
     private int _unsent;
-    private readonly Channel<(string Key, string Text, Corev1Event Body)> _queue =
-        Channel.CreateBounded<(string, string, Corev1Event)>(new BoundedChannelOptions(QueueCapacity) { FullMode = BoundedChannelFullMode.Wait });
+
+    public EventRecorder(IKubernetes client, string component, string instance, string defaultNamespace, EventQueueSettings settings, TimeProvider time, ILogger logger)
+    {
+        _client = client;
+        _component = component;
+        _instance = instance;
+        _defaultNamespace = defaultNamespace;
+        _settings = settings;
+        _time = time;
+        _logger = logger;
+        var options = new BoundedChannelOptions(settings.Capacity) { FullMode = settings.DropOldest ? BoundedChannelFullMode.DropOldest : BoundedChannelFullMode.DropWrite };
+        _queue = Channel.CreateBounded<QueuedEvent>(options, Dropped);
+    }
 
     /// <summary>Events waiting in the queue.</summary>
     public int Queued => _queue.Reader.Count;
 
+    /// <summary>Queues the event and returns at once, unless it repeats the key's last one.</summary>
     /// <param name="key">What the de-duplication is per: usually the object, sometimes object and topic.</param>
-    public async Task RecordAsync(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message, CancellationToken cancellationToken)
-    {
-        if (Prepare(target, key, type, reason, message) is not { } prepared)
-        {
-            return;
-        }
-
-        try
-        {
-            await client.CoreV1.CreateNamespacedEventAsync(prepared.Body, prepared.Body.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e)
-        {
-            // An event is information, not state: losing one must not fail the caller.
-            LogEventFailed(e, reason, key);
-        }
-    }
-
-    /// <summary>Queues the event and returns at once; <see cref="SendQueuedAsync"/> writes it.</summary>
     public void Post(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message)
     {
-        if (Prepare(target, key, type, reason, message) is not { } prepared)
+        if (Prepare(target, key, type, reason, message) is { } prepared)
         {
-            return;
-        }
-
-        if (!_queue.Writer.TryWrite((key, prepared.Text, prepared.Body)))
-        {
-            LogEventDropped(reason, key, QueueCapacity);
-            Unremember(key, prepared.Text);
+            _queue.Writer.TryWrite(prepared);
         }
     }
 
     /// <summary>
-    /// Sends queued events with <paramref name="senders"/> requests at most in flight, until cancelled; each
-    /// write has a short timeout and a few attempts. While <paramref name="busy"/> says the work the events
-    /// describe is still going on, each event first waits for it a little, so a burst's events trail its
-    /// writes instead of competing with them.
+    /// Sends queued events with <paramref name="senders"/> requests at most in flight, until cancelled. While
+    /// <paramref name="busy"/> says the work the events describe is still going on, each event first waits for
+    /// it a little, so a burst's events trail its writes instead of competing with them.
     /// </summary>
     public Task SendQueuedAsync(int senders, Func<bool> busy, CancellationToken cancellationToken) =>
         Task.WhenAll(Enumerable.Range(0, senders).Select(_ => SendLoopAsync(busy, cancellationToken)));
@@ -110,12 +107,12 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
                 // Bounded, so events are late under constant load but never starved.
                 for (var waited = TimeSpan.Zero; waited < MaxYield && busy(); waited += YieldStep)
                 {
-                    await Task.Delay(YieldStep, cancellationToken);
+                    await Task.Delay(YieldStep, _time, cancellationToken);
                 }
 
                 if (_queue.Reader.TryRead(out var item))
                 {
-                    await SendAsync(item.Key, item.Text, item.Body, cancellationToken);
+                    await SendAsync(item, cancellationToken);
                 }
             }
         }
@@ -124,36 +121,42 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
         }
     }
 
-    private async Task SendAsync(string key, string text, Corev1Event body, CancellationToken cancellationToken)
+    private async Task SendAsync(QueuedEvent item, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(AttemptTimeout);
+            using var timeout = new CancellationTokenSource(_settings.AttemptTimeout, _time);
+            using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             try
             {
-                await client.CoreV1.CreateNamespacedEventAsync(body, body.Metadata.NamespaceProperty, cancellationToken: timeout.Token);
+                await _client.CoreV1.CreateNamespacedEventAsync(item.Body, item.Body.Metadata.NamespaceProperty, cancellationToken: call.Token);
                 return;
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
             {
-                if (attempt >= Attempts || !Transient(e))
+                if (attempt >= _settings.Attempts || !Transient(e))
                 {
                     // Not remembered as told, so the object's next pass may tell it again.
-                    LogEventFailed(e, body.Reason, key);
-                    Unremember(key, text);
+                    LogEventFailed(e, item.Body.Reason, item.Key);
+                    Unremember(item.Key, item.Text);
                     return;
                 }
 
-                await Task.Delay(TimeSpan.FromMilliseconds(200 << attempt), cancellationToken);
+                await Task.Delay(TimeSpan.FromMilliseconds(200 << attempt), _time, cancellationToken);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
-                Unremember(key, text);
+                Unremember(item.Key, item.Text);
                 Interlocked.Increment(ref _unsent);
                 throw;
             }
         }
+    }
+
+    private void Dropped(QueuedEvent item)
+    {
+        LogEventDropped(item.Body.Reason, item.Key, _settings.Capacity);
+        Unremember(item.Key, item.Text);
     }
 
     /// <summary>Worth another attempt: no answer in time, no connection, throttled or a server error.</summary>
@@ -161,7 +164,7 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
         || http.Response.StatusCode is HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError;
 
     /// <summary>The event to write, or null when it repeats the key's last one.</summary>
-    private (string Text, Corev1Event Body)? Prepare(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message)
+    private QueuedEvent? Prepare(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message)
     {
         var text = $"{type}/{reason}: {message}";
         lock (_lock)
@@ -174,8 +177,8 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
             _lastEvent[key] = text;
         }
 
-        var now = DateTime.UtcNow;
-        var ns = target.Metadata.NamespaceProperty ?? defaultNamespace;
+        var now = _time.GetUtcNow().UtcDateTime;
+        var ns = target.Metadata.NamespaceProperty ?? _defaultNamespace;
         var body = new Corev1Event
         {
             Metadata = new V1ObjectMeta { GenerateName = target.Metadata.Name + ".", NamespaceProperty = ns },
@@ -191,15 +194,15 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
             Type = type,
             Reason = reason,
             Message = message,
-            Source = new V1EventSource { Component = $"lballocator-{component}" },
-            ReportingComponent = $"lballocator.io/{component}",
-            ReportingInstance = instance,
+            Source = new V1EventSource { Component = $"lballocator-{_component}" },
+            ReportingComponent = $"lballocator.io/{_component}",
+            ReportingInstance = _instance,
             FirstTimestamp = now,
             LastTimestamp = now,
             Count = 1,
         };
         LogEvent(type, reason, key, message);
-        return (text, body);
+        return new QueuedEvent(key, text, body);
     }
 
     private void Unremember(string key, string text)
@@ -212,6 +215,8 @@ public sealed partial class EventRecorder(IKubernetes client, string component, 
             }
         }
     }
+
+    private sealed record QueuedEvent(string Key, string Text, Corev1Event Body);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "{EventType} event {Reason} for {Object}: {Message}")]
     private partial void LogEvent(string eventType, string reason, string @object, string message);

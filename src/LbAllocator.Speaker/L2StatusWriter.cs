@@ -1,7 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
-using System.Threading.Channels;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
@@ -15,13 +14,12 @@ namespace LbAllocator.Speaker;
 /// <summary>
 /// Tells the API what the plan decided, off the decision path: ServiceL2Statuses through their own queue
 /// (a few workers; every call bounded by ApiTimeout; a failed one retried with backoff) and events through
-/// another. <see cref="Sync"/> and <see cref="Record"/> only hand work over, so a slow or hung API server
-/// never delays a decision, the announcer or fencing.
+/// the <see cref="EventRecorder"/>'s. <see cref="Sync"/> and <see cref="Record"/> only hand work over, so a
+/// slow or hung API server never delays a decision, the announcer or fencing.
 /// </summary>
 public sealed partial class L2StatusWriter : IDisposable
 {
     private const int Workers = 4;
-    private const int EventBacklog = 1024;
     private const string Plural = "servicel2statuses";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
@@ -34,9 +32,6 @@ public sealed partial class L2StatusWriter : IDisposable
     private readonly EventRecorder _events;
     private readonly WorkQueue<string> _queue;
     private readonly Lock _lock = new();
-    // Bounded: while the API hangs, old events give way to new ones rather than piling up.
-    private readonly Channel<(IKubernetesObject<V1ObjectMeta> Target, PlannedEvent Event)> _pendingEvents =
-        Channel.CreateBounded<(IKubernetesObject<V1ObjectMeta>, PlannedEvent)>(new BoundedChannelOptions(EventBacklog) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true });
 
     private Dictionary<string, Desired> _desired = new(StringComparer.Ordinal);
 
@@ -47,7 +42,8 @@ public sealed partial class L2StatusWriter : IDisposable
         _statuses = statuses;
         _time = time;
         _logger = logger;
-        _events = new EventRecorder(client, "speaker", options.NodeName, options.Namespace, logger);
+        // While the API hangs, old events give way to new ones rather than piling up.
+        _events = new EventRecorder(client, "speaker", options.NodeName, options.Namespace, new EventQueueSettings(Capacity: 1024, DropOldest: true, AttemptTimeout: options.ApiTimeout), time, logger);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(30), time);
     }
 
@@ -91,14 +87,15 @@ public sealed partial class L2StatusWriter : IDisposable
         }
     }
 
-    /// <summary>Queues an event on a Service (or this Node); sent once (EventRecorder), bounded by ApiTimeout, dropped on failure.</summary>
-    public void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent) => _pendingEvents.Writer.TryWrite((target, plannedEvent));
+    /// <summary>Queues an event on a Service (or this Node); sent once (EventRecorder), each write bounded by ApiTimeout.</summary>
+    public void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent) =>
+        _events.Post(target, EventKey(plannedEvent.ServiceKey), plannedEvent.Type, plannedEvent.Reason, plannedEvent.Message);
 
     /// <summary>Forgets the last event about a Service, so the same one is sent again when it next applies.</summary>
     public void Forget(string serviceKey) => _events.Forget(EventKey(serviceKey));
 
     public Task RunAsync(CancellationToken cancellationToken) =>
-        Task.WhenAll([.. Enumerable.Range(0, Workers).Select(_ => WriteStatusesAsync(cancellationToken)), SendEventsAsync(cancellationToken)]);
+        Task.WhenAll([.. Enumerable.Range(0, Workers).Select(_ => WriteStatusesAsync(cancellationToken)), _events.SendQueuedAsync(1, static () => false, cancellationToken)]);
 
     public void Dispose() => _queue.Dispose();
 
@@ -147,30 +144,6 @@ public sealed partial class L2StatusWriter : IDisposable
             {
                 _queue.Done(name);
             }
-        }
-    }
-
-    private async Task SendEventsAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            await foreach (var (target, planned) in _pendingEvents.Reader.ReadAllAsync(cancellationToken))
-            {
-                using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
-                using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-                try
-                {
-                    await _events.RecordAsync(target, EventKey(planned.ServiceKey), planned.Type, planned.Reason, planned.Message, call.Token);
-                }
-                catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-                {
-                    // Information, not state: the recorder already logs API refusals; this is a timeout or a lost connection.
-                    LogEventFailed(e, planned.Reason, planned.ServiceKey);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
         }
     }
 
@@ -234,9 +207,6 @@ public sealed partial class L2StatusWriter : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Could not write ServiceL2Status {Status}; retrying in {Delay}")]
     private partial void LogStatusFailed(Exception exception, string status, TimeSpan delay);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not record event {Reason} for {Service}")]
-    private partial void LogEventFailed(Exception exception, string reason, string service);
 
     /// <summary>What a ServiceL2Status should be.</summary>
     private abstract record Desired;

@@ -26,6 +26,8 @@ public sealed class TestApiServer : IAsyncDisposable
     private readonly ConcurrentQueue<RecordedRequest> _requests = new();
     private int _failNext;
     private long _failUntilTicks;
+    private long _failPathUntilTicks;
+    private volatile string _failPath = "";
 
     private TestApiServer(WebApplication app, Store store, TimeSpan bookmarkInterval)
     {
@@ -91,6 +93,13 @@ public sealed class TestApiServer : IAsyncDisposable
     /// <summary>Every request for this long gets 500 Internal Server Error.</summary>
     public void FailRequestsFor(TimeSpan duration) => Interlocked.Exchange(ref _failUntilTicks, DateTime.UtcNow.Add(duration).Ticks);
 
+    /// <summary>Every write (not GET) whose path contains <paramref name="pathContains"/> (say "/events") gets 500 for this long; the rest is served.</summary>
+    public void FailWritesFor(TimeSpan duration, string pathContains)
+    {
+        _failPath = pathContains;
+        Interlocked.Exchange(ref _failPathUntilTicks, DateTime.UtcNow.Add(duration).Ticks);
+    }
+
     public void CompactHistory() => Store.CompactHistory();
 
     public int CountRequests(string method, string pathContains) =>
@@ -109,7 +118,8 @@ public sealed class TestApiServer : IAsyncDisposable
         _requests.Enqueue(new RecordedRequest(request.Method, request.Path.Value ?? "", request.QueryString.Value ?? "", request.Headers.UserAgent.ToString()));
         try
         {
-            if (Interlocked.Decrement(ref _failNext) >= 0 || DateTime.UtcNow.Ticks < Interlocked.Read(ref _failUntilTicks))
+            if (Interlocked.Decrement(ref _failNext) >= 0 || DateTime.UtcNow.Ticks < Interlocked.Read(ref _failUntilTicks)
+                || (DateTime.UtcNow.Ticks < Interlocked.Read(ref _failPathUntilTicks) && !HttpMethods.IsGet(request.Method) && (request.Path.Value ?? "").Contains(_failPath, StringComparison.Ordinal)))
             {
                 throw new ApiException(500, "InternalError", "Internal error occurred: injected failure");
             }
