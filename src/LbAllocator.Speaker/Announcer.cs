@@ -54,6 +54,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     private const string CaptureFilter = "(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135) or " + Heartbeat.CaptureFilter;
 
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _openFailures = new(StringComparer.Ordinal); // as last logged: a retry every second says nothing new
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
 
@@ -99,13 +100,23 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 try
                 {
                     _listeners[name] = Listener.Open(name, this);
+                    _openFailures.Remove(name);
                     LogOpened(name, _listeners[name].MacText);
                 }
                 catch (Exception e) when (e is PcapException or InvalidOperationException or DllNotFoundException)
                 {
-                    problems[name] = $"cannot capture: {e.Message}";
-                    LogOpenFailed(e, name);
+                    problems[name] = CannotCapture(e.Message, (e as PcapException)?.Error);
+                    if (_openFailures.GetValueOrDefault(name) != problems[name])
+                    {
+                        _openFailures[name] = problems[name];
+                        LogOpenFailed(e, name, problems[name]);
+                    }
                 }
+            }
+
+            foreach (var name in _openFailures.Keys.Where(n => !interfaces.Contains(n)).ToList())
+            {
+                _openFailures.Remove(name);
             }
 
             // Addresses on a capture just closed are no longer answered there.
@@ -194,6 +205,12 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         }
     }
 
+    /// <summary>Why a capture could not open, worded so an operator can act: a refusal names the capability it takes.</summary>
+    internal static string CannotCapture(string message, PcapError? error) =>
+        error is PcapError.PermissionDenied or PcapError.PromiscuousPermissionDenied
+            ? $"cannot capture: {message} (the speaker needs the NET_RAW capability)"
+            : $"cannot capture: {message}";
+
     /// <summary>Called on the capture thread of <paramref name="listener"/> for every frame the filter lets through.</summary>
     private void OnFrame(Listener listener, ReadOnlySpan<byte> frame)
     {
@@ -240,8 +257,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     [LoggerMessage(Level = LogLevel.Information, Message = "Stopped listening on {Interface}")]
     private partial void LogClosed(string @interface);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot listen on {Interface}; addresses meant for it are not announced there")]
-    private partial void LogOpenFailed(Exception exception, string @interface);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot listen on {Interface} ({Problem}); addresses meant for it are not announced there. Retrying; logged again when the reason changes")]
+    private partial void LogOpenFailed(Exception exception, string @interface, string problem);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sending on {Interface} failed")]
     private partial void LogSendFailed(Exception exception, string @interface);

@@ -10,7 +10,10 @@ namespace LbAllocator.Speaker;
 /// <summary>
 /// This speaker's membership: a coordination.k8s.io Lease for the node, renewed every RenewInterval. Its
 /// existence makes the node a member; its renewals are the liveness of last resort, for peers that never hear
-/// this speaker's heartbeats on the LAN. <see cref="Healthy"/> says whether the last successful renewal is recent
+/// this speaker's heartbeats on the LAN. So the lease never vouches for a node that cannot answer anywhere (no
+/// capture opens: NET_RAW missing, interfaces down or gone; such a node is never heard on the LAN, and judged by its
+/// renewals alone it would win addresses and answer nothing), it says so while that lasts, and from the start until
+/// the reconciler has opened a capture (<see cref="CannotAnswerAnnotation"/>). <see cref="Healthy"/> says whether the last successful renewal is recent
 /// enough that nobody judging by the lease can have given up on it yet; <see cref="LanLiveness"/> decides
 /// what that means for answering (a speaker that still hears its peers keeps answering).
 /// </summary>
@@ -22,15 +25,27 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     public const string ComponentValue = "speaker";
     public const string LabelSelector = $"{ComponentLabel}={ComponentValue}";
 
+    /// <summary>On the lease while its holder can answer nowhere, with why: others do not count it alive by its renewals.</summary>
+    public const string CannotAnswerAnnotation = "lballocator.io/cannot-answer";
+
     private V1Lease? _current;
     private long _lastRenewStarted = long.MinValue;
     private long _streakStarted = long.MinValue; // the first renewal of the current run of successful ones
     private bool _healthy;
+    private volatile string? _cannotAnswer = "starting: no capture open yet"; // what the next renewal says
+    private bool _saidCannotAnswer = true; // what the last successful renewal said
 
     /// <summary>Raised when the lease becomes or stops being fresh.</summary>
     public event Action? HealthChanged;
 
     public static string NameFor(string node) => $"lballocator-speaker-{node}";
+
+    /// <summary>Why the lease's holder says it cannot answer anywhere, or null when it does not say so.</summary>
+    public static string? CannotAnswer(V1Lease lease) =>
+        lease.Metadata?.Annotations is { } annotations && annotations.TryGetValue(CannotAnswerAnnotation, out var why) ? why : null;
+
+    /// <summary>Whether (null: it can) and why this node can answer nowhere; the next renewal says so.</summary>
+    public void SetCannotAnswer(string? why) => _cannotAnswer = why;
 
     public string Name { get; } = NameFor(options.NodeName);
 
@@ -39,7 +54,8 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     /// Others give up on us LeaseDuration after they saw that renewal, which is later than we sent it.
     /// Coming back (at start, or after renewals failed) takes two renewals in a row: the first tells the others
     /// we are back, and by the second, a renew interval later, they have seen it and handed our addresses back,
-    /// so we never answer beside the node that stood in for us.
+    /// so we never answer beside the node that stood in for us. The same after renewals that said this node cannot
+    /// answer: the others judging by the lease counted it dead meanwhile.
     /// </summary>
     public bool Healthy => _lastRenewStarted != long.MinValue && _lastRenewStarted != _streakStarted && time.GetElapsedTime(_lastRenewStarted) < Deadline;
 
@@ -62,13 +78,16 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             {
                 try
                 {
-                    await RenewAsync(attempt.Token);
-                    if (_lastRenewStarted == long.MinValue || time.GetElapsedTime(_lastRenewStarted, started) >= Deadline)
+                    var cannotAnswer = _cannotAnswer;
+                    await RenewAsync(cannotAnswer, attempt.Token);
+                    if (_lastRenewStarted == long.MinValue || time.GetElapsedTime(_lastRenewStarted, started) >= Deadline
+                        || (_saidCannotAnswer && cannotAnswer is null))
                     {
                         _streakStarted = started;
                     }
 
                     _lastRenewStarted = started;
+                    _saidCannotAnswer = cannotAnswer is not null;
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
                 {
@@ -100,6 +119,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             {
                 LogAlive(Name);
             }
+            else if (_lastRenewStarted == _streakStarted)
+            {
+                // Renewed just now, but the first renewal saying this node can answer again: not yet seen by the others.
+                LogCanAnswerAgain(Name);
+            }
             else
             {
                 LogFenced(Name, options.LeaseDuration);
@@ -124,7 +148,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         }
     }
 
-    private async Task RenewAsync(CancellationToken cancellationToken)
+    private async Task RenewAsync(string? cannotAnswer, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
         if (_current is null)
@@ -135,15 +159,15 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             }
             catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
             {
-                _current = await client.CoordinationV1.CreateNamespacedLeaseAsync(NewLease(now), options.Namespace, cancellationToken: cancellationToken);
+                _current = await client.CoordinationV1.CreateNamespacedLeaseAsync(NewLease(now, cannotAnswer), options.Namespace, cancellationToken: cancellationToken);
                 return;
             }
         }
 
-        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(Stamp(_current, now), Name, options.Namespace, cancellationToken: cancellationToken);
+        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(Stamp(_current, now, cannotAnswer), Name, options.Namespace, cancellationToken: cancellationToken);
     }
 
-    private V1Lease NewLease(DateTime now) => Stamp(
+    private V1Lease NewLease(DateTime now, string? cannotAnswer) => Stamp(
         new V1Lease
         {
             Metadata = new V1ObjectMeta
@@ -154,10 +178,11 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
             },
             Spec = new V1LeaseSpec { AcquireTime = now },
         },
-        now);
+        now,
+        cannotAnswer);
 
-    /// <summary>Makes the lease ours and fresh, with the label the speakers' lease watch selects on.</summary>
-    private V1Lease Stamp(V1Lease lease, DateTime now)
+    /// <summary>Makes the lease ours and fresh, with the label the speakers' lease watch selects on, saying whether we cannot answer.</summary>
+    private V1Lease Stamp(V1Lease lease, DateTime now, string? cannotAnswer)
     {
         lease.Spec ??= new V1LeaseSpec();
         lease.Spec.HolderIdentity = options.NodeName;
@@ -165,6 +190,15 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         lease.Spec.RenewTime = now;
         lease.Metadata.Labels ??= new Dictionary<string, string>();
         lease.Metadata.Labels[ComponentLabel] = ComponentValue;
+        if (cannotAnswer is null)
+        {
+            lease.Metadata.Annotations?.Remove(CannotAnswerAnnotation);
+        }
+        else
+        {
+            (lease.Metadata.Annotations ??= new Dictionary<string, string>())[CannotAnswerAnnotation] = cannotAnswer;
+        }
+
         return lease;
     }
 
@@ -176,6 +210,9 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Lease {Lease} not renewed in time (lease duration {LeaseDuration}): answering only while peers are heard on the LAN")]
     private partial void LogFenced(string lease, TimeSpan leaseDuration);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} says this node can answer again; it counts as renewed from the next renewal, once the others have seen it")]
+    private partial void LogCanAnswerAgain(string lease);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} deleted: other speakers take over now")]
     private partial void LogReleased(string lease);

@@ -13,7 +13,9 @@ namespace LbAllocator.Speaker;
 /// clock skew between nodes does not matter: a lease seen for the first time (at start-up) counts as renewed then.
 /// Each speaker is judged by the lease duration it publishes, so speakers with different timings side by side
 /// (a rollout that changes them) never count a live one dead; never by less than our own, which is what our
-/// trust in a stalled watch is bounded against.
+/// trust in a stalled watch is bounded against. A lease whose holder says it cannot answer anywhere
+/// (<see cref="SpeakerLease.CannotAnswerAnnotation"/>) keeps nobody alive: its renewals show a running process,
+/// not one that can answer.
 /// </summary>
 public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpan renewInterval, TimeProvider time)
 {
@@ -53,7 +55,7 @@ public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpa
 
             var watched = Watched(now);
             var wasAlive = _expiry.TryGetValue(node, out var expiry) && expiry > watched;
-            if (lease is null)
+            if (lease is null || SpeakerLease.CannotAnswer(lease) is not null)
             {
                 _expiry.Remove(node);
                 return wasAlive;

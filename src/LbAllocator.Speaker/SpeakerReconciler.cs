@@ -387,14 +387,18 @@ public sealed partial class SpeakerReconciler : IDisposable
 
         var (listen, problems) = SpeakerPlan.ListenOn(_ads.Items.Select(a => (IReadOnlyList<string>)(a.Spec?.Interfaces ?? [])), _interfaces, _exclude);
         var failed = _announcer.Listen([.. listen]);
-        _lan.SetServing(listen.Any(i => !failed.ContainsKey(i)));
+        var serving = listen.Any(i => !failed.ContainsKey(i));
+        _lan.SetServing(serving);
         var all = problems.Concat(failed).OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}: {p.Value}").ToList();
         if (listen.Count == 0 && problems.Count == 0 && _ads.Items.Count > 0)
         {
             all.Add("no usable interface (" + (_interfaces.Count == 0 ? "none found" : string.Join(", ", _interfaces.Select(i => $"{i.Name}: {i.Unusable(_exclude) ?? "usable"}"))) + ")");
         }
 
-        return all.Count == 0 ? null : string.Join("; ", all);
+        var why = all.Count == 0 ? null : string.Join("; ", all);
+        // Peers that never hear us on the LAN judge us by the lease: it must not vouch for a node that answers nowhere.
+        _lease.SetCannotAnswer(serving ? null : why ?? "no interface to announce on");
+        return why;
     }
 
     /// <summary>Who is alive (this node only while it stands for election), and when the lease view next changes by itself.</summary>

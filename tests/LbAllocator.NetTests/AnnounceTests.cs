@@ -121,20 +121,20 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     }
 
     [RealApiFact]
-    public async Task An_api_server_frozen_for_twenty_seconds_changes_nothing_on_the_wire()
+    public async Task An_api_server_frozen_for_a_minute_changes_nothing_on_the_wire()
     {
         const string ip = "192.0.2.207";
+        var freeze = TimeSpan.FromSeconds(60); // the issue's figure: well past every lease (3 s) and watch retry
         await lab.CreateServiceAsync("frozen", ip: ip);
         var owner = await lab.WaitForArpOwnerAsync(ip);
         await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("frozen"))?.Status?.Node == owner ? null : "no status for frozen yet", TimeSpan.FromSeconds(10));
         using var watch = await ArpWatch.StartAsync(lab, ip);
         await Task.Delay(TimeSpan.FromSeconds(1));
-        // The API server hangs (SIGSTOP): no lease is renewed or seen. The issue asks for 60 s; 20 s keeps CI
-        // short and is well past every lease (3 s), so nothing here depends on the length.
+        // The API server hangs (SIGSTOP): no lease is renewed or seen.
         await lab.Server.FreezeAsync();
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(20));
+            await Task.Delay(freeze);
         }
         finally
         {
@@ -145,9 +145,10 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
         await Task.Delay(TimeSpan.FromSeconds(5));
         var (doubled, silent, asked) = watch.Tally();
         var longest = watch.LongestSilence();
-        output.WriteLine($"API server frozen 20 s: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
+        output.WriteLine($"API server frozen {freeze.TotalSeconds:F0} s: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
             + $"two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
-        Assert.True(asked > 1000, $"only {asked} questions were seen");
+        // 66 s at 50 questions/s is 3,300; a loaded machine replays somewhat fewer.
+        Assert.True(asked > 2500, $"only {asked} questions were seen");
         Assert.Equal(0, doubled);
         Assert.True(longest <= 0.2, $"a silence of {longest:F2} s");
         Assert.Equal([lab.Macs[owner]], watch.Answerers());

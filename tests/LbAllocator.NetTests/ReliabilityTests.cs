@@ -8,8 +8,9 @@ using Xunit.Abstractions;
 namespace LbAllocator.NetTests;
 
 /// <summary>
-/// The speakers under trouble: owners killed twenty times, an owner cut off from the API server, API
-/// connections reset and nodes cut in turn, a flood of random and broken frames. Figures go to the test output.
+/// The speakers under trouble: owners killed ten times, an owner cut off from the API server, an owner's LAN
+/// link down or its interface deleted, an owner restarted without NET_RAW, API connections reset and nodes cut
+/// in turn, a flood of random and broken frames. Figures go to the test output.
 /// </summary>
 [Collection(LabCollection.Name)]
 public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
@@ -109,15 +110,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         try
         {
             failover = await watch.TakeoverAsync(lab.Macs[owner], down, TimeSpan.FromSeconds(10));
-            // The node knows it cannot answer: not ready, with the reason, and a Warning event on its Node.
-            await Eventually.HoldsAsync(async () =>
-            {
-                var (code, body) = await lab.SpeakerStatusAsync(owner, "/readyz");
-                return code == 503 && body.Contains("FAIL lan: cannot answer, not standing for election: ", StringComparison.Ordinal) && body.Contains("eth0: down", StringComparison.Ordinal)
-                    ? null : $"readyz: {code} {body}";
-            }, TimeSpan.FromSeconds(10));
-            await Eventually.HoldsAsync(async () => (await lab.Client.CoreV1.ListEventForAllNamespacesAsync()).Items
-                .Any(e => e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == owner && e.Reason == "CannotAnswer") ? null : "no CannotAnswer event", TimeSpan.FromSeconds(10));
+            await AssertCannotAnswerAsync(owner, "eth0: down");
             await Task.Delay(1000);
         }
         finally
@@ -133,6 +126,125 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         output.WriteLine($"owner's LAN link down and up: failover {failover:F2} s; {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all");
         Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
         Assert.Equal(0, doubled);
+    }
+
+    [RealApiFact]
+    public async Task An_owner_whose_lan_interface_is_deleted_is_replaced_within_a_second_and_takes_part_again_on_a_new_one()
+    {
+        const string ip = "192.0.2.218";
+        await lab.CreateServiceAsync("nic", ip: ip);
+        var owner = await lab.WaitForArpOwnerAsync(ip);
+        var oldMac = lab.Macs[owner];
+        using var watch = await ArpWatch.StartAsync(lab, ip);
+        await Task.Delay(1000);
+        var deleted = DateTimeOffset.UtcNow;
+        // Gone, not down: the capture's interface index no longer exists.
+        await lab.DeleteLanLinkAsync(owner);
+        double failover;
+        try
+        {
+            failover = await watch.TakeoverAsync(oldMac, deleted, TimeSpan.FromSeconds(10));
+            await AssertCannotAnswerAsync(owner, "eth0: not found");
+            await Task.Delay(1000);
+        }
+        finally
+        {
+            // A new eth0: another MAC and interface index, which the speaker must find and open by itself.
+            await lab.AddLanLinkAsync(owner);
+        }
+
+        Assert.NotEqual(oldMac, lab.Macs[owner]);
+        await Eventually.HoldsAsync(async () =>
+        {
+            var mac = await lab.ArpingAsync(ip);
+            return mac == lab.Macs[owner] ? null : $"{ip} answered by {mac ?? "nobody"}, not by {owner}'s new eth0 ({lab.Macs[owner]})";
+        }, TimeSpan.FromSeconds(15));
+        await AssertReadyAgainAsync(owner);
+        await Task.Delay(1000);
+        var (doubled, silent, asked) = watch.Tally();
+        output.WriteLine($"owner's LAN interface deleted and re-created: failover {failover:F2} s; {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} "
+            + $"(owner {oldMac}, then {lab.Macs[owner]}); two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {watch.LongestSilence():F2} s");
+        Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
+        Assert.Equal(0, doubled);
+        Assert.Contains(lab.Macs[owner], watch.Answerers());
+    }
+
+    [RealApiFact]
+    public async Task An_owner_restarted_without_net_raw_holds_nothing_says_why_and_takes_part_again_with_it()
+    {
+        const string ip = "192.0.2.219";
+        await lab.CreateServiceAsync("noraw", ip: ip);
+        var owner = await lab.WaitForArpOwnerAsync(ip);
+        var ownerMac = lab.Macs[owner];
+        using var watch = await ArpWatch.StartAsync(lab, ip);
+        await Task.Delay(1000);
+        // As a DaemonSet rollout that lost NET_RAW does it: SIGTERM (the lease is deleted, the others take over),
+        // then a new speaker that reaches the API server but cannot open a capture, so no peer ever hears it.
+        await lab.Speaker(owner).SignalAsync("TERM");
+        Assert.True(await lab.Speaker(owner).WaitForExitAsync(TimeSpan.FromSeconds(10)), "the speaker did not exit on SIGTERM");
+        lab.StartSpeaker(owner, netRaw: false);
+        await lab.WaitForSpeakersAsync([owner]);
+        await AssertCannotAnswerAsync(owner, "NET_RAW");
+        var successor = await lab.WaitForArpOwnerAsync(ip, not: owner);
+        // Long past the point where the others have seen its lease (and renewals) and judged it: it must stay out
+        // of the election, so the address keeps being answered and the status names who answers.
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        await AssertStatusNamesAsync("noraw", successor);
+        Assert.Equal(lab.Macs[successor], await lab.ArpingAsync(ip));
+        var (doubledWithout, silentWithout, askedWithout) = watch.Tally();
+        var longestWithout = watch.LongestSilence();
+        var answerersWithout = watch.Answerers();
+        var metrics = LbAllocator.TestApiServer.PrometheusText.Parse((await lab.SpeakerStatusAsync(owner, "/metrics")).Body);
+        Assert.Equal(0, metrics["lballocator_speaker_alive"]);
+
+        // NET_RAW back: it listens, is heard, and takes back what it wins.
+        lab.StartSpeaker(owner);
+        await Eventually.HoldsAsync(async () =>
+        {
+            var mac = await lab.ArpingAsync(ip);
+            return mac == ownerMac ? null : $"{ip} answered by {mac ?? "nobody"}, not by {owner} ({ownerMac})";
+        }, TimeSpan.FromSeconds(20));
+        await AssertReadyAgainAsync(owner);
+        await AssertStatusNamesAsync("noraw", owner);
+        await Task.Delay(1000);
+        var (doubled, silent, asked) = watch.Tally();
+        output.WriteLine($"owner restarted without NET_RAW: {askedWithout} ARP requests meanwhile, answered by {string.Join(", ", answerersWithout)} (owner {ownerMac}); "
+            + $"two nodes answering {doubledWithout * 1000:F0} ms; nobody answering {silentWithout:F2} s in all, longest {longestWithout:F2} s; "
+            + $"with NET_RAW again: {asked} ARP requests in all, two nodes answering {doubled * 1000:F0} ms, nobody answering {silent:F2} s in all, longest {watch.LongestSilence():F2} s");
+        // Never a black hole: the SIGTERM handover is the only silence (at most 0.3 s), whatever the new speaker does.
+        Assert.True(longestWithout <= 0.3, $"a silence of {longestWithout:F2} s while {owner} had no NET_RAW");
+        Assert.Equal(0, doubled);
+    }
+
+    private async Task AssertReadyAgainAsync(string node) =>
+        await Eventually.HoldsAsync(async () =>
+        {
+            var (code, body) = await lab.SpeakerStatusAsync(node, "/readyz");
+            return code == 200 ? null : $"{node} not ready again: {body}";
+        }, TimeSpan.FromSeconds(10));
+
+    private async Task AssertStatusNamesAsync(string service, string node) =>
+        await Eventually.HoldsAsync(async () =>
+        {
+            var named = (await lab.L2StatusAsync(service))?.Status?.Node;
+            return named == node ? null : $"the ServiceL2Status of {service} names {named ?? "nobody"}, not {node}";
+        }, TimeSpan.FromSeconds(10));
+
+    /// <summary>
+    /// The node knows it cannot answer: not ready, with the reason (containing <paramref name="why"/>), and a
+    /// Warning CannotAnswer event on its Node saying the same.
+    /// </summary>
+    private async Task AssertCannotAnswerAsync(string node, string why)
+    {
+        await Eventually.HoldsAsync(async () =>
+        {
+            var (code, body) = await lab.SpeakerStatusAsync(node, "/readyz");
+            return code == 503 && body.Contains("FAIL lan: cannot answer, not standing for election: ", StringComparison.Ordinal) && body.Contains(why, StringComparison.Ordinal)
+                ? null : $"readyz: {code} {body}";
+        }, TimeSpan.FromSeconds(10));
+        await Eventually.HoldsAsync(async () => (await lab.Client.CoreV1.ListEventForAllNamespacesAsync()).Items
+            .Any(e => e.InvolvedObject.Kind == "Node" && e.InvolvedObject.Name == node && e.Type == "Warning" && e.Reason == "CannotAnswer" && e.Message.Contains(why, StringComparison.Ordinal))
+                ? null : $"no Warning CannotAnswer event on {node} mentioning \"{why}\"", TimeSpan.FromSeconds(10));
     }
 
     [RealApiFact]

@@ -63,6 +63,32 @@ public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
         Assert.True(_lease.Healthy, "two renewals in a row");
     }
 
+    [Fact]
+    public async Task The_lease_says_the_node_cannot_answer_until_told_it_can_and_counts_renewed_again_after_two_renewals_saying_so()
+    {
+        // Until the reconciler has opened a capture, the lease does not vouch for the node.
+        await RenewedAsync(advance: false);
+        Assert.StartsWith("starting", CannotAnswerOnServer());
+        await RenewedAsync();
+        Assert.True(_lease.Healthy, "renewed twice: the lease itself is fresh");
+
+        _lease.SetCannotAnswer("eth0: cannot capture: permission denied (the speaker needs the NET_RAW capability)");
+        await RenewedAsync();
+        Assert.Equal("eth0: cannot capture: permission denied (the speaker needs the NET_RAW capability)", CannotAnswerOnServer());
+
+        // It can answer again: the others judging by the lease counted it dead, and see it back only with this
+        // renewal, so it counts as renewed from the next one.
+        _lease.SetCannotAnswer(null);
+        await RenewedAsync();
+        Assert.Null(CannotAnswerOnServer());
+        Assert.False(_lease.Healthy, "the first renewal saying it can answer: the others may not have seen it yet");
+        await RenewedAsync();
+        Assert.True(_lease.Healthy, "the second renewal saying it can answer");
+    }
+
+    private string? CannotAnswerOnServer() =>
+        _server.Store.Get(Leases, _options.Namespace, SpeakerLease.NameFor(_options.NodeName))?["metadata"]?["annotations"]?[SpeakerLease.CannotAnswerAnnotation]?.GetValue<string>();
+
     /// <summary>Moves the clock to the next renewal (unless it is the first) and waits until the server holds it.</summary>
     private async Task RenewedAsync(bool advance = true)
     {

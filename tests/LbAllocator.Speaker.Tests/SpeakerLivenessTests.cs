@@ -150,6 +150,30 @@ public class SpeakerLivenessTests
     }
 
     [Fact]
+    public void A_lease_whose_holder_says_it_cannot_answer_keeps_nobody_alive_until_it_says_it_can()
+    {
+        Renew("self");
+        Assert.True(Renew("peer"));
+
+        // It lost its capture (NET_RAW, its interface) but renews on: by its lease it is dead at once.
+        Assert.True(Renew("peer", cannotAnswer: "eth0: cannot capture"));
+        Assert.Empty(_liveness.Others().Alive);
+        for (var second = 0; second < 5; second++)
+        {
+            _time.Advance(RenewInterval);
+            Renew("self");
+            Assert.False(Renew("peer", cannotAnswer: "eth0: cannot capture"));
+            Assert.Empty(_liveness.Others().Alive);
+        }
+
+        // The first renewal saying it can answer again makes it alive and asks for a pass.
+        _time.Advance(RenewInterval);
+        Renew("self");
+        Assert.True(Renew("peer"));
+        Assert.Equal(["peer"], _liveness.Others().Alive);
+    }
+
+    [Fact]
     public void Our_own_lease_never_counts_among_the_others()
     {
         Renew("self");
@@ -159,10 +183,15 @@ public class SpeakerLivenessTests
         Assert.Empty(_liveness.Others().Alive);
     }
 
-    /// <summary>A renewal of <paramref name="node"/>'s lease as the watch delivers it (old and new object).</summary>
-    private bool Renew(string node)
+    /// <summary>A renewal of <paramref name="node"/>'s lease as the watch delivers it (old and new object), saying whether it cannot answer.</summary>
+    private bool Renew(string node, string? cannotAnswer = null)
     {
         var lease = Lease(node, _time.GetUtcNow());
+        if (cannotAnswer is not null)
+        {
+            lease.Metadata.Annotations = new Dictionary<string, string> { [SpeakerLease.CannotAnswerAnnotation] = cannotAnswer };
+        }
+
         _seen.TryGetValue(node, out var old);
         _seen[node] = lease;
         return _liveness.Observe(old, lease);

@@ -84,15 +84,46 @@ public class SpeakerReconcilerTests
         await using var speaker = SpeakerRun.Start(server);
         await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
 
+        await Eventually(() => LeaseSaysCannotAnswer(server.Store, "node-a") is null, "the lease no longer says the node cannot answer once a capture is open");
+
         speaker.Announcer.Broken["eth0"] = "cannot capture: permission denied";
         speaker.Announcer.Trouble();
         await Eventually(() => !speaker.Answers("192.0.2.10"), "a node that cannot answer gives its addresses up");
         Assert.Contains("FAIL lan: cannot answer, not standing for election: eth0: cannot capture: permission denied", speaker.Readiness, StringComparison.Ordinal);
         await Eventually(() => server.Store.List(Events, null, _ => true).Items.Any(e => (string?)e["reason"] == "CannotAnswer" && (string?)e["involvedObject"]?["kind"] == "Node"), "a Warning event on the Node says why");
+        // Peers that never hear it on the LAN judge it by its lease: the lease says it cannot answer, and why.
+        await Eventually(() => LeaseSaysCannotAnswer(server.Store, "node-a") == "eth0: cannot capture: permission denied", "the lease says why the node cannot answer");
 
         speaker.Announcer.Broken.Clear();
         await Eventually(() => speaker.Answers("192.0.2.10"), "it takes part again once it can (after hearing the LAN for a dead interval)");
         Assert.Contains("ok lan: answering", speaker.Readiness, StringComparison.Ordinal);
+        await Eventually(() => LeaseSaysCannotAnswer(server.Store, "node-a") is null, "the lease no longer says it cannot answer");
+    }
+
+    [Fact]
+    public async Task A_member_never_heard_on_the_lan_whose_lease_says_it_cannot_answer_wins_nothing()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        server.Store.Create(Nodes, null, Json("""{"metadata": {"name": "node-b"}}"""));
+        AddMember(server.Store, "node-b", cannotAnswer: "eth0: cannot capture (the speaker needs the NET_RAW capability)");
+        var ips = Enumerable.Range(10, 8).Select(i => $"192.0.2.{i}").ToList();
+        foreach (var ip in ips)
+        {
+            AddService(server.Store, $"web{ip.Split('.')[^1]}", ip, "main");
+        }
+
+        // node-b's speaker runs and renews (it reaches the API server), but no capture opens: it is never heard.
+        using var renewals = new Timer(_ => RenewMember(server.Store, "node-b"), null, 0, 300);
+        await using var speaker = SpeakerRun.Start(server);
+        await Eventually(() => ips.All(speaker.Answers), "every address is answered here: node-b is no candidate, though its lease is renewed");
+
+        // Its lease says it can answer: alive by its lease, it takes what it wins (and this node lets go).
+        SetMemberCannotAnswer(server.Store, "node-b", null);
+        await Eventually(() => ips.Count(speaker.Answers) is > 0 and < 8, "node-b wins some of the addresses again");
+
+        SetMemberCannotAnswer(server.Store, "node-b", "eth0: not found");
+        await Eventually(() => ips.All(speaker.Answers), "node-b stands down again: every address is answered here");
     }
 
     [Fact]
@@ -161,11 +192,47 @@ public class SpeakerReconcilerTests
         store.Create(Advertisements, Ns, body);
     }
 
-    /// <summary>Another speaker's lease (a member), on a node without a Node object, so it never wins anything here.</summary>
-    private static void AddMember(Store store, string node) => store.Create(Leases, Ns, Json($$$"""
-        {"metadata": {"name": "lballocator-speaker-{{{node}}}", "labels": {"{{{SpeakerLease.ComponentLabel}}}": "{{{SpeakerLease.ComponentValue}}}"}},
-         "spec": {"holderIdentity": "{{{node}}}", "leaseDurationSeconds": 3}}
-        """));
+    /// <summary>
+    /// Another speaker's lease (a member), on a node without a Node object unless the test adds one, so it never
+    /// wins anything here; optionally saying it cannot answer.
+    /// </summary>
+    private static void AddMember(Store store, string node, string? cannotAnswer = null)
+    {
+        var lease = Json($$$"""
+            {"metadata": {"name": "lballocator-speaker-{{{node}}}", "labels": {"{{{SpeakerLease.ComponentLabel}}}": "{{{SpeakerLease.ComponentValue}}}"}},
+             "spec": {"holderIdentity": "{{{node}}}", "leaseDurationSeconds": 3}}
+            """);
+        if (cannotAnswer is not null)
+        {
+            lease["metadata"]!["annotations"] = new JsonObject { [SpeakerLease.CannotAnswerAnnotation] = cannotAnswer };
+        }
+
+        store.Create(Leases, Ns, lease);
+    }
+
+    /// <summary>A renewal of another speaker's lease, as its speaker makes every renew interval.</summary>
+    private static void RenewMember(Store store, string node) =>
+        store.Patch(Leases, Ns, SpeakerLease.NameFor(node), lease =>
+        {
+            lease["spec"]!["renewTime"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ss.ffffffZ", System.Globalization.CultureInfo.InvariantCulture);
+            return lease;
+        }, statusOnly: false);
+
+    private static void SetMemberCannotAnswer(Store store, string node, string? why) =>
+        store.Patch(Leases, Ns, SpeakerLease.NameFor(node), lease =>
+        {
+            var annotations = (lease["metadata"]!["annotations"] ??= new JsonObject()).AsObject();
+            annotations.Remove(SpeakerLease.CannotAnswerAnnotation);
+            if (why is not null)
+            {
+                annotations[SpeakerLease.CannotAnswerAnnotation] = why;
+            }
+
+            return lease;
+        }, statusOnly: false);
+
+    private static string? LeaseSaysCannotAnswer(Store store, string node) =>
+        store.Get(Leases, Ns, SpeakerLease.NameFor(node))?["metadata"]?["annotations"]?[SpeakerLease.CannotAnswerAnnotation]?.GetValue<string>();
 
     /// <summary>A LoadBalancer Service whose status carries <paramref name="ip"/>, as if the controller had given it from <paramref name="pool"/>.</summary>
     private static void AddService(Store store, string name, string ip, string pool, bool local = false)
