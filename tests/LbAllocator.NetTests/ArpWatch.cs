@@ -88,9 +88,15 @@ public sealed partial class ArpWatch : IDisposable
         return (doubled, silent, questions.Count);
     }
 
-    /// <summary>The longest time from a question nobody answered to the next answered one, in seconds (0 if every one was answered).</summary>
-    public double LongestSilence()
+    /// <summary>
+    /// The longest time from a question nobody answered to the next answered one, in seconds (0 if every one was
+    /// answered); only silences that began at or after <paramref name="from"/> and before <paramref name="until"/>
+    /// when given (to tell a failover's silence from a return's).
+    /// </summary>
+    public double LongestSilence(DateTimeOffset? from = null, DateTimeOffset? until = null)
     {
+        var first = from?.ToUnixTimeMilliseconds() / 1000.0 ?? double.MinValue;
+        var last = until?.ToUnixTimeMilliseconds() / 1000.0 ?? double.MaxValue;
         var (longest, since) = (0.0, (double?)null);
         foreach (var (at, answers) in Questions())
         {
@@ -100,7 +106,7 @@ public sealed partial class ArpWatch : IDisposable
             }
             else if (since is { } start)
             {
-                longest = Math.Max(longest, at - start);
+                longest = start >= first && start < last ? Math.Max(longest, at - start) : longest;
                 since = null;
             }
         }
