@@ -36,7 +36,8 @@ public sealed partial class ArpWatch : IDisposable
         var request = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-question.pcap");
         Pcap.Write(request, [question]);
         var capture = await Shell.CaptureAsync(lab.ClientNs, "-n", "-e", "-l", "-tt", "arp");
-        var asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "-i", "eth0", request]);
+        // nanosleep between questions: tcpreplay's default timer spins, half a core or more of the lab's two.
+        var asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "--timer=nano", "-i", "eth0", request]);
         return new ArpWatch(ip, request, capture, asker);
     }
 
