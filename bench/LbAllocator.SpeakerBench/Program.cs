@@ -1,10 +1,14 @@
 // Speaker benchmark, in the network-namespace lab of the end-to-end tests (three node namespaces, a
 // client, one bridge): ARP reply latency and the highest loss-free ARP request rate, each against the
 // kernel answering for an address configured on the same kind of interface in the same run; failover
-// time over 20 trials, unplanned (SIGKILL) and planned (SIGTERM); the speaker's memory and CPU.
-using System.Diagnostics;
+// over 20 trials of each fault (SIGKILL, SIGTERM, LAN link down, LAN interface deleted); the speaker's
+// memory and CPU, idle and hearing the heartbeats of 100 and 1,000 simulated nodes.
 using System.Globalization;
+using k8s;
+using k8s.Models;
+using LbAllocator.Core;
 using LbAllocator.NetTests;
+using LbAllocator.Speaker;
 
 if (args is ["probe", ..])
 {
@@ -12,23 +16,24 @@ if (args is ["probe", ..])
 }
 
 const int Trials = 20;
+const string Vip = "192.0.2.210";
 // Any other arguments are speaker options for every speaker, e.g. --lease-duration 1.5 --renew-interval 0.5.
 var lab = new Lab { SpeakerOptions = args };
 await lab.InitializeAsync();
 try
 {
-    await lab.CreateServiceAsync("bench", ip: "192.0.2.210");
-    var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
+    await lab.CreateServiceAsync("bench", ip: Vip);
+    var owner = await lab.WaitForArpOwnerAsync(Vip);
     // The kernel's own answer for comparison: the owner node's address on the same interface.
     var kernelIp = $"192.0.2.{11 + Array.IndexOf(Lab.Nodes, owner)}";
-    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(args.Length == 0 ? "defaults" : string.Join(' ', args))}");
+    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(args.Length == 0 ? "defaults" : string.Join(' ', args))}; {Load()}");
     Console.WriteLine();
 
     Console.WriteLine("## ARP reply latency (from the client namespace, 1,000 requests one at a time, sent and captured with libpcap)");
     Console.WriteLine();
     Console.WriteLine("| answered by | p50 | p99 | replies |");
     Console.WriteLine("|---|---|---|---|");
-    var ours = await LatencyAsync(lab, "192.0.2.210", 1000);
+    var ours = await LatencyAsync(lab, Vip, 1000);
     var kernel = await LatencyAsync(lab, kernelIp, 1000);
     Console.WriteLine($"| speaker (SharpPcap) | {P(ours, 0.5):F3} ms | {P(ours, 0.99):F3} ms | {ours.Length} |");
     Console.WriteLine($"| kernel | {P(kernel, 0.5):F3} ms | {P(kernel, 0.99):F3} ms | {kernel.Length} |");
@@ -40,7 +45,7 @@ try
     Console.WriteLine("| answered by | asked rate | achieved rate | sent | answered | speaker CPU during step |");
     Console.WriteLine("|---|---|---|---|---|---|");
     var pid = lab.Speaker(owner).Pid;
-    foreach (var (name, ip) in new[] { ("speaker", "192.0.2.210"), ("kernel", kernelIp) })
+    foreach (var (name, ip) in new[] { ("speaker", Vip), ("kernel", kernelIp) })
     {
         foreach (var asked in new[] { 1_000, 5_000, 10_000, 20_000, 50_000 })
         {
@@ -57,25 +62,53 @@ try
     Console.WriteLine($"Speaker idle (one Service, lease renewals only): CPU {(CpuSeconds(pid) - idleBefore) / 10 * 100:F2} % of a core over 10 s; RSS {Rss(pid) / 1024} MiB; peak RSS {PeakRss(pid) / 1024} MiB after the floods.");
     Console.WriteLine();
 
-    Console.WriteLine($"## Failover ({Trials} trials each; time from the signal to the first ARP reply from another node, asked every 20 ms)");
+    Console.WriteLine($"## Failover ({Trials} trials of each fault; {Load()})");
     Console.WriteLine();
-    Console.WriteLine("| kind | min | p50 | max |");
-    Console.WriteLine("|---|---|---|---|");
-    foreach (var signal in new[] { "KILL", "TERM" })
+    Console.WriteLine($"Failover: from the fault to the first ARP request (asked every 20 ms by ArpWatch) answered by another node; p99 of {Trials} is their maximum. "
+        + $"Each fault is held {Timing.Hold.TotalSeconds:F0} s (or until the takeover), then repaired; the next trial waits for the node to answer for {Vip} again "
+        + "(back: from the repair, including a restarted speaker's start). Two nodes answering and the silence in all over the whole trials; the longest silence at the fault and at the node's return apart.");
+    Console.WriteLine();
+    Console.WriteLine("| fault | taken over | min | p50 | p99 | max | two nodes answering, in all | silent in all | longest silence: at the fault / at the return | back p50 / max | came back on its own |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+    var details = new List<string>();
+    foreach (var fault in Fault.All)
     {
-        var times = new List<double>();
+        var trials = new List<Trial>();
         for (var i = 0; i < Trials; i++)
         {
-            owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
-            times.Add(await FailoverAsync(lab, owner, signal));
-            lab.StartSpeaker(owner);
-            await lab.WaitForSpeakersAsync([owner]);
-            await Task.Delay(TimeSpan.FromSeconds(4)); // let the restarted speaker settle everywhere
+            trials.Add(await TrialAsync(lab, Vip, fault));
         }
 
-        var sorted = times.Order().ToArray();
-        Console.WriteLine($"| {(signal == "KILL" ? "unplanned (SIGKILL)" : "planned (SIGTERM)")} | {sorted[0]:F2} s | {P(sorted, 0.5):F2} s | {sorted[^1]:F2} s |");
+        var times = trials.Select(t => t.Failover).OfType<double>().Order().ToArray();
+        var backs = trials.Select(t => t.Back).OfType<double>().Order().ToArray();
+        var failovers = times.Length == 0 ? "| - | - | - | -" : $"| {times[0]:F2} s | {P(times, 0.5):F2} s | {P(times, 0.99):F2} s | {times[^1]:F2} s";
+        Console.WriteLine($"| {fault.Name} | {times.Length} of {trials.Count} {failovers} | {trials.Sum(t => t.Doubled) * 1000:F0} ms | {trials.Sum(t => t.Silent):F2} s | {trials.Max(t => t.SilenceAtFault):F2} / {trials.Max(t => t.SilenceAtReturn):F2} s "
+            + $"| {(backs.Length == 0 ? "-" : $"{P(backs, 0.5):F2} / {backs[^1]:F2} s")} | {backs.Length} of {trials.Count} |");
+        details.Add($"{fault.Name}: failovers {string.Join(' ', trials.Select(t => t.Failover?.ToString("F2", CultureInfo.InvariantCulture) ?? "none"))}; "
+            + $"longest silences at the return {string.Join(' ', trials.Select(t => t.SilenceAtReturn.ToString("F2", CultureInfo.InvariantCulture)))}; questions asked {trials.Sum(t => t.Asked):N0}");
+        details.AddRange(trials.SelectMany(t => t.Doubles).Select(d => $"  two answers: {d}"));
     }
+
+    Console.WriteLine();
+    details.ForEach(Console.WriteLine);
+    Console.WriteLine();
+
+    Console.WriteLine($"## Heartbeats of simulated nodes ({Load()})");
+    Console.WriteLine();
+    Console.WriteLine($"Sent from the client namespace, each simulated node at 10/s with a MAC of its own, the nodes spread evenly; {Timing.Settle.TotalSeconds:F0} s to settle, then {Timing.Window.TotalSeconds:F0} s measured. "
+        + "Members have a speaker Lease and a Node labelled " + Election.ExcludeLabel + " (members the election never picks); non-members have neither. "
+        + "Received: frames/s into the node's eth0 (everything: the two other speakers' heartbeats and the client's ARP requests too). CPU: % of one core. "
+        + $"The client asks for {Vip} every 20 ms meanwhile.");
+    Console.WriteLine();
+    Console.WriteLine("| simulated nodes | sent/s: asked / achieved | frame | sender CPU | " + string.Join(" | ", Lab.Nodes.Select(n => $"{n} received/s | {n} CPU")) + " | two nodes answering | longest silence |");
+    Console.WriteLine("|---|---|---|---|" + string.Concat(Lab.Nodes.Select(_ => "---|---|")) + "---|---|");
+    foreach (var (count, members) in new[] { (0, false), (100, true), (1_000, true), (1_000, false) })
+    {
+        Console.WriteLine(await HeartbeatStepAsync(lab, Vip, count, members));
+    }
+
+    Console.WriteLine();
+    Console.WriteLine($"Finished; {Load()}");
 }
 finally
 {
@@ -102,34 +135,164 @@ static async Task<(double Rate, long Sent, long Received)> FloodAsync(Lab lab, s
     return (double.Parse(parts[2], CultureInfo.InvariantCulture), long.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));
 }
 
-static async Task<double> FailoverAsync(Lab lab, string owner, string signal)
+/// <summary>
+/// One failover trial on whoever answers for the address now: the fault, the first answer from another node,
+/// the repair once the fault has lasted <see cref="Timing.Hold"/>, then the node answering again (restarting its
+/// speaker if it does not within 30 s, so the next trial faults the same node).
+/// </summary>
+static async Task<Trial> TrialAsync(Lab lab, string ip, Fault fault)
 {
-    var ownerMac = lab.Macs[owner];
-    var start = new TaskCompletionSource<long>();
-    var moved = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
-    var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
-    foreach (var arg in ProbeCommand(lab, "follow", "192.0.2.210"))
+    var owner = await lab.WaitForArpOwnerAsync(ip);
+    var mac = lab.Macs[owner];
+    using var watch = await ArpWatch.StartAsync(lab, ip);
+    await Task.Delay(500);
+    var at = DateTimeOffset.UtcNow;
+    await fault.Inflict(lab, owner);
+    double? failover = null;
+    try
     {
-        info.ArgumentList.Add(arg);
+        failover = await watch.TakeoverAsync(mac, at, TimeSpan.FromSeconds(10));
+    }
+    catch (Xunit.Sdk.XunitException)
+    {
+        // Nobody took over: reported as such.
     }
 
-    using var arping = Process.Start(info)!;
-    arping.OutputDataReceived += (_, e) =>
+    var held = DateTimeOffset.UtcNow - at;
+    if (held < Timing.Hold)
     {
-        if (e.Data is { Length: 17 } mac && !mac.Equals(ownerMac, StringComparison.OrdinalIgnoreCase) && start.Task.IsCompleted)
+        await Task.Delay(Timing.Hold - held);
+    }
+
+    var repaired = DateTimeOffset.UtcNow;
+    await fault.Repair(lab, owner);
+    double? back = await AnswersAgainAsync(lab, ip, owner, TimeSpan.FromSeconds(30)) ? (DateTimeOffset.UtcNow - repaired).TotalSeconds : null;
+    if (back is null)
+    {
+        lab.StartSpeaker(owner);
+        await lab.WaitForSpeakersAsync([owner]);
+        if (!await AnswersAgainAsync(lab, ip, owner, TimeSpan.FromSeconds(30)))
         {
-            moved.TrySetResult(Stopwatch.GetTimestamp());
+            throw new InvalidOperationException($"{owner} does not answer for {ip} again after {fault.Name}, even with its speaker restarted");
         }
-    };
-    arping.BeginOutputReadLine();
-    await Task.Delay(300);
-    var signalled = Stopwatch.GetTimestamp();
-    start.SetResult(signalled);
-    await lab.Speaker(owner).SignalAsync(signal);
-    var at = await moved.Task.WaitAsync(TimeSpan.FromSeconds(30));
-    arping.Kill(entireProcessTree: true);
-    return Stopwatch.GetElapsedTime(signalled, at).TotalSeconds;
+    }
+
+    await Task.Delay(500);
+    var (doubled, silent, asked) = watch.Tally();
+    return new Trial(failover, doubled, silent, watch.LongestSilence(until: repaired), watch.LongestSilence(from: repaired), back, asked, [.. watch.Doubles()]);
 }
+
+static async Task<bool> AnswersAgainAsync(Lab lab, string ip, string node, TimeSpan timeout)
+{
+    var deadline = DateTimeOffset.UtcNow + timeout;
+    while (DateTimeOffset.UtcNow < deadline)
+    {
+        if (await lab.ArpingAsync(ip) == lab.Macs[node])
+        {
+            return true;
+        }
+
+        await Task.Delay(50);
+    }
+
+    return false;
+}
+
+/// <summary>
+/// One row of the heartbeat table: <paramref name="count"/> simulated nodes sending heartbeats (members or not)
+/// while the speakers' CPU and the frames into their eth0 are measured over <see cref="Timing.Window"/>.
+/// </summary>
+static async Task<string> HeartbeatStepAsync(Lab lab, string ip, int count, bool members)
+{
+    var names = Enumerable.Range(0, count).Select(Probe.SimulatedNode).ToArray();
+    if (members)
+    {
+        await AddMembersAsync(lab, names);
+    }
+
+    var seconds = (Timing.Settle + Timing.Window + TimeSpan.FromSeconds(1)).TotalSeconds;
+    using var sender = count == 0 ? null : new Shell.Background("ip", ProbeCommand(lab, "heartbeats", count.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)));
+    using var watch = await ArpWatch.StartAsync(lab, ip);
+    await Task.Delay(Timing.Settle);
+    var cpu = Lab.Nodes.ToDictionary(n => n, n => CpuSeconds(lab.Speaker(n).Pid));
+    var received = new Dictionary<string, long>();
+    foreach (var node in Lab.Nodes)
+    {
+        received[node] = await ReceivedAsync(lab, node);
+    }
+
+    var senderCpu = sender is null ? 0 : CpuSeconds(sender.Pid);
+    await Task.Delay(Timing.Window);
+    var window = Timing.Window.TotalSeconds;
+    var columns = new List<string>();
+    foreach (var node in Lab.Nodes)
+    {
+        columns.Add($"{(await ReceivedAsync(lab, node) - received[node]) / window:N0}");
+        columns.Add($"{(CpuSeconds(lab.Speaker(node).Pid) - cpu[node]) / window * 100:F1} %");
+    }
+
+    var sent = "- | - | -";
+    if (sender is not null)
+    {
+        senderCpu = (CpuSeconds(sender.Pid) - senderCpu) / window * 100;
+        if (!await sender.WaitForExitAsync(TimeSpan.FromSeconds(30)))
+        {
+            throw new InvalidOperationException("the heartbeat sender did not finish");
+        }
+
+        // frames sent, seconds, achieved rate, frame length
+        var parts = sender.Lines.Last(l => l.Length > 0).Split(' ');
+        sent = $"{count * 10:N0} / {double.Parse(parts[2], CultureInfo.InvariantCulture):N0} | {parts[3]} B | {senderCpu:F1} %";
+    }
+
+    var (doubled, _, _) = watch.Tally();
+    if (members)
+    {
+        await RemoveMembersAsync(lab);
+    }
+
+    await Task.Delay(TimeSpan.FromSeconds(3)); // the simulated nodes forgotten before the next step
+    return $"| {count:N0}{(count == 0 ? "" : members ? " members" : " not members")} | {sent} | {string.Join(" | ", columns)} | {doubled * 1000:F0} ms | {watch.LongestSilence():F2} s |";
+}
+
+/// <summary>
+/// Makes the simulated nodes members that never win: a speaker Lease each, as a real speaker's (membership), and a
+/// Node the election excludes, so no address goes to a node that cannot answer.
+/// </summary>
+static async Task AddMembersAsync(Lab lab, string[] names)
+{
+    var duration = (int)Math.Ceiling(new SpeakerOptions().LeaseDuration.TotalSeconds);
+    await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (name, cancel) =>
+    {
+        await lab.Client.CoreV1.CreateNodeAsync(
+            new V1Node { Metadata = new V1ObjectMeta { Name = name, Labels = new Dictionary<string, string> { [Election.ExcludeLabel] = "", [Timing.SimulatedLabel] = "" } } },
+            cancellationToken: cancel);
+        await lab.Client.CoordinationV1.CreateNamespacedLeaseAsync(
+            new V1Lease
+            {
+                Metadata = new V1ObjectMeta
+                {
+                    Name = SpeakerLease.NameFor(name),
+                    Labels = new Dictionary<string, string> { [SpeakerLease.ComponentLabel] = SpeakerLease.ComponentValue, [Timing.SimulatedLabel] = "" },
+                },
+                Spec = new V1LeaseSpec { HolderIdentity = name, LeaseDurationSeconds = duration, AcquireTime = DateTime.UtcNow, RenewTime = DateTime.UtcNow },
+            },
+            Lab.InstallNamespace,
+            cancellationToken: cancel);
+    });
+}
+
+static async Task RemoveMembersAsync(Lab lab)
+{
+    await lab.Client.CoordinationV1.DeleteCollectionNamespacedLeaseAsync(Lab.InstallNamespace, labelSelector: Timing.SimulatedLabel);
+    await lab.Client.CoreV1.DeleteCollectionNodeAsync(labelSelector: Timing.SimulatedLabel);
+}
+
+/// <summary>Frames received on the node's LAN interface so far (the kernel's count, before any capture filter).</summary>
+static async Task<long> ReceivedAsync(Lab lab, string node) =>
+    long.Parse((await Shell.MustAsync("ip", "netns", "exec", lab.NodeNs(node), "cat", "/sys/class/net/eth0/statistics/rx_packets")).Trim(), CultureInfo.InvariantCulture);
+
+static string Load() => "load average " + string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) + " (1 / 5 / 15 min)";
 
 static double CpuSeconds(int pid)
 {
@@ -144,3 +307,46 @@ static long PeakRss(int pid) => StatusKb(pid, "VmHWM:");
 
 static long StatusKb(int pid, string field) =>
     long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(field, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+
+/// <summary>A fault done to the node answering for an address, and its repair.</summary>
+internal sealed record Fault(string Name, Func<Lab, string, Task> Inflict, Func<Lab, string, Task> Repair)
+{
+    public static readonly Fault[] All =
+    [
+        new("owner SIGKILLed", (lab, node) => lab.Speaker(node).SignalAsync("KILL"), RestartAsync),
+        new("owner SIGTERMed", (lab, node) => lab.Speaker(node).SignalAsync("TERM"), async (lab, node) =>
+        {
+            // It deletes its lease on the way out: let it, or the restarted speaker's lease would be deleted under it.
+            await lab.Speaker(node).WaitForExitAsync(TimeSpan.FromSeconds(10));
+            await RestartAsync(lab, node);
+        }),
+        new("owner's LAN link down", (lab, node) => lab.SetLanLinkAsync(node, up: false), (lab, node) => lab.SetLanLinkAsync(node, up: true)),
+        new("owner's LAN interface deleted", (lab, node) => lab.DeleteLanLinkAsync(node), (lab, node) => lab.AddLanLinkAsync(node)),
+    ];
+
+    private static async Task RestartAsync(Lab lab, string node)
+    {
+        lab.StartSpeaker(node);
+        await lab.WaitForSpeakersAsync([node]);
+    }
+}
+
+/// <param name="Failover">Seconds from the fault to another node's first answer; null if nobody took over within 10 s.</param>
+/// <param name="Back">Seconds from the repair (a restart included) to the node answering again; null if it did not within 30 s (its speaker was restarted).</param>
+/// <param name="SilenceAtFault">The longest silence that began before the repair: the failover's.</param>
+/// <param name="SilenceAtReturn">The longest silence that began after it: the node taking its address back.</param>
+internal sealed record Trial(double? Failover, double Doubled, double Silent, double SilenceAtFault, double SilenceAtReturn, double? Back, int Asked, string[] Doubles);
+
+internal static class Timing
+{
+    /// <summary>How long a fault lasts at least: an outage a node notices (netlink, a rescan), not a blip.</summary>
+    public static readonly TimeSpan Hold = TimeSpan.FromSeconds(2);
+
+    /// <summary>After the simulated nodes start: their first heartbeats and Leases change who is alive, which passes follow.</summary>
+    public static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
+
+    public static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
+
+    /// <summary>Marks the simulated nodes' Nodes and Leases, to delete exactly those.</summary>
+    public const string SimulatedLabel = "bench.lballocator.io/simulated";
+}

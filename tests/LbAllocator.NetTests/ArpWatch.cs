@@ -36,7 +36,8 @@ public sealed partial class ArpWatch : IDisposable
         var request = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}-question.pcap");
         Pcap.Write(request, [question]);
         var capture = await Shell.CaptureAsync(lab.ClientNs, "-n", "-e", "-l", "-tt", "arp");
-        var asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "-i", "eth0", request]);
+        // nanosleep between questions: tcpreplay's default timer spins, half a core or more of the lab's two.
+        var asker = new Shell.Background("ip", ["netns", "exec", lab.ClientNs, "tcpreplay", "--pps=50", "--loop=0", "--timer=nano", "-i", "eth0", request]);
         return new ArpWatch(ip, request, capture, asker);
     }
 
@@ -88,9 +89,15 @@ public sealed partial class ArpWatch : IDisposable
         return (doubled, silent, questions.Count);
     }
 
-    /// <summary>The longest time from a question nobody answered to the next answered one, in seconds (0 if every one was answered).</summary>
-    public double LongestSilence()
+    /// <summary>
+    /// The longest time from a question nobody answered to the next answered one, in seconds (0 if every one was
+    /// answered); only silences that began at or after <paramref name="from"/> and before <paramref name="until"/>
+    /// when given (to tell a failover's silence from a return's).
+    /// </summary>
+    public double LongestSilence(DateTimeOffset? from = null, DateTimeOffset? until = null)
     {
+        var first = from?.ToUnixTimeMilliseconds() / 1000.0 ?? double.MinValue;
+        var last = until?.ToUnixTimeMilliseconds() / 1000.0 ?? double.MaxValue;
         var (longest, since) = (0.0, (double?)null);
         foreach (var (at, answers) in Questions())
         {
@@ -100,7 +107,7 @@ public sealed partial class ArpWatch : IDisposable
             }
             else if (since is { } start)
             {
-                longest = Math.Max(longest, at - start);
+                longest = start >= first && start < last ? Math.Max(longest, at - start) : longest;
                 since = null;
             }
         }
