@@ -23,7 +23,7 @@ public class EngineRulesTests
         Ports = [new ServicePort(protocol, port)],
     };
 
-    private static string Ips(AllocationResult r) => string.Join(",", r.Ips);
+    private static string Ips(AllocationOutcome r) => string.Join(",", r.Ips);
 
     [Fact]
     public void Lowest_free_address_in_declaration_order_then_exhaustion_with_counts()
@@ -33,7 +33,7 @@ public class EngineRulesTests
         var got = Enumerable.Range(0, 4).Select(i => allocator.Reconcile(Svc($"s{i}"))).ToList();
 
         Assert.Equal(["192.0.2.10", "192.0.2.11", "192.0.2.1", ""], got.Select(Ips));
-        Assert.Equal("no available IPs in pool \"web\" (3 of 3 assigned)", got[3].Error);
+        Assert.Equal("no available IPs in pool \"web\" (3 of 3 assigned)", got[3].Problem);
     }
 
     [Fact]
@@ -64,7 +64,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s") with { LoadBalancerClass = serviceClass });
 
-        Assert.Equal(handled, result.Managed);
+        Assert.Equal(handled, result is not AllocationOutcome.NotOurs);
         Assert.Equal(handled ? 1 : 0, result.Ips.Count);
     }
 
@@ -76,7 +76,8 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s") with { Type = "ClusterIP" });
 
-        Assert.False(result.Managed);
+        var released = Assert.IsType<AllocationOutcome.Released>(result);
+        Assert.Equal("192.0.2.0", string.Join(",", released.Freed));
         Assert.True(result.Changed);
         Assert.Equal(0u, (uint)allocator.GetStats("p").AssignedIPv4);
     }
@@ -115,7 +116,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s", annotations: annotations) with { LoadBalancerIP = loadBalancerIP });
 
-        Assert.Contains(expected, result.Ips.Count > 0 ? Ips(result) : result.Error, StringComparison.Ordinal);
+        Assert.Contains(expected, result.Ips.Count > 0 ? Ips(result) : result.Problem, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -165,7 +166,7 @@ public class EngineRulesTests
 
         Assert.Equal("192.0.2.0", Ips(prefer));
         Assert.Empty(require.Ips);
-        Assert.Equal("pool \"v4\" has no IPv6 addresses", require.Error);
+        Assert.Equal("pool \"v4\" has no IPv6 addresses", require.Problem);
     }
 
     [Theory]
@@ -194,7 +195,7 @@ public class EngineRulesTests
         var second = allocator.Reconcile(Svc("web", annotations: Request(secondKey), port: secondPort, protocol: secondProtocol));
 
         Assert.Equal(shared, second.Ips.Count == 1);
-        Assert.Equal(reason, second.Error);
+        Assert.Equal(reason, second.Problem);
         // A shared address counts once.
         Assert.Equal(1u, (uint)allocator.GetStats("p").AssignedIPv4);
     }
@@ -223,7 +224,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("web", annotations: key, port: 53));
 
-        Assert.Equal("no available IPs in pool \"p\" (1 of 1 assigned); IP 192.0.2.5 is used by default/db and cannot be shared: port 53/TCP overlaps", result.Error);
+        Assert.Equal("no available IPs in pool \"p\" (1 of 1 assigned); IP 192.0.2.5 is used by default/db and cannot be shared: port 53/TCP overlaps", result.Problem);
     }
 
     [Fact]
@@ -235,7 +236,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("web", annotations: key));
 
-        Assert.Equal("IP 192.0.2.5 is used by default/db and cannot be shared: port 80/TCP overlaps", result.Error);
+        Assert.Equal("IP 192.0.2.5 is used by default/db and cannot be shared: port 80/TCP overlaps", result.Problem);
     }
 
     [Fact]
@@ -278,7 +279,7 @@ public class EngineRulesTests
         var result = allocator.Reconcile(Svc("s", annotations: new() { [ServiceAnnotations.LoadBalancerIPs] = "not-an-ip" }));
 
         Assert.Equal("192.0.2.0", Ips(result));
-        Assert.Contains("\"not-an-ip\" is not a valid IP address", result.Error, StringComparison.Ordinal);
+        Assert.Contains("\"not-an-ip\" is not a valid IP address", result.Problem, StringComparison.Ordinal);
         Assert.False(result.Changed);
     }
 
