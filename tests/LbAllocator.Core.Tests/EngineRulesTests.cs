@@ -169,6 +169,90 @@ public class EngineRulesTests
         Assert.Equal("pool \"v4\" has no IPv6 addresses", require.Problem);
     }
 
+    // The cases (MetalLB's allocator tables): pool3 = 1000::/127 only.
+    [Theory]
+    [InlineData("named", "pool3")]
+    [InlineData("only IPv6 autoAssign pools", null)]
+    public void PreferDualStack_settles_for_its_second_family_when_no_pool_has_the_first(string why, string? named)
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("pool3", ["1000::/127"]), new PoolSpec("v4-manual", ["192.0.2.0/29"], AutoAssign: false)));
+        var annotations = named is null ? [] : new Dictionary<string, string> { [ServiceAnnotations.AddressPool] = named };
+
+        var result = allocator.Reconcile(Svc("s", annotations: annotations, families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        var assigned = Assert.IsType<AllocationOutcome.Assigned>(result);
+        Assert.True(Ips(assigned) == "1000::", why);
+        Assert.Equal("pool3", assigned.FromPool);
+    }
+
+    [Fact]
+    public void PreferDualStack_takes_the_first_listed_family_an_admitting_pool_can_give()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("a-v4", ["192.0.2.7"]), new PoolSpec("b-v6", ["2001:db8::/126"])));
+
+        var sixFirst = allocator.Reconcile(Svc("six-first", families: ["IPv6", "IPv4"], policy: "PreferDualStack"));
+        var fourFirst = allocator.Reconcile(Svc("four-first", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+        // IPv4 is now used up: the next one settles for IPv6 rather than wait.
+        var fourGone = allocator.Reconcile(Svc("four-gone", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        Assert.Equal("2001:db8::", Ips(sixFirst));
+        Assert.Equal("192.0.2.7", Ips(fourFirst));
+        Assert.Equal("2001:db8::1", Ips(fourGone));
+    }
+
+    [Fact]
+    public void PreferDualStack_that_gets_nothing_says_why_the_pools_are_full_not_which_family_they_lack()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("v4", ["192.0.2.7"])));
+        allocator.Reconcile(Svc("filler"));
+
+        var result = allocator.Reconcile(Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        Assert.Equal("no available IPs in pool \"v4\" (1 of 1 assigned)", Assert.IsType<AllocationOutcome.Pending>(result).Reason);
+    }
+
+    [Fact]
+    public void PreferDualStack_keeps_a_held_address_of_its_second_family_alone()
+    {
+        // As after coming from MetalLB: it holds just 1000::1 of a pool without IPv4.
+        var pools = Pools(new PoolSpec("pool3", ["1000::/127"]), new PoolSpec("dual", ["192.0.2.0/29", "2001:db8::/125"]));
+        var service = Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack") with { IngressIps = ["1000::1"] };
+
+        var atStart = new Allocator(pools: pools).ReconcileAll([service]).Single();
+        var onChange = new Allocator(pools: pools).Reconcile(service);
+
+        Assert.Equal("1000::1", Ips(atStart));
+        Assert.Equal("1000::1", Ips(onChange));
+        Assert.Equal("pool3", onChange.Pool);
+    }
+
+    [Fact]
+    public void PreferDualStack_keeps_its_IPv6_address_when_its_pool_loses_the_IPv4_range()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("pool3", ["192.0.2.0/29", "1000::/127"])));
+        allocator.Reconcile(Svc("filler", families: ["IPv6"]));
+        var before = allocator.Reconcile(Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+        Assert.Equal("192.0.2.0,1000::1", Ips(before));
+
+        var changes = allocator.SetPools(Pools(new PoolSpec("pool3", ["1000::/127"])));
+
+        Assert.True(allocator.TryGetAssignment("default", "s", out var ips, out _));
+        Assert.Equal("1000::1", string.Join(",", ips));
+        Assert.Equal("1000::1", Ips(Assert.Single(changes)));
+    }
+
+    [Fact]
+    public void RequireDualStack_holding_one_family_is_topped_up_from_its_pool_or_allocated_anew()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("v4", ["198.51.100.0/29"]), new PoolSpec("dual", ["192.0.2.0/29", "2001:db8::/125"])));
+
+        var topped = allocator.Reconcile(Svc("topped", families: ["IPv4", "IPv6"], policy: "RequireDualStack") with { IngressIps = ["192.0.2.3"] });
+        var moved = allocator.Reconcile(Svc("moved", families: ["IPv4", "IPv6"], policy: "RequireDualStack") with { IngressIps = ["198.51.100.3"] });
+
+        Assert.Equal("192.0.2.3,2001:db8::", Ips(topped));
+        Assert.Equal("192.0.2.0,2001:db8::1", Ips(moved));
+    }
+
     [Theory]
     [InlineData("dns", "dns", 53, "UDP", 53, "TCP", true, null)]
     [InlineData("dns", "dns", 53, "TCP", 53, "TCP", false, "IP 192.0.2.5 is used by default/db and cannot be shared: port 53/TCP overlaps")]
@@ -278,8 +362,10 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s", annotations: new() { [ServiceAnnotations.LoadBalancerIPs] = "not-an-ip" }));
 
-        Assert.Equal("192.0.2.0", Ips(result));
-        Assert.Contains("\"not-an-ip\" is not a valid IP address", result.Problem, StringComparison.Ordinal);
+        var kept = Assert.IsType<AllocationOutcome.KeptInvalid>(result);
+        Assert.Equal("192.0.2.0", Ips(kept));
+        Assert.Equal("p", kept.Pool);
+        Assert.Contains("\"not-an-ip\" is not a valid IP address", kept.Reason, StringComparison.Ordinal);
         Assert.False(result.Changed);
     }
 
