@@ -61,7 +61,7 @@ public sealed class Allocator
             holdings.Add(new Holding(service, before?.Ips ?? ParseIngress(service), before));
         }
 
-        return Settle(holdings);
+        return Settle(holdings, serveInKeyOrder: false);
     }
 
     /// <summary>Forgets a deleted Service and frees its addresses. Call <see cref="RetryPending"/> afterwards.</summary>
@@ -113,7 +113,7 @@ public sealed class Allocator
         _autoAssignOrder = [.. _pools.Values.Where(p => p.Pool.AutoAssign).OrderBy(p => p, AutoAssignOrder.Instance)];
 
         // Served in key order: pool edits have no arrival order, and the outcome must not depend on the dictionary's.
-        var outcomes = Settle([.. previous.OrderBy(a => a.Service.Key, StringComparer.Ordinal).Select(a => new Holding(a.Service, a.Ips, a))]);
+        var outcomes = Settle([.. previous.Select(a => new Holding(a.Service, a.Ips, a))], serveInKeyOrder: true);
         var results = outcomes.Where(o => o.Changed).ToList();
         results.AddRange(RetryPending());
         return results;
@@ -153,22 +153,49 @@ public sealed class Allocator
     /// is still valid, and nothing else. Only then is each served in the order given: topped up, or given new
     /// addresses if it kept none, so no Service is handed an address another one validly holds.
     /// </summary>
-    /// <returns>The outcomes in the order given, each compared with the holding's <see cref="Holding.Before"/>.</returns>
-    private List<AllocationOutcome> Settle(IReadOnlyList<Holding> holdings)
+    /// <param name="serveInKeyOrder">Serve in key order rather than in the order given (where there is no arrival order).</param>
+    /// <returns>The outcomes in the order given or in key order, each compared with the holding's <see cref="Holding.Before"/>.</returns>
+    private List<AllocationOutcome> Settle(IReadOnlyList<Holding> holdings, bool serveInKeyOrder)
     {
-        var claims = new Dictionary<string, IReadOnlyList<Ip>>(StringComparer.Ordinal);
-        foreach (var holding in holdings.Where(h => h.Held.Count > 0 && IsManaged(h.Service)).OrderBy(h => h.Service.Key, StringComparer.Ordinal))
+        var inKeyOrder = holdings.OrderBy(h => h.Service.Key, StringComparer.Ordinal).ToList();
+
+        // Claims that are all their Service asks for are settled here; the others stay assigned, to be served below.
+        var settled = new Dictionary<string, AllocationOutcome>(StringComparer.Ordinal);
+        foreach (var holding in inKeyOrder)
         {
-            var request = ServiceRequest.Parse(holding.Service, out _);
-            if (ValidClaim(holding.Service, request, holding.Held) is { } claim)
+            if (holding.Held.Count == 0 || !IsManaged(holding.Service))
+            {
+                continue;
+            }
+
+            var service = holding.Service;
+            var request = ServiceRequest.Parse(service, out var error);
+            if (ValidClaim(service, request, holding.Held) is { } claim)
             {
                 Assign(claim);
-                claims[holding.Service.Key] = claim.Ips;
+                if (IsAllItAsks(claim, request))
+                {
+                    _pending.Remove(service.Key);
+                    settled[service.Key] = Outcome(service, request, claim, error, holding.Before);
+                }
             }
         }
 
-        return [.. holdings.Select(h => Serve(h.Service, claims.GetValueOrDefault(h.Service.Key, []), h.Before))];
+        var outcomes = new List<AllocationOutcome>(holdings.Count);
+        foreach (var holding in serveInKeyOrder ? inKeyOrder : holdings)
+        {
+            var key = holding.Service.Key;
+            outcomes.Add(settled.TryGetValue(key, out var outcome)
+                ? outcome
+                : Serve(holding.Service, _assignments.TryGetValue(key, out var claim) ? claim.Ips : [], holding.Before));
+        }
+
+        return outcomes;
     }
+
+    /// <summary>Whether serving the claim could add nothing: an invalid request gets nothing new, and otherwise it holds every address it asks for.</summary>
+    private static bool IsAllItAsks(Assignment claim, ServiceRequest? request) =>
+        request is null || claim.Ips.Count == (request.RequestedIps.Count > 0 ? request.RequestedIps.Count : request.Wanted.Count);
 
     /// <summary>
     /// Decides for one Service from the addresses it may keep (<paramref name="held"/>): keeps the valid ones and
@@ -203,15 +230,21 @@ public sealed class Allocator
             _pending[service.Key] = (waiting.Service is null ? _arrivals++ : waiting.Order, service);
         }
 
+        return Outcome(service, request, assignment, error, before);
+    }
+
+    /// <summary>The outcome for a managed Service, from its parsed request (null: invalid) and what it was assigned.</summary>
+    private static AllocationOutcome Outcome(ServiceInfo service, ServiceRequest? request, Assignment? assignment, string? error, Assignment? before)
+    {
         var ips = assignment?.Ips ?? [];
         var pool = assignment?.Pool.Pool.Name;
-        AllocationOutcome outcome = (request, assignment) switch
+        var changed = !ips.SequenceEqual(before?.Ips ?? []) || pool != before?.Pool.Pool.Name;
+        return (request, assignment) switch
         {
-            (null, _) => new AllocationOutcome.KeptInvalid(service.Namespace, service.Name, ips, pool, error!),
-            (_, null) => new AllocationOutcome.Pending(service.Namespace, service.Name, error!),
-            _ => new AllocationOutcome.Assigned(service.Namespace, service.Name, ips, pool!),
+            (null, _) => new AllocationOutcome.KeptInvalid(service.Namespace, service.Name, ips, pool, error!) { Changed = changed },
+            (_, null) => new AllocationOutcome.Pending(service.Namespace, service.Name, error!) { Changed = changed },
+            _ => new AllocationOutcome.Assigned(service.Namespace, service.Name, ips, pool!) { Changed = changed },
         };
-        return outcome with { Changed = !ips.SequenceEqual(before?.Ips ?? []) || pool != before?.Pool.Pool.Name };
     }
 
     /// <summary>The addresses a Service carries in its status: at most one per family, the first listed.</summary>
@@ -230,12 +263,13 @@ public sealed class Allocator
             return null;
         }
 
-        IEnumerable<Ip> candidates = request is null ? held : held.Where(ip => request.Wanted.Contains(ip.Family)).OrderBy(ip => ip.Family == request.Primary ? 0 : 1);
+        // At most one address per family is held; the primary family goes first.
+        IReadOnlyList<Ip> candidates = request is not null && held.Count == 2 && held[1].Family == request.Primary ? [held[1], held[0]] : held;
         PoolState? pool = null;
         List<Ip>? kept = null;
         foreach (var ip in candidates)
         {
-            if (request is not null && request.RequestedIps.Count > 0 && !request.RequestedIps.Contains(ip))
+            if (request is not null && (!request.Wants(ip.Family) || (request.RequestedIps.Count > 0 && !request.RequestedIps.Contains(ip))))
             {
                 continue;
             }
@@ -332,8 +366,8 @@ public sealed class Allocator
             : [request.Wanted];
 
         // Why pools failed; "has no IPv6 addresses" only when no pool failed for a better reason (full, not shareable).
-        var reasons = new List<string>();
-        var lacksFamily = new List<string>();
+        List<string>? reasons = null;
+        List<string>? lacksFamily = null;
         foreach (var families in attempts)
         {
             foreach (var pool in candidates)
@@ -344,11 +378,18 @@ public sealed class Allocator
                     return assignment;
                 }
 
-                (families.All(pool.Pool.Has) ? reasons : lacksFamily).Add(reason!);
+                if (families.All(pool.Pool.Has))
+                {
+                    (reasons ??= []).Add(reason!);
+                }
+                else
+                {
+                    (lacksFamily ??= []).Add(reason!);
+                }
             }
         }
 
-        error = string.Join("; ", (reasons.Count > 0 ? reasons : lacksFamily).Distinct(StringComparer.Ordinal));
+        error = string.Join("; ", (reasons ?? lacksFamily)!.Distinct(StringComparer.Ordinal));
         return null;
     }
 
@@ -513,7 +554,19 @@ public sealed class Allocator
         return null;
     }
 
-    private PoolState? PoolContaining(Ip ip) => _pools.Values.FirstOrDefault(p => p.Pool.Contains(ip));
+    private PoolState? PoolContaining(Ip ip)
+    {
+        // A loop, not LINQ: called for every held address at a start or pool edit, where garbage costs most.
+        foreach (var pool in _pools.Values)
+        {
+            if (pool.Pool.Contains(ip))
+            {
+                return pool;
+            }
+        }
+
+        return null;
+    }
 
     private void Assign(Assignment assignment)
     {
