@@ -33,7 +33,7 @@ for (var i = 0; i < PoolSize; i++)
     var start = Stopwatch.GetTimestamp();
     var result = allocator.Reconcile(services[i]);
     fillTimes[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
-    Check(result.Ips.Count == 1, $"allocation {i} failed: {result.Error}");
+    Check(result.Ips.Count == 1, $"allocation {i} failed: {result.Problem}");
 }
 
 fillClock.Stop();
@@ -80,7 +80,7 @@ foreach (var level in new[] { 0.01, 0.50, 0.99 })
     Row($"{level:P0}", times, $" {ours / Percentile(times, 0.50):F3} |");
 }
 
-Check(allocator.Reconcile(Service("one-too-many")).Error is { } full && full.Contains("65536 of 65536", StringComparison.Ordinal), "a full pool must refuse");
+Check(allocator.Reconcile(Service("one-too-many")).Problem is { } full && full.Contains("65536 of 65536", StringComparison.Ordinal), "a full pool must refuse");
 allocator.Release("default", "one-too-many");
 
 // 2. Churn: release random Services and allocate new ones at a steady fill level; the free addresses

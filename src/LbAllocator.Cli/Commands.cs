@@ -56,9 +56,12 @@ internal static class Commands
         var results = allocator.ReconcileAll(services);
         var rows = services.Zip(results)
             .Where(pair => pair.First.Type == "LoadBalancer")
-            .Select(pair => pair.Second.Managed
-                ? pair.Second
-                : pair.Second with { Error = $"spec.loadBalancerClass is \"{pair.First.LoadBalancerClass}\"; lballocator handles Services without a class" })
+            .Select(pair => new PlanRow(pair.Second.Namespace, pair.Second.Name, pair.Second.Ips, pair.Second.Pool, pair.Second switch
+            {
+                AllocationOutcome.NotOurs or AllocationOutcome.Released =>
+                    $"spec.loadBalancerClass is \"{pair.First.LoadBalancerClass}\"; lballocator handles Services without a class",
+                _ => pair.Second.Problem,
+            }))
             .ToList();
         var pools = checkedInput.Config.Pools.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
 
@@ -73,6 +76,9 @@ internal static class Commands
 
         return CliApp.Ok;
     }
+
+    /// <summary>One Service of the plan as printed: its addresses and pool, or why it has none.</summary>
+    private sealed record PlanRow(string Namespace, string Name, IReadOnlyList<Ip> Ips, string? Pool, string? Message);
 
     private sealed record CheckedInput(ValidatedConfig Config, List<ServiceInfo> Services, List<string> Problems);
 
@@ -160,7 +166,7 @@ internal static class Commands
         return set;
     }
 
-    private static void WriteTables(TextWriter stdout, List<AllocationResult> rows, List<Pool> pools, Allocator allocator)
+    private static void WriteTables(TextWriter stdout, List<PlanRow> rows, List<Pool> pools, Allocator allocator)
     {
         WriteTable(stdout, ["NAMESPACE", "NAME", "TYPE", "EXTERNAL-IP", "POOL", "MESSAGE"], rows.Select(r => new[]
         {
@@ -169,7 +175,7 @@ internal static class Commands
             "LoadBalancer",
             r.Ips.Count > 0 ? string.Join(",", r.Ips) : "<pending>",
             r.Pool ?? "<none>",
-            r.Error ?? "",
+            r.Message ?? "",
         }));
         stdout.WriteLine();
         WriteTable(stdout, ["POOL", "AUTO ASSIGN", "ADDRESSES", "IPv4 ASSIGNED", "IPv4 AVAILABLE", "IPv6 ASSIGNED", "IPv6 AVAILABLE"], pools.Select(p =>
@@ -204,7 +210,7 @@ internal static class Commands
         }
     }
 
-    private static void WriteJson(TextWriter stdout, List<AllocationResult> rows, IEnumerable<PoolStats> pools)
+    private static void WriteJson(TextWriter stdout, List<PlanRow> rows, IEnumerable<PoolStats> pools)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -224,7 +230,7 @@ internal static class Commands
 
                 json.WriteEndArray();
                 json.WriteString("pool", row.Pool);
-                json.WriteString("error", row.Error);
+                json.WriteString("error", row.Message);
                 json.WriteEndObject();
             }
 

@@ -210,7 +210,7 @@ public sealed partial class Reconciler
         }
 
         using var timer = _metrics.TimeReconcile();
-        AllocationResult? result = null;
+        AllocationOutcome? result = null;
         V1Service? service;
         lock (_decisions)
         {
@@ -239,7 +239,7 @@ public sealed partial class Reconciler
             if (result.Changed && _logger.IsEnabled(LogLevel.Information))
             {
                 var ips = string.Join(",", result.Ips);
-                LogReconciled(key, ips, result.Pool, result.Error);
+                LogReconciled(key, result.GetType().Name, ips, result.Pool, result.Problem);
             }
         }
     }
@@ -356,8 +356,8 @@ public sealed partial class Reconciler
     [LoggerMessage(Level = LogLevel.Information, Message = "Leading: claimed addresses of {Services} Services with {Pools} valid pools")]
     private partial void LogStarted(int services, int pools);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Service {Service}: addresses={Addresses} pool={Pool} error={Error}")]
-    private partial void LogReconciled(string service, string addresses, string? pool, string? error);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Service {Service}: {Outcome} addresses={Addresses} pool={Pool} problem={Problem}")]
+    private partial void LogReconciled(string service, string outcome, string addresses, string? pool, string? problem);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);

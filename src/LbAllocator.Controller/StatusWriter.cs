@@ -39,33 +39,33 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     public void ForgetEvents(string key) => _events.Forget(key);
 
     /// <summary>
-    /// Brings the Service in line with the allocator's result. The address comes first, in one write that
+    /// Brings the Service in line with the allocator's outcome. The address comes first, in one write that
     /// carries the pool annotation too; the events describing it are queued, not waited for.
     /// </summary>
-    public async Task ApplyAsync(V1Service service, AllocationResult result, CancellationToken cancellationToken)
+    public async Task ApplyAsync(V1Service service, AllocationOutcome outcome, CancellationToken cancellationToken)
     {
-        var key = result.Key;
-        var held = ObjectMapper.IngressIps(service);
-        var desired = result.Ips.Select(ip => ip.ToString()).ToList();
-
-        // A Service we do not manage is left alone, unless it still shows addresses we gave it.
-        if (!result.Managed && !result.Changed)
+        // A Service we do not manage is left alone; one that stopped being ours loses what we gave it (Released).
+        if (outcome is AllocationOutcome.NotOurs)
         {
             return;
         }
 
+        var key = outcome.Key;
+        var held = ObjectMapper.IngressIps(service);
+        var desired = outcome.Ips.Select(ip => ip.ToString()).ToList();
+
         // A server without ingress.ipMode (before 1.29) drops it: absent is as good as VIP there, and
         // rewriting it would be a write per pass that changes nothing.
         var ingressCurrent = held.SequenceEqual(desired) && (service.Status?.LoadBalancer?.Ingress ?? []).All(i => i.IpMode is null or "VIP");
-        if (!ingressCurrent || PoolAnnotation(service) != result.Pool)
+        if (!ingressCurrent || PoolAnnotation(service) != outcome.Pool)
         {
-            var written = await WriteIngressAsync(service, desired, result.Pool, cancellationToken);
+            var written = await WriteIngressAsync(service, desired, outcome.Pool, cancellationToken);
 
             // kube-apiserver keeps metadata written through a Service's status; a server that takes only
             // the status there (as for custom resources) gets the annotation in a patch of its own.
-            if (PoolAnnotation(written) != result.Pool)
+            if (PoolAnnotation(written) != outcome.Pool)
             {
-                var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = result.Pool } } });
+                var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = outcome.Pool } } });
                 await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
             }
         }
@@ -77,22 +77,29 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             _events.Post(service, key, "Normal", "IPReleased", $"Released {string.Join(", ", released)}");
         }
 
-        if (result.Error is { } error)
+        // The failure metric counts by the event's reason, so a count leads straight to the events.
+        switch (outcome)
         {
-            // The metric counts by the event's reason, so a count leads straight to the events.
-            var reason = result.InvalidRequest ? "InvalidAnnotation" : "AllocationFailed";
-            metrics.Failed(reason);
-            _events.Post(service, key, "Warning", reason, result.InvalidRequest && desired.Count > 0 ? $"{error}; keeping {string.Join(", ", desired)}" : error);
-        }
-        else if (desired.Count > 0 && !held.SequenceEqual(desired))
-        {
-            metrics.Allocated(result.Pool ?? "");
-            _events.Post(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{result.Pool}\"");
-        }
+            case AllocationOutcome.KeptInvalid invalid:
+                metrics.Failed("InvalidAnnotation");
+                _events.Post(service, key, "Warning", "InvalidAnnotation", desired.Count > 0 ? $"{invalid.Reason}; keeping {string.Join(", ", desired)}" : invalid.Reason);
+                break;
+            case AllocationOutcome.Pending pending:
+                metrics.Failed("AllocationFailed");
+                _events.Post(service, key, "Warning", "AllocationFailed", pending.Reason);
+                break;
+            case AllocationOutcome.Assigned assigned:
+                if (!held.SequenceEqual(desired))
+                {
+                    metrics.Allocated(assigned.FromPool);
+                    _events.Post(service, key, "Normal", "IPAllocated", $"Assigned {string.Join(", ", desired)} from pool \"{assigned.FromPool}\"");
+                }
 
-        if (result.Error is null)
-        {
-            _events.Forget(key);
+                _events.Forget(key);
+                break;
+            case AllocationOutcome.Released:
+                _events.Forget(key);
+                break;
         }
     }
 

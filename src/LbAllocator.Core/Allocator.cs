@@ -6,22 +6,6 @@ public sealed record AllocatorOptions
     public string? LoadBalancerClass { get; init; }
 }
 
-/// <summary>The outcome for one Service: its addresses (possibly none) and, if something is wrong, why.</summary>
-public sealed record AllocationResult(
-    string Namespace,
-    string Name,
-    bool Managed,
-    IReadOnlyList<Ip> Ips,
-    string? Pool,
-    string? Error,
-    bool Changed)
-{
-    public string Key => $"{Namespace}/{Name}";
-
-    /// <summary>The Service's own fields or annotations are invalid (Error says which); it keeps what it held.</summary>
-    public bool InvalidRequest { get; init; }
-}
-
 public sealed record PoolStats(string Name, UInt128 AssignedIPv4, UInt128 AvailableIPv4, UInt128 AssignedIPv6, UInt128 AvailableIPv6);
 
 /// <summary>
@@ -52,22 +36,32 @@ public sealed class Allocator
     /// restart) while they are still valid, and otherwise releases them and allocates anew.
     /// When this frees addresses, call <see cref="RetryPending"/> so waiting Services can take them.
     /// </summary>
-    public AllocationResult Reconcile(ServiceInfo service) => Reconcile(service, prior: null);
+    public AllocationOutcome Reconcile(ServiceInfo service)
+    {
+        _assignments.TryGetValue(service.Key, out var before);
+        return Serve(service, before?.Ips ?? ParseIngress(service), before);
+    }
 
     /// <summary>
-    /// Reconciles a whole set, as at start-up: Services that already carry addresses first, so they keep
-    /// them, then the others in the order given. Results come back in the order given.
+    /// Settles a whole set, as at start-up or a new leader, from what each Service carries in its status:
+    /// every validly held address is claimed before any Service is served, so the set's order never decides
+    /// who keeps an address. Services needing new addresses are then served in the order given. Results
+    /// come back in the order given.
     /// </summary>
-    public IReadOnlyList<AllocationResult> ReconcileAll(IReadOnlyList<ServiceInfo> services)
+    public IReadOnlyList<AllocationOutcome> ReconcileAll(IReadOnlyList<ServiceInfo> services)
     {
-        var results = new AllocationResult[services.Count];
-        var order = Enumerable.Range(0, services.Count).OrderBy(i => services[i].IngressIps.Count > 0 ? 0 : 1);
-        foreach (var i in order)
+        var holdings = new List<Holding>(services.Count);
+        foreach (var service in services)
         {
-            results[i] = Reconcile(services[i]);
+            if (_assignments.TryGetValue(service.Key, out var before))
+            {
+                Unassign(before);
+            }
+
+            holdings.Add(new Holding(service, before?.Ips ?? ParseIngress(service), before));
         }
 
-        return results;
+        return Settle(holdings, serveInKeyOrder: false);
     }
 
     /// <summary>Forgets a deleted Service and frees its addresses. Call <see cref="RetryPending"/> afterwards.</summary>
@@ -85,12 +79,12 @@ public sealed class Allocator
     }
 
     /// <summary>Tries again, first come first served, the Services that are waiting for addresses. Returns those that got some.</summary>
-    public IReadOnlyList<AllocationResult> RetryPending()
+    public IReadOnlyList<AllocationOutcome> RetryPending()
     {
-        var results = new List<AllocationResult>();
+        var results = new List<AllocationOutcome>();
         foreach (var (_, service) in _pending.Values.OrderBy(p => p.Order).ToList())
         {
-            var result = Reconcile(service, prior: []);
+            var result = Serve(service, held: [], before: null);
             if (result.Ips.Count > 0)
             {
                 results.Add(result);
@@ -101,13 +95,13 @@ public sealed class Allocator
     }
 
     /// <summary>
-    /// Replaces the pools. Assignments whose addresses still lie in a pool admitting the Service are kept
-    /// (even if the pool was renamed or split); the others are released and reallocated, and waiting
-    /// Services are retried. Returns every Service whose addresses or pool changed.
+    /// Replaces the pools. Every Service keeps the addresses that still lie in one pool admitting it (even if
+    /// the pool was renamed or split, or lost the range of its other family); the others are released and
+    /// reallocated, and waiting Services are retried. Returns every Service whose addresses or pool changed.
     /// </summary>
-    public IReadOnlyList<AllocationResult> SetPools(IEnumerable<Pool> pools)
+    public IReadOnlyList<AllocationOutcome> SetPools(IEnumerable<Pool> pools)
     {
-        var previous = _assignments.Values.OrderBy(a => a.Service.Key, StringComparer.Ordinal).ToList();
+        var previous = _assignments.Values.ToList();
         _pools.Clear();
         _uses.Clear();
         _assignments.Clear();
@@ -118,32 +112,9 @@ public sealed class Allocator
 
         _autoAssignOrder = [.. _pools.Values.Where(p => p.Pool.AutoAssign).OrderBy(p => p, AutoAssignOrder.Instance)];
 
-        var results = new List<AllocationResult>();
-        var dropped = new List<Assignment>();
-        foreach (var old in previous)
-        {
-            var pool = PoolContaining(old.Ips[0]);
-            if (pool is not null && old.Ips.All(pool.Pool.Offers) && pool.Pool.AdmissionProblem(old.Service) is null
-                && old.Ips.All(ip => UseProblem(old.Service, ip) is null))
-            {
-                Assign(old with { Pool = pool });
-                if (pool.Pool.Name != old.Pool.Pool.Name)
-                {
-                    results.Add(Result(old.Service, old.Ips, old.Pool.Pool.Name, _assignments[old.Service.Key], error: null));
-                }
-            }
-            else
-            {
-                dropped.Add(old);
-            }
-        }
-
-        foreach (var old in dropped)
-        {
-            var result = Reconcile(old.Service, prior: []);
-            results.Add(result with { Changed = !result.Ips.SequenceEqual(old.Ips) || result.Pool != old.Pool.Pool.Name });
-        }
-
+        // Served in key order: pool edits have no arrival order, and the outcome must not depend on the dictionary's.
+        var outcomes = Settle([.. previous.Select(a => new Holding(a.Service, a.Ips, a))], serveInKeyOrder: true);
+        var results = outcomes.Where(o => o.Changed).ToList();
         results.AddRange(RetryPending());
         return results;
     }
@@ -176,33 +147,79 @@ public sealed class Allocator
     public IReadOnlyList<PoolStats> GetAllStats() =>
         [.. _pools.Keys.Order(StringComparer.Ordinal).Select(GetStats)];
 
-    private AllocationResult Reconcile(ServiceInfo service, IReadOnlyList<Ip>? prior)
+    /// <summary>
+    /// Settles Services whose current assignments were taken out of the state, in two passes. First each claims,
+    /// in key order (the tie-break when two hold one address they may not share), the part of what it holds that
+    /// is still valid, and nothing else. Only then is each served in the order given: topped up, or given new
+    /// addresses if it kept none, so no Service is handed an address another one validly holds.
+    /// </summary>
+    /// <param name="serveInKeyOrder">Serve in key order rather than in the order given (where there is no arrival order).</param>
+    /// <returns>The outcomes in the order given or in key order, each compared with the holding's <see cref="Holding.Before"/>.</returns>
+    private List<AllocationOutcome> Settle(IReadOnlyList<Holding> holdings, bool serveInKeyOrder)
     {
-        _assignments.TryGetValue(service.Key, out var previous);
-        prior ??= previous?.Ips ?? ParseIngress(service);
-        if (previous is not null)
+        var inKeyOrder = holdings.OrderBy(h => h.Service.Key, StringComparer.Ordinal).ToList();
+
+        // Claims that are all their Service asks for are settled here; the others stay assigned, to be served below.
+        var settled = new Dictionary<string, AllocationOutcome>(StringComparer.Ordinal);
+        foreach (var holding in inKeyOrder)
         {
-            Unassign(previous);
+            if (holding.Held.Count == 0 || !IsManaged(holding.Service))
+            {
+                continue;
+            }
+
+            var service = holding.Service;
+            var request = ServiceRequest.Parse(service, out var error);
+            if (ValidClaim(service, request, holding.Held) is { } claim)
+            {
+                Assign(claim);
+                if (IsAllItAsks(claim, request))
+                {
+                    _pending.Remove(service.Key);
+                    settled[service.Key] = Outcome(service, request, claim, error, holding.Before);
+                }
+            }
+        }
+
+        var outcomes = new List<AllocationOutcome>(holdings.Count);
+        foreach (var holding in serveInKeyOrder ? inKeyOrder : holdings)
+        {
+            var key = holding.Service.Key;
+            outcomes.Add(settled.TryGetValue(key, out var outcome)
+                ? outcome
+                : Serve(holding.Service, _assignments.TryGetValue(key, out var claim) ? claim.Ips : [], holding.Before));
+        }
+
+        return outcomes;
+    }
+
+    /// <summary>Whether serving the claim could add nothing: an invalid request gets nothing new, and otherwise it holds every address it asks for.</summary>
+    private static bool IsAllItAsks(Assignment claim, ServiceRequest? request) =>
+        request is null || claim.Ips.Count == (request.RequestedIps.Count > 0 ? request.RequestedIps.Count : request.Wanted.Count);
+
+    /// <summary>
+    /// Decides for one Service from the addresses it may keep (<paramref name="held"/>): keeps the valid ones and
+    /// tops them up, or allocates anew. <paramref name="before"/> is what the caller compares the outcome with.
+    /// </summary>
+    private AllocationOutcome Serve(ServiceInfo service, IReadOnlyList<Ip> held, Assignment? before)
+    {
+        if (_assignments.TryGetValue(service.Key, out var current))
+        {
+            Unassign(current);
         }
 
         _pending.Remove(service.Key, out var waiting);
         if (!IsManaged(service))
         {
-            return Result(service, previous?.Ips, previous?.Pool.Pool.Name, assignment: null, error: null, managed: false);
+            return before is null
+                ? new AllocationOutcome.NotOurs(service.Namespace, service.Name)
+                : new AllocationOutcome.Released(service.Namespace, service.Name, before.Ips) { Changed = true };
         }
 
         var request = ServiceRequest.Parse(service, out var error);
-        Assignment? assignment;
-        if (request is null)
-        {
-            // While its fields are broken the Service keeps what it holds, so a typo neither renumbers
-            // it nor frees its address for someone else.
-            assignment = TryKeep(service, request: null, prior);
-        }
-        else
-        {
-            assignment = TryKeep(service, request, prior) ?? Allocate(service, request, out error);
-        }
+        var assignment = request is null
+            ? ValidClaim(service, request, held) // while its fields are broken it keeps what it holds, and gets nothing new
+            : TryKeep(service, request, held) ?? Allocate(service, request, out error);
 
         if (assignment is not null)
         {
@@ -213,59 +230,99 @@ public sealed class Allocator
             _pending[service.Key] = (waiting.Service is null ? _arrivals++ : waiting.Order, service);
         }
 
-        return Result(service, previous?.Ips, previous?.Pool.Pool.Name, assignment, error) with { InvalidRequest = request is null };
+        return Outcome(service, request, assignment, error, before);
+    }
+
+    /// <summary>The outcome for a managed Service, from its parsed request (null: invalid) and what it was assigned.</summary>
+    private static AllocationOutcome Outcome(ServiceInfo service, ServiceRequest? request, Assignment? assignment, string? error, Assignment? before)
+    {
+        var ips = assignment?.Ips ?? [];
+        var pool = assignment?.Pool.Pool.Name;
+        var changed = !ips.SequenceEqual(before?.Ips ?? []) || pool != before?.Pool.Pool.Name;
+        return (request, assignment) switch
+        {
+            (null, _) => new AllocationOutcome.KeptInvalid(service.Namespace, service.Name, ips, pool, error!) { Changed = changed },
+            (_, null) => new AllocationOutcome.Pending(service.Namespace, service.Name, error!) { Changed = changed },
+            _ => new AllocationOutcome.Assigned(service.Namespace, service.Name, ips, pool!) { Changed = changed },
+        };
     }
 
     /// <summary>The addresses a Service carries in its status: at most one per family, the first listed.</summary>
     private static List<Ip> ParseIngress(ServiceInfo service) => [.. service.IngressAddresses.DistinctBy(ip => ip.Family)];
 
-    /// <summary>The held addresses if they still fit the request and the pools, topping up a missing family; else null.</summary>
-    private Assignment? TryKeep(ServiceInfo service, ServiceRequest? request, IReadOnlyList<Ip> prior)
+    /// <summary>
+    /// The part of <paramref name="held"/> the Service may keep, and nothing more: addresses of families it wants
+    /// (primary first), among those it requests if it requests some, offered by one pool that admits it (the one
+    /// it names, if it names one) and not used by a Service it may not share with. Null when nothing is left.
+    /// With an invalid request (null) every family counts: what it held stays until the request is fixed.
+    /// </summary>
+    private Assignment? ValidClaim(ServiceInfo service, ServiceRequest? request, IReadOnlyList<Ip> held)
     {
-        if (prior.Count == 0 || PoolContaining(prior[0]) is not { } pool
-            || !prior.All(pool.Pool.Offers) || pool.Pool.AdmissionProblem(service) is not null)
+        if (held.Count == 0)
         {
             return null;
         }
 
-        if (request is null)
+        // At most one address per family is held; the primary family goes first.
+        IReadOnlyList<Ip> candidates = request is not null && held.Count == 2 && held[1].Family == request.Primary ? [held[1], held[0]] : held;
+        PoolState? pool = null;
+        List<Ip>? kept = null;
+        foreach (var ip in candidates)
         {
-            return prior.All(ip => UseProblem(service, ip) is null) ? new Assignment(service, pool, prior) : null;
+            if (request is not null && (!request.Wants(ip.Family) || (request.RequestedIps.Count > 0 && !request.RequestedIps.Contains(ip))))
+            {
+                continue;
+            }
+
+            var containing = pool ?? PoolContaining(ip);
+            if (containing is null || !containing.Pool.Offers(ip) || containing.Pool.AdmissionProblem(service) is not null
+                || (request?.PoolName is { } named && named != containing.Pool.Name) || UseProblem(service, ip) is not null)
+            {
+                continue;
+            }
+
+            pool = containing;
+            (kept ??= []).Add(ip);
         }
 
-        if ((request.PoolName is not null && request.PoolName != pool.Pool.Name)
-            || (request.RequestedIps.Count > 0 && !(request.RequestedIps.Count == prior.Count && request.RequestedIps.All(prior.Contains))))
+        return kept is null ? null : new Assignment(service, pool!, kept);
+    }
+
+    /// <summary>
+    /// The valid part of what the Service holds, topped up from the same pool with a family it wants but lacks;
+    /// null when that does not make what it asks for. PreferDualStack settles for the family it holds when its
+    /// pool cannot give the other.
+    /// </summary>
+    private Assignment? TryKeep(ServiceInfo service, ServiceRequest request, IReadOnlyList<Ip> held)
+    {
+        if (ValidClaim(service, request, held) is not { } claim)
         {
             return null;
         }
 
-        var ips = new List<Ip>();
+        if (request.RequestedIps.Count > 0)
+        {
+            return claim.Ips.Count == request.RequestedIps.Count ? claim : null;
+        }
+
+        var ips = new List<Ip>(request.Wanted.Count);
         foreach (var family in request.Wanted)
         {
-            var held = prior.Where(ip => ip.Family == family).ToList();
-            if (held.Count > 0)
+            if (claim.Ips.Any(ip => ip.Family == family))
             {
-                if (UseProblem(service, held[0]) is not null)
-                {
-                    return null;
-                }
-
-                ips.Add(held[0]);
+                ips.Add(claim.Ips.First(ip => ip.Family == family));
             }
-            else if (request.RequestedIps.Count == 0)
+            else if (Lowest(service, claim.Pool, family) is { } ip)
             {
-                if (Lowest(service, pool, family) is { } ip)
-                {
-                    ips.Add(ip);
-                }
-                else if (family == request.Primary || request.Policy == FamilyPolicy.RequireDualStack)
-                {
-                    return null;
-                }
+                ips.Add(ip);
+            }
+            else if (request.Policy == FamilyPolicy.RequireDualStack)
+            {
+                return null;
             }
         }
 
-        return ips.Count > 0 ? new Assignment(service, pool, ips) : null;
+        return new Assignment(service, claim.Pool, ips);
     }
 
     private Assignment? Allocate(ServiceInfo service, ServiceRequest request, out string? error)
@@ -275,11 +332,7 @@ public sealed class Allocator
             return AllocateRequested(service, request, out error);
         }
 
-        // PreferDualStack settles for the first family when no pool can give both.
-        IReadOnlyList<IReadOnlyList<IpFamily>> attempts = request.Policy == FamilyPolicy.PreferDualStack
-            ? [request.Wanted, [request.Primary]]
-            : [request.Wanted];
-
+        List<PoolState> candidates;
         if (request.PoolName is not null)
         {
             if (!_pools.TryGetValue(request.PoolName, out var named))
@@ -294,29 +347,29 @@ public sealed class Allocator
                 return null;
             }
 
-            error = null;
-            foreach (var families in attempts)
-            {
-                if (TryAllocateIn(service, named, families, out error) is { } assignment)
-                {
-                    return assignment;
-                }
-            }
-
-            return null;
+            candidates = [named];
         }
-
-        var candidates = _autoAssignOrder.Where(p => p.Pool.AdmissionProblem(service) is null).ToList();
-        if (candidates.Count == 0)
+        else
         {
-            error = NoCandidateReason(service);
-            return null;
+            candidates = [.. _autoAssignOrder.Where(p => p.Pool.AdmissionProblem(service) is null)];
+            if (candidates.Count == 0)
+            {
+                error = NoCandidateReason(service);
+                return null;
+            }
         }
 
-        var reasons = new List<string>();
+        // Every family it wants from one pool; PreferDualStack then settles for one family, the first listed
+        // where a candidate pool can give it, else the other.
+        IReadOnlyList<IReadOnlyList<IpFamily>> attempts = request.Policy == FamilyPolicy.PreferDualStack && request.Families.Count == 2
+            ? [request.Families, [request.Families[0]], [request.Families[1]]]
+            : [request.Wanted];
+
+        // Why pools failed; "has no IPv6 addresses" only when no pool failed for a better reason (full, not shareable).
+        List<string>? reasons = null;
+        List<string>? lacksFamily = null;
         foreach (var families in attempts)
         {
-            reasons.Clear();
             foreach (var pool in candidates)
             {
                 if (TryAllocateIn(service, pool, families, out var reason) is { } assignment)
@@ -325,11 +378,18 @@ public sealed class Allocator
                     return assignment;
                 }
 
-                reasons.Add(reason!);
+                if (families.All(pool.Pool.Has))
+                {
+                    (reasons ??= []).Add(reason!);
+                }
+                else
+                {
+                    (lacksFamily ??= []).Add(reason!);
+                }
             }
         }
 
-        error = string.Join("; ", reasons);
+        error = string.Join("; ", (reasons ?? lacksFamily)!.Distinct(StringComparer.Ordinal));
         return null;
     }
 
@@ -494,7 +554,19 @@ public sealed class Allocator
         return null;
     }
 
-    private PoolState? PoolContaining(Ip ip) => _pools.Values.FirstOrDefault(p => p.Pool.Contains(ip));
+    private PoolState? PoolContaining(Ip ip)
+    {
+        // A loop, not LINQ: called for every held address at a start or pool edit, where garbage costs most.
+        foreach (var pool in _pools.Values)
+        {
+            if (pool.Pool.Contains(ip))
+            {
+                return pool;
+            }
+        }
+
+        return null;
+    }
 
     private void Assign(Assignment assignment)
     {
@@ -545,20 +617,14 @@ public sealed class Allocator
         _assignments.Remove(assignment.Service.Key);
     }
 
-    private static AllocationResult Result(
-        ServiceInfo service, IReadOnlyList<Ip>? previousIps, string? previousPool, Assignment? assignment, string? error, bool managed = true)
-    {
-        var ips = assignment?.Ips ?? [];
-        var pool = assignment?.Pool.Pool.Name;
-        var changed = !ips.SequenceEqual(previousIps ?? []) || pool != previousPool;
-        return new AllocationResult(service.Namespace, service.Name, managed, ips, pool, error, changed);
-    }
-
     private static IpFamily Other(IpFamily family) => family == IpFamily.IPv4 ? IpFamily.IPv6 : IpFamily.IPv4;
 
     private static UInt128 SaturatingAdd(UInt128 a, UInt128 b) => UInt128.MaxValue - a < b ? UInt128.MaxValue : a + b;
 
     private sealed record Assignment(ServiceInfo Service, PoolState Pool, IReadOnlyList<Ip> Ips);
+
+    /// <summary>A Service with the addresses it holds, and the assignment it had (null at a start) to compare the outcome with.</summary>
+    private sealed record Holding(ServiceInfo Service, IReadOnlyList<Ip> Held, Assignment? Before);
 
     /// <summary>Where an address sits in its pool: range in declaration order, then value.</summary>
     private readonly record struct Position(int RangeIndex, Ip Ip);

@@ -61,7 +61,18 @@ public sealed record Pool(
 
     public bool Has(IpFamily family) => Ranges.Any(r => r.Family == family);
 
-    public bool Contains(Ip ip) => Ranges.Any(r => r.Contains(ip));
+    public bool Contains(Ip ip)
+    {
+        for (var i = 0; i < Ranges.Count; i++)
+        {
+            if (Ranges[i].Contains(ip))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Whether the address is given out by this pool (in a range and not skipped as a buggy address).</summary>
     public bool Offers(Ip ip) => Contains(ip) && !(AvoidBuggyIPs && BuggyIps.IsBuggy(ip));

@@ -19,6 +19,8 @@ public sealed record ServiceRequest(
     /// <summary>The families to allocate: one for single stack, both (primary first) otherwise.</summary>
     public IReadOnlyList<IpFamily> Wanted => Policy == FamilyPolicy.SingleStack ? [Primary] : Families;
 
+    public bool Wants(IpFamily family) => family == Primary || (Policy != FamilyPolicy.SingleStack && Families.Contains(family));
+
     /// <summary>Parses the Service's fields and annotations; returns null and a reason a person can act on when they are invalid.</summary>
     public static ServiceRequest? Parse(ServiceInfo service, out string? error)
     {

@@ -89,6 +89,122 @@ public class PlanTests
         Assert.Equal("new", doc.RootElement.GetProperty("services")[0].GetProperty("name").GetString());
     }
 
+    /// <summary>A Service of the default namespace, with the status addresses it carries and any spec lines.</summary>
+    private static string Held(string name, string[] ips, string spec = "", string annotations = "") => $$"""
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: {{name}}
+          namespace: default
+          annotations: {{{annotations}}}
+        spec:
+          type: LoadBalancer
+          ports: [{port: 80}]
+        {{spec}}
+        status:
+          loadBalancer:
+            ingress: [{{string.Join(", ", ips.Select(ip => $"{{ip: \"{ip}\"}}"))}}]
+        """;
+
+    private static Dictionary<string, string> PlanOf(string manifests)
+    {
+        using var dir = new ManifestDir();
+        dir.Write("all.yaml", manifests);
+        var run = CliRun.Of("plan", dir.Path, "-o", "json");
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        using var doc = JsonDocument.Parse(run.Stdout);
+        return doc.RootElement.GetProperty("services").EnumerateArray().ToDictionary(
+            s => s.GetProperty("name").GetString()!,
+            s => string.Join(",", s.GetProperty("ips").EnumerateArray().Select(i => i.GetString())) is { Length: > 0 } ips ? ips : "error: " + s.GetProperty("error").GetString());
+    }
+
+    private static IEnumerable<List<T>> Permutations<T>(List<T> items) =>
+        items.Count <= 1 ? [items] : items.SelectMany((item, i) => Permutations(items.Where((_, j) => j != i).ToList()).Select(rest => (List<T>)[item, .. rest]));
+
+    [Fact]
+    public void Held_addresses_are_kept_whatever_the_file_order()
+    {
+        // The issue's case: "stale" holds an address in no pool; it used to take "old"'s address when listed first.
+        const string Pool = """
+            apiVersion: lballocator.io/v1alpha1
+            kind: IPAddressPool
+            metadata: {name: p}
+            spec: {addresses: [203.0.113.0/29]}
+            """;
+        List<(string Name, string Yaml)> services =
+        [
+            ("stale", Held("stale", ["198.51.100.9"])),
+            ("new1", Held("new1", [])),
+            ("old", Held("old", ["203.0.113.0"])),
+            ("old2", Held("old2", ["203.0.113.5"])),
+        ];
+
+        foreach (var order in Permutations(services))
+        {
+            var plan = PlanOf(string.Join("\n---\n", order.Select(s => s.Yaml).Prepend(Pool)));
+            var names = string.Join(" ", order.Select(s => s.Name));
+
+            Assert.True(plan["old"] == "203.0.113.0", names);
+            Assert.True(plan["old2"] == "203.0.113.5", names);
+            // Those without a valid address are served in file order.
+            Assert.True(order.Where(s => s.Name is "stale" or "new1").Select(s => plan[s.Name]).SequenceEqual(["203.0.113.1", "203.0.113.2"]), names);
+        }
+    }
+
+    [Fact]
+    public void A_restart_plan_is_one_result_for_shuffled_input()
+    {
+        const string Pool = """
+            apiVersion: lballocator.io/v1alpha1
+            kind: IPAddressPool
+            metadata: {name: p}
+            spec: {addresses: [203.0.113.0/29, 2001:db8::/125]}
+            """;
+        List<string> services =
+        [
+            Held("old", ["203.0.113.0"]),
+            // PreferDualStack holding only IPv4: tops up with an IPv6 address nobody holds, never "v6"'s.
+            Held("prefer", ["203.0.113.1"], "  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]"),
+            Held("v6", ["2001:db8::"], "  ipFamilyPolicy: SingleStack\n  ipFamilies: [IPv6]"),
+            // Edited while no controller ran, to request "old"'s address: refused, as in steady state.
+            Held("edited", ["203.0.113.2"], annotations: "lballocator.io/loadBalancerIPs: 203.0.113.0"),
+            Held("stale", ["198.51.100.9"]),
+        ];
+
+        for (var seed = 1; seed <= 10; seed++)
+        {
+            var order = services.ToArray();
+            new Random(seed).Shuffle(order);
+            var plan = PlanOf(string.Join("\n---\n", order.Prepend(Pool)));
+
+            Assert.Equal("203.0.113.0", plan["old"]);
+            Assert.Equal("203.0.113.1,2001:db8::1", plan["prefer"]);
+            Assert.Equal("2001:db8::", plan["v6"]);
+            Assert.Equal("error: IP 203.0.113.0 is used by default/old and cannot be shared: this Service has no lballocator.io/allow-shared-ip annotation", plan["edited"]);
+            Assert.Equal("203.0.113.2", plan["stale"]);
+        }
+    }
+
+    [Theory]
+    [InlineData("lballocator.io/address-pool: v6-only")]
+    [InlineData("")]
+    public void Plan_gives_PreferDualStack_an_IPv6_address_when_the_pools_have_no_IPv4(string annotations)
+    {
+        var plan = PlanOf($"""
+            apiVersion: lballocator.io/v1alpha1
+            kind: IPAddressPool
+            metadata: {"{"}name: v6-only{"}"}
+            spec: {"{"}addresses: [2001:db8::/127]{"}"}
+            ---
+            {Held("dual", [], "  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]", annotations)}
+            ---
+            {Held("holder", ["2001:db8::1"], "  ipFamilyPolicy: PreferDualStack\n  ipFamilies: [IPv4, IPv6]")}
+            """);
+
+        Assert.Equal("2001:db8::", plan["dual"]);
+        Assert.Equal("2001:db8::1", plan["holder"]);
+    }
+
     [Fact]
     public void Plan_reads_a_kubectl_list_and_reports_exhaustion()
     {

@@ -90,6 +90,52 @@ public sealed class ControllerTests(RealCluster cluster) : IAsyncLifetime
     }
 
     [RealApiFact]
+    public async Task A_new_leader_claims_every_held_address_before_serving_anyone()
+    {
+        // Statuses as a previous leader (or another implementation) left them, and edits made while none led. Key
+        // order puts the stale holder and the PreferDualStack one first, where they used to take the others' addresses.
+        await _f.CreatePoolAsync("p", "203.0.113.0/29", "2001:db8::/125");
+        async Task Held(string name, string[] ips, string policy = "SingleStack", string[]? families = null, Dictionary<string, string>? annotations = null)
+        {
+            var service = ControllerFixture.NewService(name, annotations);
+            service.Spec.IpFamilyPolicy = policy;
+            service.Spec.IpFamilies = families ?? ["IPv4"];
+            service = await _f.Client.CoreV1.CreateNamespacedServiceAsync(service, _f.ServiceNs);
+            if (ips.Length > 0)
+            {
+                service.Status = new V1ServiceStatus { LoadBalancer = new V1LoadBalancerStatus { Ingress = [.. ips.Select(ip => new V1LoadBalancerIngress { Ip = ip })] } };
+                await _f.Client.CoreV1.ReplaceNamespacedServiceStatusAsync(service, name, _f.ServiceNs);
+            }
+        }
+
+        await Held("a-stale", ["198.51.100.9"]);
+        await Held("b-new", []);
+        await Held("c-old", ["203.0.113.0"]);
+        await Held("d-old2", ["203.0.113.5"]);
+        await Held("e-edited", ["203.0.113.2"], annotations: new() { [ServiceAnnotations.LoadBalancerIPs] = "203.0.113.0" });
+        await Held("f-prefer", ["203.0.113.1"], "PreferDualStack", ["IPv4", "IPv6"]);
+        await Held("g-v6", ["2001:db8::"], families: ["IPv6"]);
+
+        await _f.StartControllerAsync();
+
+        var expected = new Dictionary<string, string>
+        {
+            ["a-stale"] = "203.0.113.2", // after the claims, in key order: e-edited's old address was not a valid claim
+            ["b-new"] = "203.0.113.3",
+            ["c-old"] = "203.0.113.0",
+            ["d-old2"] = "203.0.113.5",
+            ["e-edited"] = "",
+            ["f-prefer"] = "203.0.113.1,2001:db8::1",
+            ["g-v6"] = "2001:db8::",
+        };
+        await ControllerFixture.Eventually(async () => (await _f.ServicesAsync()).All(s =>
+            string.Join(",", s.Status?.LoadBalancer?.Ingress?.Select(i => i.Ip) ?? []) == expected[s.Metadata.Name]), "every Service shows what the claim pass gives");
+        await ControllerFixture.Eventually(async () => (await _f.EventsAsync("e-edited")).Any(e => e.Reason == "AllocationFailed"
+            && e.Message == $"IP 203.0.113.0 is used by {_f.ServiceNs}/c-old and cannot be shared: this Service has no {ServiceAnnotations.AllowSharedIp} annotation"),
+            "the edited Service is refused the held address, as in steady state");
+    }
+
+    [RealApiFact]
     public async Task Two_controllers_with_leader_election_never_hand_out_one_address_twice()
     {
         await _f.CreatePoolAsync("main", "192.0.2.0/26");

@@ -23,7 +23,7 @@ public class EngineRulesTests
         Ports = [new ServicePort(protocol, port)],
     };
 
-    private static string Ips(AllocationResult r) => string.Join(",", r.Ips);
+    private static string Ips(AllocationOutcome r) => string.Join(",", r.Ips);
 
     [Fact]
     public void Lowest_free_address_in_declaration_order_then_exhaustion_with_counts()
@@ -33,7 +33,7 @@ public class EngineRulesTests
         var got = Enumerable.Range(0, 4).Select(i => allocator.Reconcile(Svc($"s{i}"))).ToList();
 
         Assert.Equal(["192.0.2.10", "192.0.2.11", "192.0.2.1", ""], got.Select(Ips));
-        Assert.Equal("no available IPs in pool \"web\" (3 of 3 assigned)", got[3].Error);
+        Assert.Equal("no available IPs in pool \"web\" (3 of 3 assigned)", got[3].Problem);
     }
 
     [Fact]
@@ -64,7 +64,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s") with { LoadBalancerClass = serviceClass });
 
-        Assert.Equal(handled, result.Managed);
+        Assert.Equal(handled, result is not AllocationOutcome.NotOurs);
         Assert.Equal(handled ? 1 : 0, result.Ips.Count);
     }
 
@@ -76,7 +76,8 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s") with { Type = "ClusterIP" });
 
-        Assert.False(result.Managed);
+        var released = Assert.IsType<AllocationOutcome.Released>(result);
+        Assert.Equal("192.0.2.0", string.Join(",", released.Freed));
         Assert.True(result.Changed);
         Assert.Equal(0u, (uint)allocator.GetStats("p").AssignedIPv4);
     }
@@ -115,7 +116,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s", annotations: annotations) with { LoadBalancerIP = loadBalancerIP });
 
-        Assert.Contains(expected, result.Ips.Count > 0 ? Ips(result) : result.Error, StringComparison.Ordinal);
+        Assert.Contains(expected, result.Ips.Count > 0 ? Ips(result) : result.Problem, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -165,7 +166,91 @@ public class EngineRulesTests
 
         Assert.Equal("192.0.2.0", Ips(prefer));
         Assert.Empty(require.Ips);
-        Assert.Equal("pool \"v4\" has no IPv6 addresses", require.Error);
+        Assert.Equal("pool \"v4\" has no IPv6 addresses", require.Problem);
+    }
+
+    // The cases (MetalLB's allocator tables): pool3 = 1000::/127 only.
+    [Theory]
+    [InlineData("named", "pool3")]
+    [InlineData("only IPv6 autoAssign pools", null)]
+    public void PreferDualStack_settles_for_its_second_family_when_no_pool_has_the_first(string why, string? named)
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("pool3", ["1000::/127"]), new PoolSpec("v4-manual", ["192.0.2.0/29"], AutoAssign: false)));
+        var annotations = named is null ? [] : new Dictionary<string, string> { [ServiceAnnotations.AddressPool] = named };
+
+        var result = allocator.Reconcile(Svc("s", annotations: annotations, families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        var assigned = Assert.IsType<AllocationOutcome.Assigned>(result);
+        Assert.True(Ips(assigned) == "1000::", why);
+        Assert.Equal("pool3", assigned.FromPool);
+    }
+
+    [Fact]
+    public void PreferDualStack_takes_the_first_listed_family_an_admitting_pool_can_give()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("a-v4", ["192.0.2.7"]), new PoolSpec("b-v6", ["2001:db8::/126"])));
+
+        var sixFirst = allocator.Reconcile(Svc("six-first", families: ["IPv6", "IPv4"], policy: "PreferDualStack"));
+        var fourFirst = allocator.Reconcile(Svc("four-first", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+        // IPv4 is now used up: the next one settles for IPv6 rather than wait.
+        var fourGone = allocator.Reconcile(Svc("four-gone", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        Assert.Equal("2001:db8::", Ips(sixFirst));
+        Assert.Equal("192.0.2.7", Ips(fourFirst));
+        Assert.Equal("2001:db8::1", Ips(fourGone));
+    }
+
+    [Fact]
+    public void PreferDualStack_that_gets_nothing_says_why_the_pools_are_full_not_which_family_they_lack()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("v4", ["192.0.2.7"])));
+        allocator.Reconcile(Svc("filler"));
+
+        var result = allocator.Reconcile(Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+
+        Assert.Equal("no available IPs in pool \"v4\" (1 of 1 assigned)", Assert.IsType<AllocationOutcome.Pending>(result).Reason);
+    }
+
+    [Fact]
+    public void PreferDualStack_keeps_a_held_address_of_its_second_family_alone()
+    {
+        // As after coming from MetalLB: it holds just 1000::1 of a pool without IPv4.
+        var pools = Pools(new PoolSpec("pool3", ["1000::/127"]), new PoolSpec("dual", ["192.0.2.0/29", "2001:db8::/125"]));
+        var service = Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack") with { IngressIps = ["1000::1"] };
+
+        var atStart = new Allocator(pools: pools).ReconcileAll([service]).Single();
+        var onChange = new Allocator(pools: pools).Reconcile(service);
+
+        Assert.Equal("1000::1", Ips(atStart));
+        Assert.Equal("1000::1", Ips(onChange));
+        Assert.Equal("pool3", onChange.Pool);
+    }
+
+    [Fact]
+    public void PreferDualStack_keeps_its_IPv6_address_when_its_pool_loses_the_IPv4_range()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("pool3", ["192.0.2.0/29", "1000::/127"])));
+        allocator.Reconcile(Svc("filler", families: ["IPv6"]));
+        var before = allocator.Reconcile(Svc("s", families: ["IPv4", "IPv6"], policy: "PreferDualStack"));
+        Assert.Equal("192.0.2.0,1000::1", Ips(before));
+
+        var changes = allocator.SetPools(Pools(new PoolSpec("pool3", ["1000::/127"])));
+
+        Assert.True(allocator.TryGetAssignment("default", "s", out var ips, out _));
+        Assert.Equal("1000::1", string.Join(",", ips));
+        Assert.Equal("1000::1", Ips(Assert.Single(changes)));
+    }
+
+    [Fact]
+    public void RequireDualStack_holding_one_family_is_topped_up_from_its_pool_or_allocated_anew()
+    {
+        var allocator = new Allocator(pools: Pools(new PoolSpec("v4", ["198.51.100.0/29"]), new PoolSpec("dual", ["192.0.2.0/29", "2001:db8::/125"])));
+
+        var topped = allocator.Reconcile(Svc("topped", families: ["IPv4", "IPv6"], policy: "RequireDualStack") with { IngressIps = ["192.0.2.3"] });
+        var moved = allocator.Reconcile(Svc("moved", families: ["IPv4", "IPv6"], policy: "RequireDualStack") with { IngressIps = ["198.51.100.3"] });
+
+        Assert.Equal("192.0.2.3,2001:db8::", Ips(topped));
+        Assert.Equal("192.0.2.0,2001:db8::1", Ips(moved));
     }
 
     [Theory]
@@ -194,7 +279,7 @@ public class EngineRulesTests
         var second = allocator.Reconcile(Svc("web", annotations: Request(secondKey), port: secondPort, protocol: secondProtocol));
 
         Assert.Equal(shared, second.Ips.Count == 1);
-        Assert.Equal(reason, second.Error);
+        Assert.Equal(reason, second.Problem);
         // A shared address counts once.
         Assert.Equal(1u, (uint)allocator.GetStats("p").AssignedIPv4);
     }
@@ -223,7 +308,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("web", annotations: key, port: 53));
 
-        Assert.Equal("no available IPs in pool \"p\" (1 of 1 assigned); IP 192.0.2.5 is used by default/db and cannot be shared: port 53/TCP overlaps", result.Error);
+        Assert.Equal("no available IPs in pool \"p\" (1 of 1 assigned); IP 192.0.2.5 is used by default/db and cannot be shared: port 53/TCP overlaps", result.Problem);
     }
 
     [Fact]
@@ -235,7 +320,7 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("web", annotations: key));
 
-        Assert.Equal("IP 192.0.2.5 is used by default/db and cannot be shared: port 80/TCP overlaps", result.Error);
+        Assert.Equal("IP 192.0.2.5 is used by default/db and cannot be shared: port 80/TCP overlaps", result.Problem);
     }
 
     [Fact]
@@ -277,8 +362,10 @@ public class EngineRulesTests
 
         var result = allocator.Reconcile(Svc("s", annotations: new() { [ServiceAnnotations.LoadBalancerIPs] = "not-an-ip" }));
 
-        Assert.Equal("192.0.2.0", Ips(result));
-        Assert.Contains("\"not-an-ip\" is not a valid IP address", result.Error, StringComparison.Ordinal);
+        var kept = Assert.IsType<AllocationOutcome.KeptInvalid>(result);
+        Assert.Equal("192.0.2.0", Ips(kept));
+        Assert.Equal("p", kept.Pool);
+        Assert.Contains("\"not-an-ip\" is not a valid IP address", kept.Reason, StringComparison.Ordinal);
         Assert.False(result.Changed);
     }
 
