@@ -10,9 +10,11 @@ namespace LbAllocator.Cli;
 /// <summary>validate and plan: read manifests, run the real validator and allocator, print the outcome.</summary>
 internal static class Commands
 {
-    public static int Validate(string[] paths, TextWriter stdout, TextWriter stderr)
+    public static int Validate(string[] paths, TextWriter stdout, TextWriter stderr) => Validate(Load(paths), stdout, stderr);
+
+    /// <summary>Validate's work once the manifests are read; the fuzz tests call it without files.</summary>
+    internal static int Validate(ManifestSet input, TextWriter stdout, TextWriter stderr)
     {
-        var input = Load(paths);
         var problems = new List<string>(input.Errors);
         var checkedInput = Check(input);
         problems.AddRange(checkedInput.Problems);
@@ -32,9 +34,10 @@ internal static class Commands
         return CliApp.Ok;
     }
 
-    public static int Plan(string[] paths, bool json, TextWriter stdout, TextWriter stderr)
+    public static int Plan(string[] paths, bool json, TextWriter stdout, TextWriter stderr) => Plan(Load(paths), json, stdout, stderr);
+
+    internal static int Plan(ManifestSet input, bool json, TextWriter stdout, TextWriter stderr)
     {
-        var input = Load(paths);
         if (input.Errors.Count > 0)
         {
             foreach (var error in input.Errors)

@@ -1,16 +1,28 @@
+using System.Buffers;
 using System.Text.RegularExpressions;
+using System.Text.Unicode;
 using k8s;
 using k8s.Models;
 using LbAllocator.Kubernetes.Crds;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
+using FlowMappingEnd = YamlDotNet.Core.Tokens.FlowMappingEnd;
+using FlowMappingStart = YamlDotNet.Core.Tokens.FlowMappingStart;
+using FlowSequenceEnd = YamlDotNet.Core.Tokens.FlowSequenceEnd;
+using FlowSequenceStart = YamlDotNet.Core.Tokens.FlowSequenceStart;
+using Token = YamlDotNet.Core.Tokens.Token;
 
 namespace LbAllocator.Kubernetes;
 
 /// <summary>Where an object or an error is in the input, printed as FILE:LINE:COLUMN.</summary>
 public sealed record SourcePosition(string File, long Line, long Column)
 {
+    public SourcePosition(string file, Mark mark)
+        : this(file, mark.Line, mark.Column)
+    {
+    }
+
     public override string ToString() => $"{File}:{Line}:{Column}";
 }
 
@@ -24,7 +36,10 @@ public sealed class ManifestSet
     public List<Located<V1Service>> Services { get; } = [];
     public List<Located<V1Namespace>> Namespaces { get; } = [];
 
-    /// <summary>One line each: "FILE:LINE:COLUMN: message".</summary>
+    /// <summary>
+    /// One line each: "FILE:LINE:COLUMN: message" for what a file says, "PATH: message" when a path
+    /// cannot be read at all (it has no line to point at).
+    /// </summary>
     public List<string> Errors { get; } = [];
 }
 
@@ -32,19 +47,37 @@ public sealed class ManifestSet
 /// Reads Kubernetes YAML (multi-document files, v1 List objects, directories recursively) holding the
 /// kinds lballocator understands. YamlDotNet finds the documents and their positions; KubernetesClient's
 /// KubernetesYaml turns each into its typed object, strictly for our own kinds so that a misspelt field is
-/// an error rather than silently ignored.
+/// an error rather than silently ignored. Whatever the input, reading never throws: every way it can be
+/// unreadable becomes one error in <see cref="ManifestSet.Errors"/>.
 /// </summary>
 public static partial class ManifestReader
 {
-    private static readonly Dictionary<string, Type> Kinds = new(StringComparer.Ordinal)
+    private sealed record Kind(Func<string, object> Deserialize, Action<ManifestSet, SourcePosition, object> Add);
+
+    private static readonly Dictionary<string, Kind> Kinds = new(StringComparer.Ordinal)
     {
-        [$"{Api.GroupVersion}/IPAddressPool"] = typeof(V1Alpha1IPAddressPool),
-        [$"{Api.GroupVersion}/L2Advertisement"] = typeof(V1Alpha1L2Advertisement),
-        ["v1/Service"] = typeof(V1Service),
-        ["v1/Namespace"] = typeof(V1Namespace),
+        [$"{Api.GroupVersion}/IPAddressPool"] = new(
+            text => KubernetesYaml.Deserialize<V1Alpha1IPAddressPool>(text, strict: true),
+            (set, at, o) => set.Pools.Add(new(at, (V1Alpha1IPAddressPool)o))),
+        [$"{Api.GroupVersion}/L2Advertisement"] = new(
+            text => KubernetesYaml.Deserialize<V1Alpha1L2Advertisement>(text, strict: true),
+            (set, at, o) => set.Advertisements.Add(new(at, (V1Alpha1L2Advertisement)o))),
+        // Core kinds leniently: newer API servers add fields this client does not know.
+        ["v1/Service"] = new(
+            text => KubernetesYaml.Deserialize<V1Service>(text),
+            (set, at, o) => set.Services.Add(new(at, (V1Service)o))),
+        ["v1/Namespace"] = new(
+            text => KubernetesYaml.Deserialize<V1Namespace>(text),
+            (set, at, o) => set.Namespaces.Add(new(at, (V1Namespace)o))),
     };
 
     private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
+
+    /// <summary>Far more than a manifest needs, and few enough for the recursive loaders' stacks.</summary>
+    private const int MaxDepth = 100;
+
+    /// <summary>A bound on what is read from one file, so a device like /dev/zero ends in an error.</summary>
+    private const int MaxFileBytes = 64 << 20;
 
     public static ManifestSet ReadPaths(IEnumerable<string> paths)
     {
@@ -53,9 +86,19 @@ public static partial class ManifestReader
         {
             if (Directory.Exists(path))
             {
-                var files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
-                    .Where(f => Extensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase))
-                    .Order(StringComparer.Ordinal);
+                List<string> files;
+                try
+                {
+                    files = [.. Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
+                        .Where(f => Extensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase))
+                        .Order(StringComparer.Ordinal)];
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    set.Errors.Add($"{path}: cannot read: {e.Message}");
+                    continue;
+                }
+
                 foreach (var file in files)
                 {
                     ReadFile(file, set);
@@ -74,20 +117,53 @@ public static partial class ManifestReader
         return set;
     }
 
-    public static void ReadText(string file, string content, ManifestSet into)
+    /// <summary>A file's bytes: UTF-8 (with or without a byte order mark), then as <see cref="ReadText"/>.</summary>
+    public static void ReadBytes(string file, ReadOnlySpan<byte> bytes, ManifestSet into)
     {
-        var stream = new YamlStream();
-        try
+        if (bytes.StartsWith(Utf8Bom))
         {
-            stream.Load(new StringReader(content));
+            bytes = bytes[Utf8Bom.Length..];
         }
-        catch (YamlException e)
+
+        // Strictly: a replacement character in place of a bad byte would be read as if the file said so.
+        var chars = new char[bytes.Length];
+        if (Utf8.ToUtf16(bytes, chars, out var read, out var written, replaceInvalidSequences: false) != OperationStatus.Done)
         {
-            into.Errors.Add($"{new SourcePosition(file, e.Start.Line, e.Start.Column)}: invalid YAML: {Innermost(e)}");
+            into.Errors.Add($"{Locate(file, chars.AsSpan(0, written), written)}: not valid UTF-8 (byte 0x{bytes[read]:X2} at offset {read})");
             return;
         }
 
-        var ends = NodeEnds(content);
+        ReadText(file, new string(chars, 0, written), into);
+    }
+
+    public static void ReadText(string file, string content, ManifestSet into)
+    {
+        // YAML forbids them; YamlDotNet lets most through and a NUL derails it, with an error far from it.
+        if (FirstNotPrintable(content) is var bad and >= 0)
+        {
+            into.Errors.Add($"{Locate(file, content, bad)}: character U+{(int)content[bad]:X4} is not allowed in YAML");
+            return;
+        }
+
+        if (Scan(file, content, into) is not { } scanned)
+        {
+            return;
+        }
+
+        var stream = new YamlStream();
+        var replay = new Replay(scanned.Events);
+        try
+        {
+            stream.Load(replay);
+        }
+        catch (Exception e) when (IsUnreadable(e))
+        {
+            // Duplicate keys.
+            var position = new SourcePosition(file, e is YamlException y ? y.Start : replay.Current?.Start ?? default);
+            into.Errors.Add($"{position}: invalid YAML: {Message(e)}");
+            return;
+        }
+
         foreach (var document in stream.Documents)
         {
             var root = document.RootNode;
@@ -96,29 +172,90 @@ public static partial class ManifestReader
                 continue; // an empty document, e.g. after a trailing "---"
             }
 
-            ReadObject(file, content, ends, root, into);
+            ReadObject(file, content, scanned.Ends, root, into);
         }
     }
 
-    private static void ReadFile(string file, ManifestSet into)
+    /// <summary>
+    /// Exceptions that mean the input could not be read. Besides YamlException (with a position), YamlDotNet's
+    /// scanner and parser throw InvalidOperationException and ArgumentException on some broken input (e.g. a
+    /// flow mapping left open), and the client's converters throw their own (FormatException, ...): all are
+    /// input errors here, whatever their type.
+    /// </summary>
+    private static bool IsUnreadable(Exception e) => e is not OutOfMemoryException;
+
+    private sealed record Scanned(List<ParsingEvent> Events, Dictionary<long, long> Ends);
+
+    /// <summary>
+    /// Tokenizes the text once, into the events the rest replays, and notes where each mapping and sequence
+    /// ends (the representation model only keeps where nodes start). Every syntax error surfaces here.
+    /// </summary>
+    private static Scanned? Scan(string file, string content, ManifestSet into)
     {
-        string content;
+        var scanner = new BracketScanner(new Scanner(new StringReader(content), skipComments: true));
+        var parser = new Parser(scanner);
+        var events = new List<ParsingEvent>();
+        var ends = new Dictionary<long, long>();
+        var open = new Stack<ParsingEvent>();
+        var anchors = new HashSet<AnchorName>();
         try
         {
-            content = File.ReadAllText(file);
+            while (parser.MoveNext())
+            {
+                var current = parser.Current!;
+                events.Add(current);
+                switch (current)
+                {
+                    // Here rather than when loading, which reports it with no position.
+                    case AnchorAlias alias when !anchors.Contains(alias.Value):
+                        into.Errors.Add($"{new SourcePosition(file, current.Start)}: invalid YAML: *{alias.Value} has no &{alias.Value} before it in its document");
+                        return null;
+                    case DocumentStart:
+                        anchors.Clear();
+                        break;
+                    case NodeEvent { Anchor.IsEmpty: false } node:
+                        anchors.Add(node.Anchor);
+                        break;
+                }
+
+                switch (current)
+                {
+                    case MappingStart or SequenceStart when open.Count == MaxDepth:
+                        into.Errors.Add($"{new SourcePosition(file, current.Start)}: nested more than {MaxDepth} levels deep");
+                        return null;
+                    case MappingStart or SequenceStart:
+                        open.Push(current);
+                        break;
+                    case MappingEnd or SequenceEnd:
+                        // A flow collection's end event points at its closing bracket; keep the bracket.
+                        var end = current.End.Index;
+                        ends[open.Pop().Start.Index] = end < content.Length && content[(int)end] is '}' or ']' ? end + 1 : end;
+                        break;
+                }
+            }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (YamlException e)
         {
-            into.Errors.Add($"{file}: cannot read: {e.Message}");
-            return;
+            into.Errors.Add($"{new SourcePosition(file, e.Start)}: invalid YAML: {Message(e)}");
+            return null;
+        }
+        catch (Exception e) when (IsUnreadable(e))
+        {
+            // No position in the exception: the scanner's is where it stopped. The usual cause is a '{' or '['
+            // left open, which the scanner does not name.
+            var message = scanner.Open.TryPeek(out var unclosed)
+                ? $"the {(unclosed is FlowMappingStart ? "'{'" : "'['")} at {unclosed.Start.Line}:{unclosed.Start.Column} is not closed"
+                : "cannot be read from here on";
+            into.Errors.Add($"{new SourcePosition(file, scanner.CurrentPosition)}: invalid YAML: {message}");
+            return null;
         }
 
-        ReadText(file, content, into);
+        return new Scanned(events, ends);
     }
 
     private static void ReadObject(string file, string content, Dictionary<long, long> ends, YamlNode node, ManifestSet into)
     {
-        var at = new SourcePosition(file, node.Start.Line, node.Start.Column);
+        var at = new SourcePosition(file, node.Start);
         if (node is not YamlMappingNode map)
         {
             into.Errors.Add($"{at}: expected a Kubernetes object (a mapping with apiVersion and kind)");
@@ -129,12 +266,20 @@ public static partial class ManifestReader
         var kind = Scalar(map, "kind");
         if (apiVersion == "v1" && kind == "List")
         {
-            if (map.Children.TryGetValue(new YamlScalarNode("items"), out var items) && items is YamlSequenceNode list)
+            switch (map.Children.TryGetValue(new YamlScalarNode("items"), out var items) ? items : null)
             {
-                foreach (var item in list)
-                {
-                    ReadObject(file, content, ends, item, into);
-                }
+                case YamlSequenceNode list:
+                    foreach (var item in list)
+                    {
+                        ReadObject(file, content, ends, item, into);
+                    }
+
+                    break;
+                case null or YamlScalarNode { Value: null or "" or "~" or "null" }:
+                    break; // no items
+                case var other:
+                    into.Errors.Add($"{new SourcePosition(file, other.Start)}: List: items: expected a list of objects");
+                    break;
             }
 
             return;
@@ -152,69 +297,56 @@ public static partial class ManifestReader
             return;
         }
 
+        if (FirstNullItem(map, new HashSet<YamlNode>(ReferenceEqualityComparer.Instance)) is { } nullItem)
+        {
+            // The mappers would have to guess what an empty list item means; Kubernetes rejects them too.
+            into.Errors.Add($"{new SourcePosition(file, nullItem.Start)}: {kind}: a list item is empty");
+            return;
+        }
+
         // Re-parse just this object's text, indented as in the file so error columns stay right.
         var text = new string(' ', (int)node.Start.Column - 1) + content[(int)node.Start.Index..(int)ends[node.Start.Index]];
         object parsed;
         try
         {
-            parsed = KubernetesYaml.LoadAllFromString(text, Kinds, strict: apiVersion == Api.GroupVersion).Single();
+            parsed = type.Deserialize(text);
         }
-        catch (YamlException e)
+        catch (Exception e) when (IsUnreadable(e))
         {
-            var position = new SourcePosition(file, node.Start.Line + e.Start.Line - 1, e.Start.Column);
-            into.Errors.Add($"{position}: {kind}: {Innermost(e)}");
+            // A YamlException's line counts from the object's first line; others point nowhere in particular.
+            var position = e is YamlException y ? new SourcePosition(file, node.Start.Line + y.Start.Line - 1, y.Start.Column) : at;
+            into.Errors.Add($"{position}: {kind}: {Message(e)}");
             return;
         }
 
-        switch (parsed)
-        {
-            case V1Alpha1IPAddressPool pool:
-                into.Pools.Add(new(at, pool));
-                break;
-            case V1Alpha1L2Advertisement ad:
-                into.Advertisements.Add(new(at, ad));
-                break;
-            case V1Service service:
-                into.Services.Add(new(at, service));
-                break;
-            case V1Namespace ns:
-                into.Namespaces.Add(new(at, ns));
-                break;
-        }
+        type.Add(into, at, parsed);
     }
 
-    /// <summary>
-    /// Where each mapping and sequence ends, by its start offset: the representation model only keeps
-    /// where nodes start, so the parser's events are walked once for the ends.
-    /// </summary>
-    private static Dictionary<long, long> NodeEnds(string content)
+    /// <summary>Each node once: aliases may repeat a node many times over, or (YamlDotNet permitting) contain it.</summary>
+    private static YamlNode? FirstNullItem(YamlNode node, HashSet<YamlNode> seen)
     {
-        var ends = new Dictionary<long, long>();
-        var open = new Stack<long>();
-        var parser = new Parser(new StringReader(content));
-        while (parser.MoveNext())
+        if (!seen.Add(node))
         {
-            switch (parser.Current)
-            {
-                case MappingStart or SequenceStart:
-                    open.Push(parser.Current.Start.Index);
-                    break;
-                case MappingEnd or SequenceEnd:
-                    // A flow collection's end event points at its closing bracket; keep the bracket.
-                    var end = parser.Current.End.Index;
-                    ends[open.Pop()] = end < content.Length && content[(int)end] is '}' or ']' ? end + 1 : end;
-                    break;
-            }
+            return null;
         }
 
-        return ends;
+        return node switch
+        {
+            YamlSequenceNode list => list.Children.FirstOrDefault(IsNull) ?? list.Children.Select(n => FirstNullItem(n, seen)).FirstOrDefault(n => n is not null),
+            YamlMappingNode map => map.Children.Values.Select(n => FirstNullItem(n, seen)).FirstOrDefault(n => n is not null),
+            _ => null,
+        };
     }
+
+    /// <summary>YAML's null: nothing, ~ or null, unquoted.</summary>
+    private static bool IsNull(YamlNode node) =>
+        node is YamlScalarNode { Style: ScalarStyle.Plain or ScalarStyle.Any, Value: null or "" or "~" or "null" or "Null" or "NULL" };
 
     private static string? Scalar(YamlMappingNode map, string key) =>
         map.Children.TryGetValue(new YamlScalarNode(key), out var value) && value is YamlScalarNode scalar ? scalar.Value : null;
 
-    /// <summary>The most specific message, with YamlDotNet's type names turned into field names.</summary>
-    private static string Innermost(Exception e)
+    /// <summary>The most specific message, in the manifest's terms rather than .NET's or YamlDotNet's.</summary>
+    private static string Message(Exception e)
     {
         var message = e.Message;
         for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
@@ -223,9 +355,179 @@ public static partial class ManifestReader
         }
 
         message = UnknownProperty().Replace(message, "unknown field \"$1\"");
-        return message.TrimEnd('.');
+        message = InvalidCast().Replace(message, m => $"expected {Shape(m.Groups[2].Value)}, found {Shape(m.Groups[1].Value)}");
+        message = UnexpectedEvent().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}, found {Shape(m.Groups[2].Value)}");
+        message = NotCreatable().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
+        message = NotANumber().Replace(message, "\"$1\" is not a number");
+        message = OutOfRange().Replace(message, "number out of range");
+        message = NoDeserializer().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
+        // One error, one line.
+        return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).TrimEnd('.');
     }
+
+    /// <summary>What a .NET type or a parser event is in YAML.</summary>
+    private static string Shape(string name) => name switch
+    {
+        "System.String" or "Scalar" => "a string",
+        "SequenceStart" => "a list",
+        "MappingStart" => "a mapping",
+        _ when name.Contains("IDictionary", StringComparison.Ordinal) => "a mapping",
+        _ when name.Contains("IList", StringComparison.Ordinal) => "a list",
+        _ when name.StartsWith("System.Int", StringComparison.Ordinal) || name.StartsWith("System.Double", StringComparison.Ordinal) => "a number",
+        "System.Boolean" => "true or false",
+        _ when name.StartsWith("k8s.Models.", StringComparison.Ordinal) || name.StartsWith("LbAllocator.", StringComparison.Ordinal) => "a mapping",
+        _ => name,
+    };
 
     [GeneratedRegex("Property '([^']+)' not found on type '[^']+'")]
     private static partial Regex UnknownProperty();
+
+    [GeneratedRegex(@"Invalid cast from '([^']+)' to '([^']+)'")]
+    private static partial Regex InvalidCast();
+
+    [GeneratedRegex(@"Expected '(\w+)', got '(\w+)' \(at [^)]*\)")]
+    private static partial Regex UnexpectedEvent();
+
+    [GeneratedRegex(@"Cannot dynamically create an instance of type '([^']+)'.*")]
+    private static partial Regex NotCreatable();
+
+    [GeneratedRegex(@"No node deserializer was able to deserialize the node into type ([^,]+),.*", RegexOptions.Singleline)]
+    private static partial Regex NoDeserializer();
+
+    [GeneratedRegex(@"Value was either too large or too small for an? \w+")]
+    private static partial Regex OutOfRange();
+
+    [GeneratedRegex(@"The input string '(.*)' was not in a correct format")]
+    private static partial Regex NotANumber();
+
+    private static void ReadFile(string file, ManifestSet into)
+    {
+        byte[] bytes;
+        try
+        {
+            using var stream = File.OpenRead(file);
+            using var buffer = new MemoryStream();
+            // One byte over the bound tells a file at the bound from a longer one.
+            var total = 0;
+            var chunk = new byte[81920];
+            int n;
+            while (total <= MaxFileBytes && (n = stream.Read(chunk, 0, Math.Min(chunk.Length, MaxFileBytes + 1 - total))) > 0)
+            {
+                buffer.Write(chunk, 0, n);
+                total += n;
+            }
+
+            if (total > MaxFileBytes)
+            {
+                into.Errors.Add($"{file}: larger than {MaxFileBytes >> 20} MiB; not a manifest");
+                return;
+            }
+
+            bytes = buffer.ToArray();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            into.Errors.Add($"{file}: cannot read: {e.Message}");
+            return;
+        }
+
+        ReadBytes(file, bytes, into);
+    }
+
+    private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
+    /// <summary>What YAML's c-printable leaves out, in UTF-16 units; surrogates are allowed in pairs only.</summary>
+    private static readonly SearchValues<char> NotPrintable = SearchValues.Create(
+        string.Concat(Enumerable.Range(0, 0x10000).Select(c => (char)c).Where(c =>
+            c is (< ' ' and not ('\t' or '\n' or '\r')) or (>= '\u007F' and <= '\u009F' and not '\u0085') or (>= '\uD800' and <= '\uDFFF') or '\uFFFE' or '\uFFFF')));
+
+    /// <summary>The offset of the first character YAML does not allow, or -1.</summary>
+    private static int FirstNotPrintable(string text)
+    {
+        var from = 0;
+        while (text.AsSpan(from).IndexOfAny(NotPrintable) is var found and >= 0)
+        {
+            var i = from + found;
+            if (!(char.IsHighSurrogate(text[i]) && i + 1 < text.Length && char.IsLowSurrogate(text[i + 1])))
+            {
+                return i;
+            }
+
+            from = i + 2;
+        }
+
+        return -1;
+    }
+
+    /// <summary>The line and column of a character offset, counted as YAML counts them (from 1).</summary>
+    private static SourcePosition Locate(string file, ReadOnlySpan<char> text, int offset)
+    {
+        long line = 1, column = 1;
+        for (var i = 0; i < offset; i++)
+        {
+            if (text[i] == '\n' || (text[i] == '\r' && (i + 1 >= text.Length || text[i + 1] != '\n')))
+            {
+                line++;
+                column = 1;
+            }
+            else
+            {
+                column++;
+            }
+        }
+
+        return new SourcePosition(file, line, column);
+    }
+
+    /// <summary>The scanner, noting which '{' and '[' are still open: its failures inside them name neither.</summary>
+    private sealed class BracketScanner(Scanner inner) : IScanner
+    {
+        private Token? seen;
+
+        public Stack<Token> Open { get; } = new();
+
+        public Mark CurrentPosition => inner.CurrentPosition;
+
+        public Token? Current => inner.Current;
+
+        public bool MoveNext() => Note(inner.MoveNext());
+
+        public bool MoveNextWithoutConsuming() => Note(inner.MoveNextWithoutConsuming());
+
+        public void ConsumeCurrent() => inner.ConsumeCurrent();
+
+        // The parser looks at a token more than once; each is counted when first seen.
+        private bool Note(bool moved)
+        {
+            if (moved && !ReferenceEquals(inner.Current, seen))
+            {
+                seen = inner.Current;
+                switch (seen)
+                {
+                    case FlowMappingStart or FlowSequenceStart:
+                        Open.Push(seen);
+                        break;
+                    case FlowMappingEnd or FlowSequenceEnd when Open.Count > 0:
+                        Open.Pop();
+                        break;
+                }
+            }
+
+            return moved;
+        }
+    }
+
+    /// <summary>Replays recorded parsing events, so the text is tokenized once.</summary>
+    private sealed class Replay(List<ParsingEvent> events) : IParser
+    {
+        private int next;
+
+        public ParsingEvent? Current { get; private set; }
+
+        public bool MoveNext()
+        {
+            Current = next < events.Count ? events[next++] : null;
+            return Current is not null;
+        }
+    }
 }

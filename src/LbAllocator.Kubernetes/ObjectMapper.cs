@@ -4,24 +4,28 @@ using LbAllocator.Kubernetes.Crds;
 
 namespace LbAllocator.Kubernetes;
 
-/// <summary>Maps API objects to the core's plain data. The one place that knows both shapes.</summary>
+/// <summary>
+/// Maps API objects to the core's plain data. The one place that knows both shapes. Objects from files may
+/// lack what the API server would have filled in (metadata, spec, map values written as null): absent reads
+/// as empty, as in Kubernetes, and the validators report what that leaves missing.
+/// </summary>
 public static class ObjectMapper
 {
     public static PoolSpec ToPoolSpec(V1Alpha1IPAddressPool pool) => new(
-        pool.Metadata.Name ?? "",
-        pool.Spec.Addresses?.ToList(),
-        pool.Spec.AutoAssign,
-        pool.Spec.AvoidBuggyIPs,
-        pool.Spec.ServiceAllocation is { } sa
+        pool.Metadata?.Name ?? "",
+        pool.Spec?.Addresses?.ToList(),
+        pool.Spec?.AutoAssign,
+        pool.Spec?.AvoidBuggyIPs,
+        pool.Spec?.ServiceAllocation is { } sa
             ? new Core.ServiceAllocationSpec(sa.Priority, sa.Namespaces?.ToList(), Selectors(sa.NamespaceSelectors), Selectors(sa.ServiceSelectors))
             : null,
-        Dictionary(pool.Metadata.Labels));
+        Dictionary(pool.Metadata?.Labels));
 
     /// <summary>The pools in the order that settles overlaps (the oldest keeps working), the same for controller and speaker.</summary>
     public static List<PoolSpec> ToPoolSpecs(IEnumerable<V1Alpha1IPAddressPool> pools) =>
         [.. pools
-            .OrderBy(p => p.Metadata.CreationTimestamp ?? DateTime.MaxValue)
-            .ThenBy(p => p.Metadata.Name, StringComparer.Ordinal)
+            .OrderBy(p => p.Metadata?.CreationTimestamp ?? DateTime.MaxValue)
+            .ThenBy(p => p.Metadata?.Name, StringComparer.Ordinal)
             .Select(ToPoolSpec)];
 
     /// <summary>An EndpointSlice's endpoints with their node and conditions.</summary>
@@ -29,12 +33,12 @@ public static class ObjectMapper
         (slice.Endpoints ?? []).Select(e => new EndpointState(e.NodeName, e.Conditions?.Ready, e.Conditions?.Serving, e.Conditions?.Terminating));
 
     public static Core.L2AdvertisementSpec ToAdvertisementSpec(V1Alpha1L2Advertisement ad) => new(
-        ad.Metadata.Name ?? "",
-        ad.Spec.IpAddressPools?.ToList(),
-        Selectors(ad.Spec.IpAddressPoolSelectors),
-        Selectors(ad.Spec.NodeSelectors),
-        ad.Spec.Interfaces?.ToList(),
-        Selectors(ad.Spec.ServiceSelectors));
+        ad.Metadata?.Name ?? "",
+        ad.Spec?.IpAddressPools?.ToList(),
+        Selectors(ad.Spec?.IpAddressPoolSelectors),
+        Selectors(ad.Spec?.NodeSelectors),
+        ad.Spec?.Interfaces?.ToList(),
+        Selectors(ad.Spec?.ServiceSelectors));
 
     /// <summary>The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors.</summary>
     public static ServiceInfo ToServiceInfo(V1Service service, IDictionary<string, string>? namespaceLabels) => new()
@@ -64,6 +68,7 @@ public static class ObjectMapper
             s?.MatchLabels is null ? null : Dictionary(s.MatchLabels),
             s?.MatchExpressions?.Select(e => new LabelRequirementSpec(e.Key, e.OperatorProperty, e.Values?.ToList())).ToList())).ToList();
 
+    /// <summary>A null value (a label written "app:") is "" as the API server reads it.</summary>
     private static Dictionary<string, string> Dictionary(IDictionary<string, string>? source) =>
-        source is null ? [] : new Dictionary<string, string>(source, StringComparer.Ordinal);
+        source is null ? [] : source.ToDictionary(p => p.Key, p => p.Value ?? "", StringComparer.Ordinal);
 }

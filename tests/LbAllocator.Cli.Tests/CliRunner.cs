@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace LbAllocator.Cli.Tests;
 
 /// <summary>Runs the lballocator command in-process and captures what it prints.</summary>
@@ -9,6 +11,35 @@ internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
         using var stderr = new StringWriter();
         var code = CliApp.Run(args, stdout, stderr);
         return new CliRun(code, stdout.ToString(), stderr.ToString());
+    }
+
+    /// <summary>
+    /// Runs the built lballocator.dll as its own process, on the dotnet host running the tests: only there
+    /// does an exception nobody catches show as what a user sees (a stack trace and the runtime's exit code).
+    /// </summary>
+    public static CliRun OfProcess(params string[] args)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "lballocator.dll"));
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(60)))
+        {
+            process.Kill();
+            throw new TimeoutException($"lballocator {string.Join(' ', args)} did not exit within 60 s");
+        }
+
+        return new CliRun(process.ExitCode, stdout, stderr.Result);
     }
 }
 

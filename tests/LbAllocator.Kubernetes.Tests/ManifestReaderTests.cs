@@ -83,4 +83,72 @@ public class ManifestReaderTests
         Assert.Empty(set.Errors);
         Assert.Equal("s", set.Services.Single().Value.Metadata.Name);
     }
+
+    /// <summary>Each way the text can be unreadable, and the one line it becomes.</summary>
+    public static TheoryData<string, string> Unreadable => new()
+    {
+        // Issue 11: a flow mapping left open; YamlDotNet throws InvalidOperationException with no position.
+        { "apiVersion: v1\nkind: Namespace\nmetadata: {name: broken, namespace: lballocator-system\nspec:\n  x: 1\n", "in.yaml:4:1: invalid YAML: the '{' at 3:11 is not closed" },
+        { "apiVersion: v1\nkind: Service\nmetadata:\n  name: [x\n", "in.yaml:5:1: invalid YAML: While parsing a flow sequence, did not find expected ',' or ']'" },
+        { "a: 1\na: 2\n", "in.yaml:2:1: invalid YAML: Duplicate key a" },
+        { "apiVersion: v1\nkind: Service\nmetadata:\n  name: *nope\n", "in.yaml:4:9: invalid YAML: *nope has no &nope before it in its document" },
+        { "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\u0000\n", "in.yaml:4:10: character U+0000 is not allowed in YAML" },
+        { "kind: Service\r\n\u0007", "in.yaml:2:1: character U+0007 is not allowed in YAML" },
+        { "a: " + new string('[', 101) + new string(']', 101), "in.yaml:1:103: nested more than 100 levels deep" },
+        { "apiVersion: v1\nkind: List\nitems: 5\n", "in.yaml:3:8: List: items: expected a list of objects" },
+        { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports:\n    -\n    - port: 80\n", "in.yaml:6:6: Service: a list item is empty" },
+        { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: \"80\"\n", "in.yaml:5:10: Service: expected a list, found a string" },
+        { "apiVersion: v1\nkind: Service\nmetadata: [a]\n", "in.yaml:3:11: Service: expected a mapping" },
+        { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: 99999999999999999999999}]\n", "in.yaml:5:18: Service: number out of range" },
+        { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: eighty}]\n", "in.yaml:5:18: Service: \"eighty\" is not a number" },
+        { "apiVersion: lballocator.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {autoAssign: yes please}\n", "in.yaml:4:20: IPAddressPool: The value \"yes please\" is not a valid YAML Boolean" },
+        { "just a string\n", "in.yaml:1:1: expected a Kubernetes object (a mapping with apiVersion and kind)" },
+        { "apiVersion: {v: 1}\nkind: Service\n", "in.yaml:1:1: object has no apiVersion or kind" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Unreadable))]
+    public void Unreadable_text_is_one_error_with_its_position(string content, string expected)
+    {
+        var set = Read(content);
+
+        Assert.Equal(expected, Assert.Single(set.Errors));
+    }
+
+    [Fact]
+    public void Bytes_must_be_UTF8_and_the_first_bad_byte_is_located()
+    {
+        var set = new ManifestSet();
+        ManifestReader.ReadBytes("in.yaml", [.. "apiVersion: v1\nkind: Service\nmetadata: {name: \"é"u8, 0xFF, .. "\"}\n"u8], set);
+
+        Assert.Equal("in.yaml:3:20: not valid UTF-8 (byte 0xFF at offset 49)", Assert.Single(set.Errors));
+    }
+
+    [Fact]
+    public void A_byte_order_mark_and_characters_beyond_the_basic_plane_are_fine()
+    {
+        var set = new ManifestSet();
+        ManifestReader.ReadBytes("in.yaml", [0xEF, 0xBB, 0xBF, .. "apiVersion: v1\nkind: Namespace\nmetadata: {name: a, annotations: {note: \"🦀\"}}\n"u8], set);
+
+        Assert.Empty(set.Errors);
+        Assert.Equal("🦀", set.Namespaces.Single().Value.Metadata.Annotations["note"]);
+    }
+
+    [Fact]
+    public void Aliases_are_not_expanded_while_checking()
+    {
+        // Ten to the eighth list items if every alias were followed: it must take no time at all.
+        var levels = string.Concat(Enumerable.Range(0, 8).Select(i => $"l{i + 1}: &l{i + 1} [{string.Join(",", Enumerable.Repeat($"*l{i}", 10))}]\n"));
+        var set = Read($"l0: &l0 [x]\n{levels}apiVersion: lballocator.io/v1alpha1\nkind: L2Advertisement\nmetadata: {{name: a}}\n");
+
+        Assert.Contains("unknown field \"l0\"", Assert.Single(set.Errors), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_missing_path_and_an_unreadable_file_name_the_path()
+    {
+        var set = ManifestReader.ReadPaths(["/nonexistent/lballocator.yaml"]);
+
+        Assert.Equal("/nonexistent/lballocator.yaml: no such file or directory", Assert.Single(set.Errors));
+    }
 }
