@@ -29,7 +29,14 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-dotnet test LbAllocator.sln --configuration Release 2>&1 | tee "$log" || status=$?
+dotnet build LbAllocator.sln --configuration Release 2>&1 | tee "$log" || status=$?
+if [ "$status" -eq 0 ]; then
+    # Every test project but the network lab, side by side (dotnet test's default).
+    dotnet test tests/AllButLab.slnf --configuration Release --no-build 2>&1 | tee -a "$log" || status=$?
+    # The lab alone afterwards: it asserts failover within 1 s, a timing goal that a machine busy with the other
+    # test projects' API servers and builds would measure rather than the speaker.
+    dotnet test tests/LbAllocator.NetTests --configuration Release --no-build 2>&1 | tee -a "$log" || status=$?
+fi
 
 echo "$real_api"
 # dotnet test prints one summary line per test project: "Failed!  - Failed: 1, Passed: 2, Skipped: 0, ..."
