@@ -37,6 +37,10 @@ public sealed partial class Lab : IAsyncLifetime
     private readonly string _prefix = $"lbt{Environment.ProcessId}";
     private readonly string _dir = Path.Combine(Path.GetTempPath(), $"lbt{Environment.ProcessId}");
     private readonly Dictionary<string, Shell.Background> _speakers = [];
+    /// <summary>The machine-wide lab lock's file (see <see cref="LockMachineAsync"/>).</summary>
+    private const string MachineLockPath = "/tmp/lballocator-lab.lock";
+
+    private FileStream? _machineLock;
     private IHost? _controller;
     private string _speakerKubeconfig = "";
 
@@ -73,6 +77,7 @@ public sealed partial class Lab : IAsyncLifetime
             return; // every test is skipped with the reason
         }
 
+        _machineLock = await LockMachineAsync();
         await RemoveLeftoversAsync();
         Directory.CreateDirectory(_dir);
         await BuildNetworkAsync();
@@ -126,6 +131,8 @@ public sealed partial class Lab : IAsyncLifetime
         {
             Directory.Delete(_dir, recursive: true);
         }
+
+        _machineLock?.Dispose();
 
         // The whole run, not only the tests that look: a component refused anything is a broken install.
         if (forbidden.Count > 0)
@@ -405,6 +412,25 @@ public sealed partial class Lab : IAsyncLifetime
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
             new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new L2AdvertisementSpec { Interfaces = ["eth0"] } },
             Api.Group, Api.Version, InstallNamespace, "l2advertisements");
+    }
+
+    /// <summary>
+    /// One lab per machine at a time: two would both put the API address on a root-namespace veth and steal each
+    /// other's replies. A lab of another test run or benchmark holding the lock (an flock(2)) is waited for.
+    /// </summary>
+    private static async Task<FileStream> LockMachineAsync()
+    {
+        while (true)
+        {
+            try
+            {
+                return new FileStream(MachineLockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                await Task.Delay(500);
+            }
+        }
     }
 
     /// <summary>Removes namespaces and root-namespace veths of earlier runs whose process is gone (a crashed or killed test run).</summary>

@@ -63,7 +63,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
     }
 
     [RealApiFact]
-    public async Task An_owner_cut_off_from_the_api_keeps_answering_without_a_gap()
+    public async Task An_owner_cut_off_from_the_api_for_a_minute_keeps_answering_without_a_gap()
     {
         const string ip = "192.0.2.213";
         await lab.CreateServiceAsync("partition", ip: ip);
@@ -75,7 +75,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         await lab.CutApiAsync(owner);
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(8));
+            await Task.Delay(TimeSpan.FromSeconds(60));
             var (code, body) = await lab.SpeakerStatusAsync(owner, "/readyz");
             Assert.True(code == 200, body);
             Assert.Contains("answering while peers are heard on the LAN (2 now)", body, StringComparison.Ordinal);
@@ -88,9 +88,9 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         await Task.Delay(3000);
         var (doubled, silent, asked) = watch.Tally();
         var longest = watch.LongestSilence();
-        output.WriteLine($"owner cut off from the API server for 8 s and back: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
+        output.WriteLine($"owner cut off from the API server for 60 s and back: {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} (owner {lab.Macs[owner]}); "
             + $"two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
-        Assert.True(asked > 400, $"only {asked} questions were seen");
+        Assert.True(asked > 2500, $"only {asked} questions were seen");
         Assert.Equal(0, doubled);
         Assert.True(longest <= 0.2, $"a silence of {longest:F2} s");
         Assert.Equal([lab.Macs[owner]], watch.Answerers());
