@@ -107,6 +107,16 @@ public sealed partial class Lab : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        // For a failure to be read afterwards: LBALLOCATOR_LAB_LOGS=DIR keeps each speaker's output as DIR/NODE.log.
+        if (Environment.GetEnvironmentVariable("LBALLOCATOR_LAB_LOGS") is { Length: > 0 } logs)
+        {
+            Directory.CreateDirectory(logs);
+            foreach (var (node, speaker) in _speakers)
+            {
+                await File.WriteAllLinesAsync(Path.Combine(logs, $"{node}.log"), speaker.Lines);
+            }
+        }
+
         foreach (var speaker in _speakers.Values)
         {
             speaker.Dispose();

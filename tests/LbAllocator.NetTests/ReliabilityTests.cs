@@ -164,6 +164,11 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         var (doubled, silent, asked) = watch.Tally();
         output.WriteLine($"owner's LAN interface deleted and re-created: failover {failover:F2} s; {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} "
             + $"(owner {oldMac}, then {lab.Macs[owner]}); two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {watch.LongestSilence():F2} s");
+        if (failover > 1.0)
+        {
+            output.WriteLine($"deleted at {deleted:HH:mm:ss.fff}");
+            output.WriteLine(string.Join("\n", Lab.Nodes.SelectMany(n => lab.SpeakerLog(n).TakeLast(60).Select(l => $"{n} {l}"))));
+        }
         Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
         Assert.Equal(0, doubled);
         Assert.Contains(lab.Macs[owner], watch.Answerers());
