@@ -67,9 +67,11 @@ public sealed partial class Reconciler
 
             Enqueue(ObjectChange.SpecChanged(old, now) ? AdvertisementsKey : null);
         };
+        // A namespace seen, gone or relabelled re-judges its Services: they are served only once it is known,
+        // and its labels may decide which pools admit them.
         Namespaces.Changed += (old, now) =>
         {
-            if (!ObjectChange.SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
+            if (old is null || now is null || !ObjectChange.SameLabels(old.Metadata.Labels, now.Metadata.Labels))
             {
                 var ns = (now ?? old)!.Metadata.Name;
                 foreach (var service in Services.Items.Where(s => s.Metadata.NamespaceProperty == ns))
@@ -338,17 +340,11 @@ public sealed partial class Reconciler
         }
     }
 
-    private ServiceInfo ToInfo(V1Service service)
-    {
-        var ns = service.Metadata.NamespaceProperty;
-        IDictionary<string, string>? labels = null;
-        if (Namespaces.TryGet(ns, out var found))
-        {
-            labels = found!.Metadata.Labels;
-        }
-
-        return ObjectMapper.ToServiceInfo(service, labels);
-    }
+    /// <summary>The Service as the allocator sees it; one whose namespace the cache has not seen yet is not served (its labels may decide its pool).</summary>
+    private ServiceInfo ToInfo(V1Service service) =>
+        ObjectMapper.ToServiceInfo(service, Namespaces.TryGet(service.Metadata.NamespaceProperty, out var found)
+            ? found!.Metadata.Labels ?? new Dictionary<string, string>()
+            : null);
 
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
 

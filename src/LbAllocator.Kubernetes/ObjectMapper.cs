@@ -40,7 +40,10 @@ public static class ObjectMapper
         ad.Spec?.Interfaces?.ToList(),
         Selectors(ad.Spec?.ServiceSelectors));
 
-    /// <summary>The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors.</summary>
+    /// <summary>
+    /// The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors, and null ones
+    /// say its namespace is not known (yet), which the allocator will not serve.
+    /// </summary>
     public static ServiceInfo ToServiceInfo(V1Service service, IDictionary<string, string>? namespaceLabels) => new()
     {
         Namespace = string.IsNullOrEmpty(service.Metadata?.NamespaceProperty) ? "default" : service.Metadata.NamespaceProperty,
@@ -49,7 +52,7 @@ public static class ObjectMapper
         LoadBalancerClass = service.Spec?.LoadBalancerClass,
         Labels = Dictionary(service.Metadata?.Labels),
         Annotations = Dictionary(service.Metadata?.Annotations),
-        NamespaceLabels = Dictionary(namespaceLabels),
+        NamespaceLabels = namespaceLabels is null ? null : Dictionary(namespaceLabels),
         LoadBalancerIP = service.Spec?.LoadBalancerIP,
         IpFamilyPolicy = service.Spec?.IpFamilyPolicy,
         IpFamilies = service.Spec?.IpFamilies?.ToList() ?? [],
