@@ -28,6 +28,10 @@ public static class ObjectMapper
             .ThenBy(p => p.Metadata?.Name, StringComparer.Ordinal)
             .Select(ToPoolSpec)];
 
+    /// <summary>The advertisements by name, the same for controller and speaker.</summary>
+    public static List<Core.L2AdvertisementSpec> ToAdvertisementSpecs(IEnumerable<V1Alpha1L2Advertisement> advertisements) =>
+        [.. advertisements.OrderBy(a => a.Metadata?.Name, StringComparer.Ordinal).Select(ToAdvertisementSpec)];
+
     /// <summary>An EndpointSlice's endpoints with their node and conditions.</summary>
     public static IEnumerable<EndpointState> ToEndpointStates(V1EndpointSlice slice) =>
         (slice.Endpoints ?? []).Select(e => new EndpointState(e.NodeName, e.Conditions?.Ready, e.Conditions?.Serving, e.Conditions?.Terminating));
