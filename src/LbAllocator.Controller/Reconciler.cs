@@ -117,6 +117,7 @@ public sealed partial class Reconciler
         {
             _allocator = new Allocator(AllocatorOptions());
             _configSource.ForgetHistory();
+            _config = null; // the new allocator has no pools yet
             _poolStatusScheduled = false; // a delayed write of an earlier term went with its queue
             ApplyConfig();
             var services = Services.Items.OrderBy(ObjectKey.Of, StringComparer.Ordinal).ToList();
@@ -223,20 +224,24 @@ public sealed partial class Reconciler
     }
 
     /// <summary>
-    /// Rebuilds the configuration from the caches and hands the allocator its pools; affected Services are queued,
-    /// and the statuses that report the configuration are written again.
+    /// Rebuilds the configuration from the caches and hands the allocator its pools when they changed; affected
+    /// Services are queued, and the statuses that report the configuration are written again.
     /// </summary>
     private void ApplyConfig()
     {
+        var previous = _config;
         _config = _configSource.Build();
         foreach (var problem in _config.Config.Problems.Where(p => p.Kind == ConfigValidator.PoolKind))
         {
             LogInvalidPool(problem.Name, problem.Message, _config.Stale.Contains(problem.Name));
         }
 
-        foreach (var changed in _allocator.SetPools(_config.Config.Pools))
+        if (!_config.RunsSamePoolsAs(previous))
         {
-            Enqueue(new Work.Service(changed.Key));
+            foreach (var changed in _allocator.SetPools(_config.Config.Pools))
+            {
+                Enqueue(new Work.Service(changed.Key));
+            }
         }
 
         Enqueue(new Work.PoolStatus());

@@ -56,4 +56,25 @@ public sealed record ConfigSnapshot(ValidatedConfig Config, IReadOnlySet<string>
         var messages = Config.Problems.Where(p => p.Kind == kind && p.Name == name).Select(p => p.Message).ToList();
         return messages.Count > 0 ? string.Join("; ", messages) : null;
     }
+
+    /// <summary>
+    /// Whether this snapshot runs the same pools, in the same order, as <paramref name="other"/> (an edit of an
+    /// advertisement, or a broken pool edit running on its last valid spec): the allocator then has nothing to re-settle.
+    /// </summary>
+    public bool RunsSamePoolsAs(ConfigSnapshot? other) =>
+        other is not null && other.Config.Pools.Count == Config.Pools.Count && Config.Pools.Zip(other.Config.Pools).All(p => Same(p.First, p.Second));
+
+    private static bool Same(Pool a, Pool b) =>
+        a.Name == b.Name && a.AutoAssign == b.AutoAssign && a.AvoidBuggyIPs == b.AvoidBuggyIPs && a.Ranges.SequenceEqual(b.Ranges)
+        && a.Labels.Count == b.Labels.Count && a.Labels.All(l => b.Labels.TryGetValue(l.Key, out var value) && value == l.Value)
+        && (a.Allocation, b.Allocation) switch
+        {
+            (null, null) => true,
+            ({ } x, { } y) => x.Priority == y.Priority && x.Namespaces.SequenceEqual(y.Namespaces)
+                && SameSelectors(x.NamespaceSelectors, y.NamespaceSelectors) && SameSelectors(x.ServiceSelectors, y.ServiceSelectors),
+            _ => false,
+        };
+
+    private static bool SameSelectors(IReadOnlyList<LabelSelector> a, IReadOnlyList<LabelSelector> b) =>
+        a.Select(s => s.Canonical).SequenceEqual(b.Select(s => s.Canonical));
 }
