@@ -33,8 +33,9 @@ public sealed class Allocator
 
     /// <summary>
     /// Brings one Service up to date: keeps the addresses it holds (or carries in its status, after a
-    /// restart) while they are still valid, and otherwise releases them and allocates anew. One whose namespace is
-    /// not known yet (<see cref="ServiceInfo.NamespaceKnown"/>) only keeps what it validly holds. When this frees addresses, call <see cref="RetryPending"/> so waiting Services can take them.
+    /// restart) while they are still valid, and otherwise releases them and allocates anew. One whose namespace
+    /// is not known yet (<see cref="ServiceInfo.NamespaceKnown"/>) only keeps what it validly holds.
+    /// When this frees addresses, call <see cref="RetryPending"/> so waiting Services can take them.
     /// </summary>
     public AllocationOutcome Reconcile(ServiceInfo service)
     {
