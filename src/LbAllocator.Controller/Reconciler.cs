@@ -15,9 +15,6 @@ namespace LbAllocator.Controller;
 /// </summary>
 public sealed partial class Reconciler
 {
-    private const string PoolsKey = "\u0001pools";
-    private const string PoolStatusKey = "\u0001pool-status";
-    private const string AdvertisementsKey = "\u0001advertisements";
     private const int Workers = 16;
 
     /// <summary>Keys taken closer together than this are one burst (for the events, which wait for its end).</summary>
@@ -28,10 +25,10 @@ public sealed partial class Reconciler
     private readonly ILogger _logger;
     private readonly StatusWriter _writer;
     private readonly Lock _decisions = new();
+    private readonly ConfigSource _configSource;
     private Allocator _allocator;
-    private PoolHistory _history = new();
-    private PoolHistory.Outcome? _config;
-    private WorkQueue<string>? _queue;
+    private ConfigSnapshot? _config;
+    private WorkQueue<Work>? _queue;
     private int _inFlight;
     private long _lastTaken;
     private bool _poolStatusScheduled;
@@ -47,8 +44,9 @@ public sealed partial class Reconciler
         Namespaces = new ResourceCache<V1Namespace>(Sources.Namespaces(client), loggers.CreateLogger("LbAllocator.Cache.Namespaces"));
         Pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.Pools"));
         Advertisements = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), loggers.CreateLogger("LbAllocator.Cache.L2Advertisements"));
+        _configSource = new ConfigSource(Pools, Advertisements);
 
-        Services.Changed += (old, now) => Enqueue(ObjectKey.Of((now ?? old)!));
+        Services.Changed += (old, now) => Enqueue(new Work.Service(ObjectKey.Of((now ?? old)!)));
         Pools.Changed += (old, now) =>
         {
             if (now is null)
@@ -56,7 +54,10 @@ public sealed partial class Reconciler
                 _writer.ForgetEvents(StatusWriter.PoolEventKey(old!.Metadata.Name));
             }
 
-            Enqueue(ObjectChange.SpecChanged(old, now) ? PoolsKey : null);
+            if (ObjectChange.SpecChanged(old, now))
+            {
+                Enqueue(new Work.Config());
+            }
         };
         Advertisements.Changed += (old, now) =>
         {
@@ -65,16 +66,21 @@ public sealed partial class Reconciler
                 _writer.ForgetEvents(StatusWriter.AdvertisementEventKey(old!.Metadata.Name));
             }
 
-            Enqueue(ObjectChange.SpecChanged(old, now) ? AdvertisementsKey : null);
+            if (ObjectChange.SpecChanged(old, now))
+            {
+                Enqueue(new Work.Config());
+            }
         };
+        // A namespace seen, gone or relabelled re-judges its Services: they are served only once it is known,
+        // and its labels may decide which pools admit them.
         Namespaces.Changed += (old, now) =>
         {
-            if (!ObjectChange.SameLabels(old?.Metadata.Labels, now?.Metadata.Labels))
+            if (old is null || now is null || !ObjectChange.SameLabels(old.Metadata.Labels, now.Metadata.Labels))
             {
                 var ns = (now ?? old)!.Metadata.Name;
                 foreach (var service in Services.Items.Where(s => s.Metadata.NamespaceProperty == ns))
                 {
-                    Enqueue(ObjectKey.Of(service));
+                    Enqueue(new Work.Service(ObjectKey.Of(service)));
                 }
             }
         };
@@ -106,30 +112,32 @@ public sealed partial class Reconciler
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         await WaitForCachesAsync(cancellationToken);
-        using var queue = new WorkQueue<string>();
+        using var queue = new WorkQueue<Work>();
         lock (_decisions)
         {
             _allocator = new Allocator(AllocatorOptions());
-            _history = new PoolHistory();
+            _configSource.ForgetHistory();
+            _config = null; // the new allocator has no pools yet
             _poolStatusScheduled = false; // a delayed write of an earlier term went with its queue
-            ApplyPools();
+            ApplyConfig();
             var services = Services.Items.OrderBy(ObjectKey.Of, StringComparer.Ordinal).ToList();
             _allocator.ReconcileAll([.. services.Select(ToInfo)]);
             _queue = queue;
             foreach (var service in services)
             {
-                queue.Add(ObjectKey.Of(service));
+                queue.Add(new Work.Service(ObjectKey.Of(service)));
             }
 
-            queue.Add(PoolStatusKey);
-            queue.Add(AdvertisementsKey);
+            queue.Add(new Work.PoolStatus());
+            queue.Add(new Work.AdvertisementStatus());
         }
 
         Ready = true;
         LogStarted(Services.Items.Count, _config!.Config.Pools.Count);
         try
         {
-            await Task.WhenAll(Enumerable.Range(0, Workers).Select(_ => WorkAsync(queue, cancellationToken)).Append(_writer.SendEventsAsync(() => Busy(queue), cancellationToken)));
+            var workers = Enumerable.Range(0, Workers).Select(_ => queue.ProcessAsync(ProcessAsync, (work, e, delay) => LogRetry(e, work.ToString(), delay), cancellationToken));
+            await Task.WhenAll(workers.Append(_writer.SendEventsAsync(() => Busy(queue), cancellationToken)));
         }
         finally
         {
@@ -143,72 +151,43 @@ public sealed partial class Reconciler
     }
 
     /// <summary>Services waiting, being worked on or arriving: events wait for a lull so addresses go first.</summary>
-    private bool Busy(WorkQueue<string> queue) =>
+    private bool Busy(WorkQueue<Work> queue) =>
         queue.Count > 0 || Volatile.Read(ref _inFlight) > 0 || Environment.TickCount64 - Volatile.Read(ref _lastTaken) < LullMilliseconds;
 
-    private async Task WorkAsync(WorkQueue<string> queue, CancellationToken cancellationToken)
+    private async Task ProcessAsync(Work work, CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested)
+        Interlocked.Increment(ref _inFlight);
+        Volatile.Write(ref _lastTaken, Environment.TickCount64);
+        try
         {
-            string key;
-            try
+            switch (work)
             {
-                key = await queue.TakeAsync(cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+                case Work.Service service:
+                    await ReconcileAsync(service.Key, cancellationToken);
+                    break;
+                case Work.Config:
+                    lock (_decisions)
+                    {
+                        ApplyConfig();
+                    }
 
-            Interlocked.Increment(ref _inFlight);
-            Volatile.Write(ref _lastTaken, Environment.TickCount64);
-            try
-            {
-                await ProcessAsync(key, cancellationToken);
-                queue.Forget(key);
+                    break;
+                case Work.PoolStatus:
+                    await WritePoolStatusesAsync(cancellationToken);
+                    break;
+                case Work.AdvertisementStatus:
+                    await WriteAdvertisementStatusesAsync(cancellationToken);
+                    break;
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-            {
-                var delay = queue.AddRateLimited(key);
-                LogRetry(e, key, delay);
-            }
-            finally
-            {
-                queue.Done(key);
-                Interlocked.Decrement(ref _inFlight);
-            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
         }
     }
 
-    private async Task ProcessAsync(string key, CancellationToken cancellationToken)
+    private async Task ReconcileAsync(string key, CancellationToken cancellationToken)
     {
-        if (key == PoolsKey)
-        {
-            lock (_decisions)
-            {
-                ApplyPools();
-            }
-
-            return;
-        }
-
-        if (key == PoolStatusKey)
-        {
-            lock (_decisions)
-            {
-                _poolStatusScheduled = false; // changes from here on schedule the next write
-            }
-
-            await WritePoolStatusesAsync(cancellationToken);
-            return;
-        }
-
-        if (key == AdvertisementsKey)
-        {
-            await WriteAdvertisementStatusesAsync(cancellationToken);
-            return;
-        }
-
         using var timer = _metrics.TimeReconcile();
         AllocationOutcome? result = null;
         V1Service? service;
@@ -244,32 +223,39 @@ public sealed partial class Reconciler
         }
     }
 
-    /// <summary>Re-validates the pools and hands the allocator the ones to use; affected Services are queued.</summary>
-    private void ApplyPools()
+    /// <summary>
+    /// Rebuilds the configuration from the caches and hands the allocator its pools when they changed; affected
+    /// Services are queued, and the statuses that report the configuration are written again.
+    /// </summary>
+    private void ApplyConfig()
     {
-        _config = _history.Apply(ObjectMapper.ToPoolSpecs(Pools.Items), []);
-        foreach (var problem in _config.Config.Problems)
+        var previous = _config;
+        _config = _configSource.Build();
+        foreach (var problem in _config.Config.Problems.Where(p => p.Kind == ConfigValidator.PoolKind))
         {
             LogInvalidPool(problem.Name, problem.Message, _config.Stale.Contains(problem.Name));
         }
 
-        foreach (var changed in _allocator.SetPools(_config.Config.Pools))
+        if (!_config.RunsSamePoolsAs(previous))
         {
-            Enqueue(changed.Key);
+            foreach (var changed in _allocator.SetPools(_config.Config.Pools))
+            {
+                Enqueue(new Work.Service(changed.Key));
+            }
         }
 
-        Enqueue(PoolStatusKey);
-        Enqueue(AdvertisementsKey); // an advertisement may name a pool that came or went
+        Enqueue(new Work.PoolStatus());
+        Enqueue(new Work.AdvertisementStatus()); // an advertisement may name a pool that came or went
     }
 
     private void RetryPending()
     {
         foreach (var got in _allocator.RetryPending())
         {
-            Enqueue(got.Key);
+            Enqueue(new Work.Service(got.Key));
         }
 
-        Enqueue(PoolStatusKey);
+        Enqueue(new Work.PoolStatus());
     }
 
     private async Task WritePoolStatusesAsync(CancellationToken cancellationToken)
@@ -277,12 +263,13 @@ public sealed partial class Reconciler
         List<(V1Alpha1IPAddressPool Pool, PoolStats? Stats, string? Problem, bool Stale)> work;
         lock (_decisions)
         {
-            var running = _config!.Config.Pools.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+            _poolStatusScheduled = false; // changes from here on schedule the next write
+            var config = _config!;
+            var running = config.Config.Pools.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
             work = [.. Pools.Items.Select(pool =>
             {
                 var name = pool.Metadata.Name;
-                var problems = _config.Config.Problems.Where(p => p.Kind == ConfigValidator.PoolKind && p.Name == name).Select(p => p.Message).ToList();
-                return (pool, running.Contains(name) ? _allocator.GetStats(name) : null, problems.Count > 0 ? string.Join("; ", problems) : null, _config.Stale.Contains(name));
+                return (pool, running.Contains(name) ? _allocator.GetStats(name) : null, config.Problem(ConfigValidator.PoolKind, name), config.Stale.Contains(name));
             })];
         }
 
@@ -293,16 +280,20 @@ public sealed partial class Reconciler
         }
     }
 
+    /// <summary>Writes each advertisement's Valid condition, as the configuration the speakers build judges it.</summary>
     private async Task WriteAdvertisementStatusesAsync(CancellationToken cancellationToken)
     {
-        var advertisements = Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).ToList();
-        var config = ConfigValidator.Validate([.. Pools.Items.Select(ObjectMapper.ToPoolSpec)], [.. advertisements.Select(ObjectMapper.ToAdvertisementSpec)]);
-        var problems = config.Problems.Where(p => p.Kind == ConfigValidator.AdvertisementKind).ToLookup(p => p.Name, p => p.Message, StringComparer.Ordinal);
-        var inForce = config.Advertisements.Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var advertisement in advertisements)
+        ConfigSnapshot config;
+        lock (_decisions)
+        {
+            config = _config!;
+        }
+
+        var inForce = config.Config.Advertisements.Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var advertisement in Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal))
         {
             var name = advertisement.Metadata.Name;
-            var problem = problems.Contains(name) ? string.Join("; ", problems[name]) : null;
+            var problem = config.Problem(ConfigValidator.AdvertisementKind, name);
             if (problem is not null)
             {
                 LogInvalidAdvertisement(name, problem, inForce.Contains(name));
@@ -312,43 +303,32 @@ public sealed partial class Reconciler
         }
     }
 
-    private void Enqueue(string? key)
+    private void Enqueue(Work work)
     {
-        if (key is null)
-        {
-            return;
-        }
-
         lock (_decisions)
         {
-            if (key == PoolStatusKey)
+            if (work is Work.PoolStatus)
             {
                 // Pool usage changes with every allocation: write it at most every half second, so one
                 // write is scheduled at a time (a delayed add per allocation would each end in a write).
                 if (_queue is not null && !_poolStatusScheduled)
                 {
                     _poolStatusScheduled = true;
-                    _queue.AddAfter(key, TimeSpan.FromMilliseconds(500));
+                    _queue.AddAfter(work, TimeSpan.FromMilliseconds(500));
                 }
             }
             else
             {
-                _queue?.Add(key);
+                _queue?.Add(work);
             }
         }
     }
 
-    private ServiceInfo ToInfo(V1Service service)
-    {
-        var ns = service.Metadata.NamespaceProperty;
-        IDictionary<string, string>? labels = null;
-        if (Namespaces.TryGet(ns, out var found))
-        {
-            labels = found!.Metadata.Labels;
-        }
-
-        return ObjectMapper.ToServiceInfo(service, labels);
-    }
+    /// <summary>The Service as the allocator sees it; one whose namespace the cache has not seen yet is not served (its labels may decide its pool).</summary>
+    private ServiceInfo ToInfo(V1Service service) =>
+        ObjectMapper.ToServiceInfo(service, Namespaces.TryGet(service.Metadata.NamespaceProperty, out var found)
+            ? found!.Metadata.Labels ?? new Dictionary<string, string>()
+            : null);
 
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
 
@@ -367,4 +347,23 @@ public sealed partial class Reconciler
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
     private partial void LogRetry(Exception exception, string key, TimeSpan delay);
+
+    /// <summary>What a worker does next: a Service to decide for, or the controller's own work, each a type of its own.</summary>
+    private abstract record Work
+    {
+        /// <summary>The Service's key, or the kind of work.</summary>
+        public sealed override string ToString() => this is Service service ? service.Key : GetType().Name;
+
+        /// <summary>Decide for the Service ("namespace/name") and write what follows; a key no longer cached is a deletion.</summary>
+        public sealed record Service(string Key) : Work;
+
+        /// <summary>Pools or advertisements changed: rebuild the configuration and hand the allocator its pools.</summary>
+        public sealed record Config : Work;
+
+        /// <summary>Write every pool's usage and Valid condition; throttled (see <see cref="Enqueue"/>).</summary>
+        public sealed record PoolStatus : Work;
+
+        /// <summary>Write every advertisement's Valid condition.</summary>
+        public sealed record AdvertisementStatus : Work;
+    }
 }

@@ -45,7 +45,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     public async Task ApplyAsync(V1Service service, AllocationOutcome outcome, CancellationToken cancellationToken)
     {
         // A Service we do not manage is left alone; one that stopped being ours loses what we gave it (Released).
-        if (outcome is AllocationOutcome.NotOurs)
+        // One whose namespace is not known yet is left as it is until it is judged.
+        if (outcome is AllocationOutcome.NotOurs or AllocationOutcome.AwaitingNamespace)
         {
             return;
         }

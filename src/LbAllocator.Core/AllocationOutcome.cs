@@ -27,6 +27,13 @@ public abstract record AllocationOutcome(string Namespace, string Name, IReadOnl
     public sealed record KeptInvalid(string Namespace, string Name, IReadOnlyList<Ip> Ips, string? Pool, string Reason)
         : AllocationOutcome(Namespace, Name, Ips, Pool, Problem: Reason);
 
+    /// <summary>
+    /// Its namespace is not known yet, so pools' namespace selectors cannot judge it: it keeps what it validly
+    /// holds (nobody else may take it meanwhile) and gets nothing new until the namespace is seen.
+    /// </summary>
+    public sealed record AwaitingNamespace(string Namespace, string Name, IReadOnlyList<Ip> Ips, string? Pool)
+        : AllocationOutcome(Namespace, Name, Ips, Pool, Problem: $"namespace \"{Namespace}\" is not known yet");
+
     /// <summary>No longer ours (its type or class changed): the addresses it held are free again and should leave its status.</summary>
     public sealed record Released(string Namespace, string Name, IReadOnlyList<Ip> Freed)
         : AllocationOutcome(Namespace, Name, [], Pool: null, Problem: null);

@@ -33,7 +33,8 @@ public sealed class Allocator
 
     /// <summary>
     /// Brings one Service up to date: keeps the addresses it holds (or carries in its status, after a
-    /// restart) while they are still valid, and otherwise releases them and allocates anew.
+    /// restart) while they are still valid, and otherwise releases them and allocates anew. One whose namespace
+    /// is not known yet (<see cref="ServiceInfo.NamespaceKnown"/>) only keeps what it validly holds.
     /// When this frees addresses, call <see cref="RetryPending"/> so waiting Services can take them.
     /// </summary>
     public AllocationOutcome Reconcile(ServiceInfo service)
@@ -216,9 +217,10 @@ public sealed class Allocator
                 : new AllocationOutcome.Released(service.Namespace, service.Name, before.Ips) { Changed = true };
         }
 
+        // While its fields are broken, or its namespace is not known yet, it keeps what it validly holds and gets nothing new.
         var request = ServiceRequest.Parse(service, out var error);
-        var assignment = request is null
-            ? ValidClaim(service, request, held) // while its fields are broken it keeps what it holds, and gets nothing new
+        var assignment = request is null || !service.NamespaceKnown
+            ? ValidClaim(service, request, held)
             : TryKeep(service, request, held) ?? Allocate(service, request, out error);
 
         if (assignment is not null)
@@ -241,6 +243,7 @@ public sealed class Allocator
         var changed = !ips.SequenceEqual(before?.Ips ?? []) || pool != before?.Pool.Pool.Name;
         return (request, assignment) switch
         {
+            _ when !service.NamespaceKnown => new AllocationOutcome.AwaitingNamespace(service.Namespace, service.Name, ips, pool) { Changed = changed },
             (null, _) => new AllocationOutcome.KeptInvalid(service.Namespace, service.Name, ips, pool, error!) { Changed = changed },
             (_, null) => new AllocationOutcome.Pending(service.Namespace, service.Name, error!) { Changed = changed },
             _ => new AllocationOutcome.Assigned(service.Namespace, service.Name, ips, pool!) { Changed = changed },

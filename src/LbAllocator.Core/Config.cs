@@ -44,9 +44,11 @@ public sealed record Pool(
             return null;
         }
 
+        // While the namespace's labels are not known a selector gets the benefit of the doubt: such a Service is
+        // judged only to keep what it holds (nobody else takes it meanwhile), never to get a new address.
         if ((Allocation.Namespaces.Count > 0 || Allocation.NamespaceSelectors.Count > 0)
             && !Allocation.Namespaces.Contains(service.Namespace)
-            && !Allocation.NamespaceSelectors.Any(s => s.Matches(service.NamespaceLabels)))
+            && !(service.NamespaceLabels is { } labels ? Allocation.NamespaceSelectors.Any(s => s.Matches(labels)) : Allocation.NamespaceSelectors.Count > 0))
         {
             return $"pool \"{Name}\" does not admit namespace \"{service.Namespace}\" (spec.serviceAllocation)";
         }

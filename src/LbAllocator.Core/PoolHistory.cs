@@ -8,13 +8,8 @@ public sealed class PoolHistory
 {
     private readonly Dictionary<string, PoolSpec> _lastValid = new(StringComparer.Ordinal);
 
-    /// <summary>What to run with and what to report.</summary>
-    /// <param name="Config">The pools to use (current specs, or last valid ones for broken edits) and the problems of the current specs.</param>
-    /// <param name="Stale">Pools running on their last valid spec because the current one is invalid.</param>
-    public sealed record Outcome(ValidatedConfig Config, IReadOnlySet<string> Stale);
-
     /// <param name="pools">The current specs, oldest first: when pools overlap, the older keeps working.</param>
-    public Outcome Apply(IReadOnlyList<PoolSpec> pools, IReadOnlyList<L2AdvertisementSpec> advertisements)
+    public ConfigSnapshot Apply(IReadOnlyList<PoolSpec> pools, IReadOnlyList<L2AdvertisementSpec> advertisements)
     {
         var current = ConfigValidator.Validate(pools, advertisements);
         var broken = current.Problems.Where(p => p.Kind == ConfigValidator.PoolKind).Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
@@ -44,6 +39,42 @@ public sealed class PoolHistory
             _lastValid[spec.Name] = spec;
         }
 
-        return new Outcome(running with { Problems = current.Problems }, stale);
+        return new ConfigSnapshot(running with { Problems = current.Problems }, stale);
     }
+}
+
+/// <summary>The configuration in force, and what to report about it.</summary>
+/// <param name="Config">
+/// The pools and advertisements to use (current specs, or last valid ones for broken pool edits) and the problems of the current specs.
+/// </param>
+/// <param name="Stale">Pools running on their last valid spec because the current one is invalid.</param>
+public sealed record ConfigSnapshot(ValidatedConfig Config, IReadOnlySet<string> Stale)
+{
+    /// <summary>The problems of one object (<see cref="ConfigValidator.PoolKind"/> or <see cref="ConfigValidator.AdvertisementKind"/>), joined, or null when it has none.</summary>
+    public string? Problem(string kind, string name)
+    {
+        var messages = Config.Problems.Where(p => p.Kind == kind && p.Name == name).Select(p => p.Message).ToList();
+        return messages.Count > 0 ? string.Join("; ", messages) : null;
+    }
+
+    /// <summary>
+    /// Whether this snapshot runs the same pools, in the same order, as <paramref name="other"/> (an edit of an
+    /// advertisement, or a broken pool edit running on its last valid spec): the allocator then has nothing to re-settle.
+    /// </summary>
+    public bool RunsSamePoolsAs(ConfigSnapshot? other) =>
+        other is not null && other.Config.Pools.Count == Config.Pools.Count && Config.Pools.Zip(other.Config.Pools).All(p => Same(p.First, p.Second));
+
+    private static bool Same(Pool a, Pool b) =>
+        a.Name == b.Name && a.AutoAssign == b.AutoAssign && a.AvoidBuggyIPs == b.AvoidBuggyIPs && a.Ranges.SequenceEqual(b.Ranges)
+        && a.Labels.Count == b.Labels.Count && a.Labels.All(l => b.Labels.TryGetValue(l.Key, out var value) && value == l.Value)
+        && (a.Allocation, b.Allocation) switch
+        {
+            (null, null) => true,
+            ({ } x, { } y) => x.Priority == y.Priority && x.Namespaces.SequenceEqual(y.Namespaces)
+                && SameSelectors(x.NamespaceSelectors, y.NamespaceSelectors) && SameSelectors(x.ServiceSelectors, y.ServiceSelectors),
+            _ => false,
+        };
+
+    private static bool SameSelectors(IReadOnlyList<LabelSelector> a, IReadOnlyList<LabelSelector> b) =>
+        a.Select(s => s.Canonical).SequenceEqual(b.Select(s => s.Canonical));
 }

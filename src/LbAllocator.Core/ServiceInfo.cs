@@ -39,8 +39,13 @@ public sealed record ServiceInfo
     public string? LoadBalancerClass { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = Empty;
     public IReadOnlyDictionary<string, string> Annotations { get; init; } = Empty;
-    /// <summary>Labels of the Service's namespace, for pools' namespaceSelectors.</summary>
-    public IReadOnlyDictionary<string, string> NamespaceLabels { get; init; } = Empty;
+    /// <summary>
+    /// Labels of the Service's namespace, for pools' namespaceSelectors; null while the namespace is not known
+    /// (the Services and Namespaces watches deliver in any order): such a Service is not served until it is.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? NamespaceLabels { get; init; } = Empty;
+
+    public bool NamespaceKnown => NamespaceLabels is not null;
     /// <summary>The deprecated spec.loadBalancerIP.</summary>
     public string? LoadBalancerIP { get; init; }
     public string? IpFamilyPolicy { get; init; }

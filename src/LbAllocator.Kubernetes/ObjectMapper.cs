@@ -28,6 +28,10 @@ public static class ObjectMapper
             .ThenBy(p => p.Metadata?.Name, StringComparer.Ordinal)
             .Select(ToPoolSpec)];
 
+    /// <summary>The advertisements by name, the same for controller and speaker.</summary>
+    public static List<Core.L2AdvertisementSpec> ToAdvertisementSpecs(IEnumerable<V1Alpha1L2Advertisement> advertisements) =>
+        [.. advertisements.OrderBy(a => a.Metadata?.Name, StringComparer.Ordinal).Select(ToAdvertisementSpec)];
+
     /// <summary>An EndpointSlice's endpoints with their node and conditions.</summary>
     public static IEnumerable<EndpointState> ToEndpointStates(V1EndpointSlice slice) =>
         (slice.Endpoints ?? []).Select(e => new EndpointState(e.NodeName, e.Conditions?.Ready, e.Conditions?.Serving, e.Conditions?.Terminating));
@@ -40,7 +44,10 @@ public static class ObjectMapper
         ad.Spec?.Interfaces?.ToList(),
         Selectors(ad.Spec?.ServiceSelectors));
 
-    /// <summary>The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors.</summary>
+    /// <summary>
+    /// The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors, and null ones
+    /// say its namespace is not known (yet), which the allocator will not serve.
+    /// </summary>
     public static ServiceInfo ToServiceInfo(V1Service service, IDictionary<string, string>? namespaceLabels) => new()
     {
         Namespace = string.IsNullOrEmpty(service.Metadata?.NamespaceProperty) ? "default" : service.Metadata.NamespaceProperty,
@@ -49,7 +56,7 @@ public static class ObjectMapper
         LoadBalancerClass = service.Spec?.LoadBalancerClass,
         Labels = Dictionary(service.Metadata?.Labels),
         Annotations = Dictionary(service.Metadata?.Annotations),
-        NamespaceLabels = Dictionary(namespaceLabels),
+        NamespaceLabels = namespaceLabels is null ? null : Dictionary(namespaceLabels),
         LoadBalancerIP = service.Spec?.LoadBalancerIP,
         IpFamilyPolicy = service.Spec?.IpFamilyPolicy,
         IpFamilies = service.Spec?.IpFamilies?.ToList() ?? [],

@@ -101,49 +101,23 @@ public sealed partial class L2StatusWriter : IDisposable
 
     private static string EventKey(string serviceKey) => $"{serviceKey}/announce";
 
-    private async Task WriteStatusesAsync(CancellationToken cancellationToken)
+    private Task WriteStatusesAsync(CancellationToken cancellationToken) =>
+        _queue.ProcessAsync(WriteStatusAsync, (name, e, delay) => LogStatusFailed(e, name, delay), cancellationToken);
+
+    /// <summary>Brings one ServiceL2Status in line with what is wanted now (work for an outdated want is dropped).</summary>
+    private async Task WriteStatusAsync(string name, CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested)
+        Desired? want;
+        lock (_lock)
         {
-            string name;
-            try
-            {
-                name = await _queue.TakeAsync(cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            want = _desired.GetValueOrDefault(name);
+        }
 
-            try
-            {
-                Desired? want;
-                lock (_lock)
-                {
-                    want = _desired.GetValueOrDefault(name);
-                }
-
-                if (want is not null && !Satisfied(name, want))
-                {
-                    using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
-                    using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-                    await (want is Write write ? WriteAsync(name, write, call.Token) : DeleteAsync(name, call.Token));
-                }
-
-                _queue.Forget(name);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-            {
-                LogStatusFailed(e, name, _queue.AddRateLimited(name));
-            }
-            finally
-            {
-                _queue.Done(name);
-            }
+        if (want is not null && !Satisfied(name, want))
+        {
+            using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
+            using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            await (want is Write write ? WriteAsync(name, write, call.Token) : DeleteAsync(name, call.Token));
         }
     }
 

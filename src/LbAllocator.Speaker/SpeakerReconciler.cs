@@ -65,7 +65,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private bool _configChanged = true;
 
     // The decision state, touched only by the pass.
-    private readonly PoolHistory _history = new();
+    private readonly ConfigSource _config;
     private ElectionTable? _election;
     private HashSet<string> _alive = new(StringComparer.Ordinal);
     private IReadOnlyList<NetworkInterfaceInfo> _interfaces = [];
@@ -95,6 +95,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _nodes = new ResourceCache<V1Node>(Sources.Nodes(client), cacheLogger);
         _pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), cacheLogger);
         _ads = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), cacheLogger);
+        _config = new ConfigSource(_pools, _ads);
         _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
         _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
@@ -258,19 +259,16 @@ public sealed partial class SpeakerReconciler : IDisposable
         _queue.Add(Pass);
     }
 
-    private async Task WorkAsync(CancellationToken cancellationToken)
-    {
-        while (!cancellationToken.IsCancellationRequested)
-        {
-            var key = await _queue.TakeAsync(cancellationToken);
-            try
+    private Task WorkAsync(CancellationToken cancellationToken) =>
+        _queue.ProcessAsync(
+            (_, token) =>
             {
-                var next = Reconcile(cancellationToken);
-                _queue.Forget(key);
                 // Each pass knows best when the next expiry is due, so it re-arms the one timer.
+                var next = Reconcile(token);
                 _wake.Change(next ?? Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+                return Task.CompletedTask;
+            },
+            (_, e, delay) =>
             {
                 // Whatever failed, the next pass starts from a full recompute.
                 lock (_changes)
@@ -278,14 +276,9 @@ public sealed partial class SpeakerReconciler : IDisposable
                     _configChanged = true;
                 }
 
-                LogReconcileFailed(e, _queue.AddRateLimited(key));
-            }
-            finally
-            {
-                _queue.Done(key);
-            }
-        }
-    }
+                LogReconcileFailed(e, delay);
+            },
+            cancellationToken);
 
     private async Task RescanAsync(CancellationToken cancellationToken)
     {
@@ -326,9 +319,7 @@ public sealed partial class SpeakerReconciler : IDisposable
 
         if (rebuild || _election is null)
         {
-            var config = _history.Apply(
-                ObjectMapper.ToPoolSpecs(_pools.Items),
-                [.. _ads.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal).Select(ObjectMapper.ToAdvertisementSpec)]).Config;
+            var config = _config.Build().Config;
             _election = ElectionTable.Build(
                 config.Pools,
                 config.Advertisements,

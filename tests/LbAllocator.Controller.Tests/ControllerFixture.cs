@@ -74,7 +74,15 @@ public sealed class ControllerFixture : IAsyncDisposable
         var dir = Directory.CreateTempSubdirectory("lbt-ctl");
         var kubeconfig = Path.Combine(dir.FullName, "kubeconfig");
         await File.WriteAllTextAsync(kubeconfig, TestApiServer.TestApiServer.Kubeconfig(server.Url.ToString()));
-        return new ControllerFixture(kubeconfig, "lballocator-system", "default", server, null, dir);
+        var fixture = new ControllerFixture(kubeconfig, "lballocator-system", "default", server, null, dir);
+
+        // The double starts empty, where a cluster has its namespaces: the controller serves a Service only once it knows its namespace.
+        foreach (var ns in new[] { fixture.Ns, fixture.ServiceNs })
+        {
+            await fixture.Client.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = ns } });
+        }
+
+        return fixture;
     }
 
     public sealed class RunningController(Reconciler reconciler, ControllerService service)

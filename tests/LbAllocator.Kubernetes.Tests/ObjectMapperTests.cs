@@ -50,7 +50,7 @@ public class ObjectMapperTests
         Assert.Equal("Local", info.TrafficPolicy);
         Assert.Equal("web", info.Selector["app"]);
         Assert.Equal("web", info.Labels["app"]);
-        Assert.Equal("gold", info.NamespaceLabels["tier"]);
+        Assert.Equal("gold", info.NamespaceLabels!["tier"]);
         Assert.Equal("k", info.SharingKey);
         Assert.Equal(["192.0.2.4"], info.IngressIps);
     }
@@ -64,6 +64,7 @@ public class ObjectMapperTests
         Assert.Equal("ClusterIP", info.Type);
         Assert.Equal("Cluster", info.TrafficPolicy);
         Assert.Empty(info.IngressIps);
+        Assert.False(info.NamespaceKnown); // no namespace labels given: its namespace is not known
     }
 
     [Fact]

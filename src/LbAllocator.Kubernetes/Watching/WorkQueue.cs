@@ -115,6 +115,45 @@ public sealed class WorkQueue<T> : IDisposable where T : notnull
         }
     }
 
+    /// <summary>
+    /// One worker, until cancelled: takes each key, handles it, then forgets its failures, or on failure queues it
+    /// again after the key's backoff (told to <paramref name="onRetry"/> with the delay); always marks it Done.
+    /// A failure while stopping is neither retried nor told: the worker just ends.
+    /// </summary>
+    public async Task ProcessAsync(Func<T, CancellationToken, Task> handle, Action<T, Exception, TimeSpan> onRetry, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            T key;
+            try
+            {
+                key = await TakeAsync(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            try
+            {
+                await handle(key, cancellationToken);
+                Forget(key);
+            }
+            catch (Exception) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                onRetry(key, e, AddRateLimited(key));
+            }
+            finally
+            {
+                Done(key);
+            }
+        }
+    }
+
     public void Done(T key)
     {
         var requeue = false;
