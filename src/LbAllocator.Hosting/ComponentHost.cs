@@ -61,6 +61,7 @@ public static class ComponentHost
     public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig, bool requestsOffWatchConnection = false)
     {
         var configuration = KubeClientConfiguration.Load(kubeconfig);
+        configuration.FirstMessageHandlerSetup = PingWatchConnections;
         builder.Services.AddSingleton<IKubernetes>(sp =>
         {
             var metrics = new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>());
@@ -68,6 +69,24 @@ public static class ComponentHost
                 ? new k8s.Kubernetes(configuration, metrics, new RequestsOffWatchConnection())
                 : new k8s.Kubernetes(configuration, metrics);
         });
+    }
+
+    /// <summary>
+    /// After a network cut, connections may hang silently: TCP backs off its retransmissions (and a connection
+    /// attempt its SYNs) and may not try again for a minute or more after the network heals. Pings every 5 s while
+    /// requests are open find a dead HTTP/2 connection (the watches') within 10 s and close it; a connection attempt
+    /// gives up after 5 s, so the next one starts afresh. Either way the requests go on over a new connection soon
+    /// after the network is back.
+    /// </summary>
+    private static void PingWatchConnections(HttpMessageHandler handler)
+    {
+        if (handler is SocketsHttpHandler sockets)
+        {
+            sockets.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
+            sockets.KeepAlivePingDelay = TimeSpan.FromSeconds(5);
+            sockets.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
+            sockets.ConnectTimeout = TimeSpan.FromSeconds(5);
+        }
     }
 
     /// <summary>Builds the host and validates the options now, so bad options are one clear error, not a failed start.</summary>

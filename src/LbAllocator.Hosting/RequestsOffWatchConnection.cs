@@ -7,7 +7,8 @@ namespace LbAllocator.Hosting;
 /// watch streams' data (and each other) in one TCP stream; measured on kube-apiserver, a Service's status
 /// write then took 2-4 times as long as the same write from a client of its own. This sends every request
 /// but watches over HTTP/1.1, a pooled connection per request in flight. Watches stay on HTTP/2, where the
-/// client's keep-alive pings find a dead connection that a silent HTTP/1.1 stream would hide.
+/// client's keep-alive pings find a dead connection that a silent HTTP/1.1 stream would hide. For the speaker it
+/// also keeps lease renewals from queueing behind a watch connection that hangs after a network cut.
 /// </summary>
 public sealed class RequestsOffWatchConnection : DelegatingHandler
 {

@@ -17,7 +17,7 @@ public static class SpeakerHost
         builder.AddValidatedOptions<SpeakerOptions>(SpeakerOptions.Section);
         // A short shutdown: withdraw and hand over, the DaemonSet's grace period is short too.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
-        builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{SpeakerOptions.Section}:{nameof(SpeakerOptions.Kubeconfig)}"));
+        builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{SpeakerOptions.Section}:{nameof(SpeakerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
         builder.Services.AddSingleton<SpeakerMetrics>();
         builder.Services.AddSingleton<SpeakerLease>();
         builder.Services.AddSingleton<Announcer>();

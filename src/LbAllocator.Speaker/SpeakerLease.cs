@@ -38,6 +38,9 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
     /// <summary>Raised when the lease becomes or stops being fresh.</summary>
     public event Action? HealthChanged;
 
+    /// <summary>Raised after every successful renewal: the API server is reachable on a fresh request.</summary>
+    public event Action? Renewed;
+
     public static string NameFor(string node) => $"lballocator-speaker-{node}";
 
     /// <summary>Why the lease's holder says it cannot answer anywhere, or null when it does not say so.</summary>
@@ -88,6 +91,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
 
                     _lastRenewStarted = started;
                     _saidCannotAnswer = cannotAnswer is not null;
+                    Renewed?.Invoke();
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
                 {

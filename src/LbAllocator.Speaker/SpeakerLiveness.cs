@@ -89,6 +89,15 @@ public sealed class SpeakerLiveness(string self, TimeSpan leaseDuration, TimeSpa
         }
     }
 
+    /// <summary>How long since the lease watch last showed one of our own renewals; null before the first.</summary>
+    public TimeSpan? SinceEcho()
+    {
+        lock (_lock)
+        {
+            return _echoAt is { } at ? time.GetElapsedTime(at) : null;
+        }
+    }
+
     /// <summary>How long the lease's holder counts as alive after a change is seen: its own duration, at least ours.</summary>
     private TimeSpan DurationOf(V1Lease lease) =>
         lease.Spec?.LeaseDurationSeconds is int seconds && TimeSpan.FromSeconds(seconds) > leaseDuration ? TimeSpan.FromSeconds(seconds) : leaseDuration;

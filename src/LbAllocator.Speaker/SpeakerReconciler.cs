@@ -52,6 +52,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1L2Advertisement> _ads;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
     private readonly SpeakerLiveness _liveness;
+    private long? _watchesRestarted;
     private readonly Health _health;
     private readonly L2StatusWriter _writer;
     private readonly SpeakerEffects _effects;
@@ -118,6 +119,7 @@ public sealed partial class SpeakerReconciler : IDisposable
             }
         };
         lease.HealthChanged += () => _queue.Add(Pass);
+        lease.Renewed += RestartWatchesIfStalled;
         announcer.HeartbeatHeard += heartbeat =>
         {
             if (_lan.Heard(heartbeat))
@@ -437,6 +439,30 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
+    /// <summary>
+    /// Our renewals reach the API server, yet the lease watch has shown none of them for a lease duration: the watch
+    /// connections hang (after a network cut heals, TCP may not resume them for a minute), and meanwhile this node
+    /// would stand for Services it has not seen. Start every watch afresh, at most once per lease duration.
+    /// </summary>
+    private void RestartWatchesIfStalled()
+    {
+        if (_liveness.SinceEcho() is not { } quiet || quiet < _options.LeaseDuration
+            || (_watchesRestarted is { } last && _time.GetElapsedTime(last) < _options.LeaseDuration))
+        {
+            return;
+        }
+
+        _watchesRestarted = _time.GetTimestamp();
+        LogWatchesStalled(quiet);
+        _services.RestartWatch();
+        _slices.RestartWatch();
+        _nodes.RestartWatch();
+        _pools.RestartWatch();
+        _ads.RestartWatch();
+        _statuses.RestartWatch();
+        _leases.RestartWatch();
+    }
+
     private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>
         new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node));
 
@@ -481,6 +507,9 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Answering on every interface announced on again")]
     private partial void LogCanAnswer();
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease renewals succeed but the lease watch has shown none for {Quiet}: restarting every watch on a new connection")]
+    private partial void LogWatchesStalled(TimeSpan quiet);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Speaker pass failed; retrying in {Delay}")]
     private partial void LogReconcileFailed(Exception exception, TimeSpan delay);

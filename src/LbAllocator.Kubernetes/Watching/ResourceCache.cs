@@ -52,6 +52,7 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
     private readonly CacheOptions _options;
     private readonly ConcurrentDictionary<string, T> _items = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource _synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private CancellationTokenSource? _attempt; // the list or watch in flight, for RestartWatch
 
     public ResourceCache(ResourceSource<T> source, ILogger logger, CacheOptions? options = null)
     {
@@ -79,22 +80,25 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
         string? version = null;
         while (!cancellationToken.IsCancellationRequested)
         {
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            Volatile.Write(ref _attempt, attempt);
             try
             {
                 if (version is null)
                 {
-                    version = await ListAsync(cancellationToken);
+                    version = await ListAsync(attempt.Token);
                     backoff = _options.InitialBackoff;
                 }
 
                 Watches++;
                 Exception? error = null;
-                await foreach (var (type, item) in _source.Watch(version, e => error ??= e, cancellationToken))
+                await foreach (var (type, item) in _source.Watch(version, e => error ??= e, attempt.Token))
                 {
                     version = Apply(type, item) ?? version;
                     backoff = _options.InitialBackoff;
                 }
 
+                attempt.Token.ThrowIfCancellationRequested();
                 if (error is not null)
                 {
                     throw error;
@@ -102,6 +106,11 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
 
                 // The server ended the watch (timeout or dropped connection): resume from the last version.
                 LogWatchEnded(_source.Resource, version);
+            }
+            catch (Exception) when (!cancellationToken.IsCancellationRequested && attempt.IsCancellationRequested)
+            {
+                // RestartWatch: a fresh connection at once, from the last version seen.
+                LogRestarted(_source.Resource, version);
             }
             catch (Exception e) when (IsGone(e))
             {
@@ -111,9 +120,31 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
                 LogWatchFailed(e, _source.Resource, backoff);
-                await Task.Delay(backoff, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                // RestartWatch cuts the wait short too.
+                await Task.Delay(backoff, attempt.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 backoff = TimeSpan.FromTicks(Math.Min(_options.MaxBackoff.Ticks, backoff.Ticks * 2));
             }
+            finally
+            {
+                Interlocked.CompareExchange(ref _attempt, null, attempt);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Abandons the current list or watch request and starts again on a new connection from the last version
+    /// seen: for a caller that knows the watch has gone quiet on a connection that hangs (after a network cut,
+    /// TCP retransmissions may not resume it for a minute or more).
+    /// </summary>
+    public void RestartWatch()
+    {
+        try
+        {
+            Volatile.Read(ref _attempt)?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // That attempt just ended: the next one is fresh anyway.
         }
     }
 
@@ -189,6 +220,9 @@ public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Watch of {Resource} ended; resuming from resourceVersion {ResourceVersion}")]
     private partial void LogWatchEnded(string resource, string? resourceVersion);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Watch of {Resource} restarted on a new connection from resourceVersion {ResourceVersion}")]
+    private partial void LogRestarted(string resource, string? resourceVersion);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Watch of {Resource} from resourceVersion {ResourceVersion} expired (410 Gone); listing again")]
     private partial void LogGone(string resource, string? resourceVersion);
