@@ -248,7 +248,11 @@ public sealed partial class Lab : IAsyncLifetime
     }
 
     /// <summary>Waits until every named speaker has a lease (it started and reached the API server).</summary>
-    public async Task WaitForSpeakersAsync(IEnumerable<string> nodes)
+    /// <param name="ready">
+    /// Also wait until each is ready with its lease counted as renewed: a starting speaker's lease says it cannot
+    /// answer until its capture opens and counts only from two renewals after that. False for one that cannot answer.
+    /// </param>
+    public async Task WaitForSpeakersAsync(IEnumerable<string> nodes, bool ready = true)
     {
         await Eventually.HoldsAsync(async () =>
         {
@@ -257,6 +261,19 @@ public sealed partial class Lab : IAsyncLifetime
             return missing.Count == 0 ? null
                 : $"no lease yet for {string.Join(", ", missing)}; their output:\n" + string.Join("\n", missing.Select(n => $"--- {n}:\n" + string.Join("\n", _speakers[n].Lines.TakeLast(20))));
         }, TimeSpan.FromSeconds(60));
+        if (!ready)
+        {
+            return;
+        }
+
+        foreach (var node in nodes)
+        {
+            await Eventually.HoldsAsync(async () =>
+            {
+                var (code, body) = await SpeakerStatusAsync(node, "/readyz");
+                return code == 200 && body.Contains($"lease {LbAllocator.Speaker.SpeakerLease.NameFor(node)} renewed", StringComparison.Ordinal) ? null : $"{node} not ready: {code} {body}";
+            }, TimeSpan.FromSeconds(30));
+        }
     }
 
     /// <summary>The MAC that answers ARP for the address from the client, or null if nobody answers within a second.</summary>

@@ -213,7 +213,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         await lab.Speaker(owner).SignalAsync("TERM");
         Assert.True(await lab.Speaker(owner).WaitForExitAsync(TimeSpan.FromSeconds(10)), "the speaker did not exit on SIGTERM");
         lab.StartSpeaker(owner, netRaw: false);
-        await lab.WaitForSpeakersAsync([owner]);
+        await lab.WaitForSpeakersAsync([owner], ready: false);
         await AssertCannotAnswerAsync(owner, "NET_RAW");
         var successor = await lab.WaitForArpOwnerAsync(ip, not: owner);
         // Long past the point where the others have seen its lease (and renewals) and judged it: it must stay out
