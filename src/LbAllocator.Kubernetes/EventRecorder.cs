@@ -52,9 +52,6 @@ public sealed partial class EventRecorder
         _queue = Channel.CreateBounded<QueuedEvent>(options, Dropped);
     }
 
-    /// <summary>Events waiting in the queue.</summary>
-    public int Queued => _queue.Reader.Count;
-
     /// <summary>Queues the event and returns at once, unless it repeats the key's last one.</summary>
     /// <param name="key">What the de-duplication is per: usually the object, sometimes object and topic.</param>
     public void Post(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message)

@@ -51,6 +51,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly ResourceCache<V1Alpha1IPAddressPool> _pools;
     private readonly ResourceCache<V1Alpha1L2Advertisement> _ads;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
+    private readonly IWatchedCache[] _caches; // all of the above: run, synced and restarted together
     private readonly SpeakerLiveness _liveness;
     private long? _watchesRestarted;
     private readonly Health _health;
@@ -99,6 +100,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _config = new ConfigSource(_pools, _ads);
         _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
+        _caches = [_services, _slices, _nodes, _pools, _ads, _statuses, _leases];
         _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
         _writer = new L2StatusWriter(client, options, _statuses, time, loggers.CreateLogger<L2StatusWriter>());
         _effects = new SpeakerEffects(announcer, _writer, metrics, options, time, loggers.CreateLogger<SpeakerEffects>());
@@ -142,16 +144,8 @@ public sealed partial class SpeakerReconciler : IDisposable
         NetworkChange.NetworkAvailabilityChanged += OnNetworkChanged;
         try
         {
-            Task[] caches =
-            [
-                _services.RunAsync(cancellationToken), _slices.RunAsync(cancellationToken), _nodes.RunAsync(cancellationToken),
-                _pools.RunAsync(cancellationToken), _ads.RunAsync(cancellationToken), _statuses.RunAsync(cancellationToken),
-                _leases.RunAsync(cancellationToken),
-            ];
-            await Task.WhenAll(
-                _services.WaitForSyncAsync(cancellationToken), _slices.WaitForSyncAsync(cancellationToken), _nodes.WaitForSyncAsync(cancellationToken),
-                _pools.WaitForSyncAsync(cancellationToken), _ads.WaitForSyncAsync(cancellationToken), _statuses.WaitForSyncAsync(cancellationToken),
-                _leases.WaitForSyncAsync(cancellationToken));
+            Task[] caches = [.. _caches.Select(c => c.RunAsync(cancellationToken))];
+            await Task.WhenAll(_caches.Select(c => c.WaitForSyncAsync(cancellationToken)));
             LogSynced(_options.NodeName);
             _health.SetReady(CachesGate, true, "synced");
             _interfaces = _scan();
@@ -454,13 +448,10 @@ public sealed partial class SpeakerReconciler : IDisposable
 
         _watchesRestarted = _time.GetTimestamp();
         LogWatchesStalled(quiet);
-        _services.RestartWatch();
-        _slices.RestartWatch();
-        _nodes.RestartWatch();
-        _pools.RestartWatch();
-        _ads.RestartWatch();
-        _statuses.RestartWatch();
-        _leases.RestartWatch();
+        foreach (var cache in _caches)
+        {
+            cache.RestartWatch();
+        }
     }
 
     private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>

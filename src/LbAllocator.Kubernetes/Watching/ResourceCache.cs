@@ -45,7 +45,17 @@ public sealed record CacheOptions
 /// from the list's resourceVersion; after a dropped or timed-out watch resume from the last version seen;
 /// re-list when the server says that version is gone (410); back off exponentially on errors.
 /// </summary>
-public sealed partial class ResourceCache<T> where T : class, IKubernetesObject<V1ObjectMeta>
+/// <summary>What a component does with all its caches alike, whatever their kind.</summary>
+public interface IWatchedCache
+{
+    Task RunAsync(CancellationToken cancellationToken);
+
+    Task WaitForSyncAsync(CancellationToken cancellationToken);
+
+    void RestartWatch();
+}
+
+public sealed partial class ResourceCache<T> : IWatchedCache where T : class, IKubernetesObject<V1ObjectMeta>
 {
     private readonly ResourceSource<T> _source;
     private readonly ILogger _logger;
