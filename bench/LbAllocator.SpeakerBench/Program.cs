@@ -15,6 +15,16 @@ if (args is ["probe", ..])
     return Probe.Run(args);
 }
 
+if (args is ["pcap-idle"])
+{
+    return Footprint.PcapIdle();
+}
+
+if (args is ["footprint", ..])
+{
+    return await Footprint.RunAsync(args);
+}
+
 const int Trials = 20;
 const string Vip = "192.0.2.210";
 // Any other arguments are speaker options for every speaker, e.g. --lease-duration 1.5 --renew-interval 0.5.
@@ -292,21 +302,13 @@ static async Task RemoveMembersAsync(Lab lab)
 static async Task<long> ReceivedAsync(Lab lab, string node) =>
     long.Parse((await Shell.MustAsync("ip", "netns", "exec", lab.NodeNs(node), "cat", "/sys/class/net/eth0/statistics/rx_packets")).Trim(), CultureInfo.InvariantCulture);
 
-static string Load() => "load average " + string.Join(" / ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) + " (1 / 5 / 15 min)";
+static string Load() => Proc.Load();
 
-static double CpuSeconds(int pid)
-{
-    // /proc/PID/stat: utime and stime are fields 14 and 15, in clock ticks (100 per second).
-    var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-    return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
-}
+static double CpuSeconds(int pid) => Proc.CpuSeconds(pid);
 
-static long Rss(int pid) => StatusKb(pid, "VmRSS:");
+static long Rss(int pid) => Proc.StatusKb(pid, "VmRSS:");
 
-static long PeakRss(int pid) => StatusKb(pid, "VmHWM:");
-
-static long StatusKb(int pid, string field) =>
-    long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(field, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+static long PeakRss(int pid) => Proc.StatusKb(pid, "VmHWM:");
 
 /// <summary>A fault done to the node answering for an address, and its repair.</summary>
 internal sealed record Fault(string Name, Func<Lab, string, Task> Inflict, Func<Lab, string, Task> Repair)

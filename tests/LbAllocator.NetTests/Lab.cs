@@ -70,6 +70,12 @@ public sealed partial class Lab : IAsyncLifetime
     /// <summary>Extra `lballocator speaker` options for every speaker (the benchmark's timings); none in the tests.</summary>
     public IReadOnlyList<string> SpeakerOptions { get; init; } = [];
 
+    /// <summary>The lballocator.dll speakers started from now on run: by default the CLI's build output; the footprint benchmark's published binaries.</summary>
+    public string SpeakerCli { get; set; } = CliPath;
+
+    /// <summary>The speakers' --log-level: Debug for reading a failed test; the footprint benchmark runs them as deployed.</summary>
+    public string SpeakerLogLevel { get; init; } = "Debug";
+
     public async Task InitializeAsync()
     {
         if (RealApi.SkipReason is not null)
@@ -186,7 +192,7 @@ public sealed partial class Lab : IAsyncLifetime
         _speakers[node] = new Shell.Background(
             "ip",
             ["netns", "exec", NodeNs(node), "setpriv", netRaw ? "--bounding-set=-all,+net_raw" : "--bounding-set=-all", "--inh-caps=-all", "--",
-             "dotnet", CliPath, "speaker", "--kubeconfig", _speakerKubeconfig, "--log-level", "Debug", "--log-format", "json",
+             "dotnet", SpeakerCli, "speaker", "--kubeconfig", _speakerKubeconfig, "--log-level", SpeakerLogLevel, "--log-format", "json",
              "--status-address", "0.0.0.0:7472", .. SpeakerOptions],
             new Dictionary<string, string> { ["NODE_NAME"] = node });
     }

@@ -39,7 +39,11 @@ public static class Sources
             return (list.Items, list.Metadata.ResourceVersion);
         },
         (version, onError, ct) => client.CoreV1.WatchListNodeAsync(
-            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct));
+            allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, onError: onError, cancellationToken: ct))
+    {
+        // The election reads a Node's labels and conditions; its image list (often tens of KB) nothing.
+        Trim = node => node.Status?.Images = null,
+    };
 
     public static ResourceSource<V1EndpointSlice> EndpointSlices(IKubernetes client) => new(
         "endpointslices",

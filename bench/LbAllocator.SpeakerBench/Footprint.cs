@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using System.Globalization;
+using k8s;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
+using LbAllocator.NetTests;
+using SharpPcap;
+using SharpPcap.LibPcap;
+
+/// <summary>
+/// The speaker's footprint in the lab (issue 14): RSS and idle CPU of each speaker with 100 and 1,000 VIPs
+/// announced, and its start to ready; against, in the same run, a bare .NET process that only opens a pcap
+/// handle, and the speakers restarted on a baseline binary (the published binary of before the change).
+/// The speakers run as deployed: Information logs, JSON.
+/// </summary>
+internal static class Footprint
+{
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(30);
+    private const string Pool = "footprint";
+
+    /// <summary>`footprint --cli PATH/TO/lballocator.dll --baseline-cli PATH/TO/lballocator.dll [--vips 100,1000]`.</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator.dll");
+        var baseline = Option(args, "--baseline-cli") is { } b ? Path.GetFullPath(b) : null;
+        if (!File.Exists(cli) || (baseline is not null && !File.Exists(baseline)))
+        {
+            Console.Error.WriteLine("usage: footprint --cli PATH/TO/lballocator.dll [--baseline-cli PATH/TO/lballocator.dll] [--vips 100,1000] (binaries published by scripts/build.sh)");
+            return 2;
+        }
+
+        var steps = (Option(args, "--vips") ?? "100,1000").Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        var lab = new Lab { SpeakerCli = cli, SpeakerLogLevel = "Information" };
+        await lab.InitializeAsync();
+        try
+        {
+            await lab.Client.CustomObjects.CreateNamespacedCustomObjectAsync(
+                new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = Pool }, Spec = new IPAddressPoolSpec { Addresses = ["2001:db8:f::/116"], AutoAssign = false } },
+                Api.Group, Api.Version, Lab.InstallNamespace, "ipaddresspools");
+            Console.WriteLine($"# Speaker footprint ({Environment.ProcessorCount} cores, .NET {Environment.Version}); speakers run {cli}, baseline {baseline ?? "none"}; {Proc.Load()}");
+            Console.WriteLine();
+            Console.WriteLine($"Each step: the Services created (IPv6, pool {Pool}), all their VIPs announced (the speakers' lballocator_speaker_addresses_announced add up), "
+                + $"{Settle.TotalSeconds:F0} s to settle, then RSS (anonymous: heap and runtime data; file: mapped code; shared: memfd, W^X double mapping of generated code) and CPU over {IdleWindow.TotalSeconds:F0} s idle of each speaker.");
+            Console.WriteLine();
+            Console.WriteLine("| settings | VIPs | " + string.Join(" | ", Lab.Nodes.Select(n => $"{n} RSS (anon + file + shared) | {n} idle CPU")) + " |");
+            Console.WriteLine("|---|---|" + string.Concat(Lab.Nodes.Select(_ => "---|---|")));
+
+            Console.WriteLine(await BarePcapAsync(lab));
+            var created = 0;
+            var readiness = new List<string>();
+            foreach (var vips in steps)
+            {
+                await CreateServicesAsync(lab, created, vips);
+                created = vips;
+                Console.WriteLine(await MeasureAsync(lab, "this binary", vips));
+            }
+
+            readiness.Add($"this binary, {created:N0} VIPs: {await StartToReadyAsync(lab):F2} s");
+            if (baseline is not null)
+            {
+                lab.SpeakerCli = baseline;
+                foreach (var node in Lab.Nodes)
+                {
+                    lab.StartSpeaker(node);
+                }
+
+                await lab.WaitForSpeakersAsync(Lab.Nodes);
+                Console.WriteLine(await MeasureAsync(lab, "baseline binary", created));
+                readiness.Add($"baseline binary, {created:N0} VIPs: {await StartToReadyAsync(lab):F2} s");
+            }
+
+            Console.WriteLine();
+            Console.WriteLine($"Start to ready (node3's speaker restarted; from the process start to /readyz answering 200, asked every 50 ms): {string.Join("; ", readiness)}.");
+            Console.WriteLine($"Finished; {Proc.Load()}");
+        }
+        finally
+        {
+            await lab.DisposeAsync();
+        }
+
+        return 0;
+    }
+
+    /// <summary>`pcap-idle`: what a .NET process that only opens a capture on eth0 costs (the baseline row).</summary>
+    public static int PcapIdle()
+    {
+        using var device = LibPcapLiveDeviceList.New().First(d => d.Name == "eth0");
+        device.Open(new DeviceConfiguration { Mode = DeviceModes.Promiscuous, Immediate = true, ReadTimeout = 100 });
+        device.OnPacketArrival += (_, _) => { };
+        device.StartCapture();
+        Console.WriteLine("open");
+        Thread.Sleep(Timeout.Infinite);
+        return 0;
+    }
+
+    private static async Task<string> BarePcapAsync(Lab lab)
+    {
+        using var bare = new Shell.Background("ip", ["netns", "exec", lab.NodeNs(Lab.Nodes[0]), "dotnet", typeof(Footprint).Assembly.Location, "pcap-idle"]);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!bare.Lines.Contains("open") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        var cpu = Proc.CpuSeconds(bare.Pid);
+        await Task.Delay(IdleWindow);
+        return $"| bare .NET process, one pcap handle open (baseline) | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
+    }
+
+    private static async Task CreateServicesAsync(Lab lab, int from, int to)
+    {
+        await Parallel.ForEachAsync(Enumerable.Range(from, to - from), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, ct) =>
+            await lab.Client.CoreV1.CreateNamespacedServiceAsync(new V1Service
+            {
+                Metadata = new V1ObjectMeta { Name = $"fp-{i:D4}", Annotations = new Dictionary<string, string> { [ServiceAnnotations.AddressPool] = Pool } },
+                Spec = new V1ServiceSpec
+                {
+                    Type = "LoadBalancer",
+                    AllocateLoadBalancerNodePorts = false,
+                    Ports = [new V1ServicePort { Port = 80, Protocol = "TCP" }],
+                    IpFamilies = ["IPv6"],
+                    IpFamilyPolicy = "SingleStack",
+                },
+            }, "default", cancellationToken: ct));
+    }
+
+    private static async Task<string> MeasureAsync(Lab lab, string settings, int vips)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(5);
+        int announced;
+        while ((announced = await AnnouncedAsync(lab)) < vips)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{announced} of {vips} VIPs announced after 5 minutes");
+            }
+
+            await Task.Delay(500);
+        }
+
+        await Task.Delay(Settle);
+        var pids = Lab.Nodes.Select(n => lab.Speaker(n).Pid).ToArray();
+        var before = pids.Select(Proc.CpuSeconds).ToArray();
+        await Task.Delay(IdleWindow);
+        var cells = pids.Select((pid, i) => $"{Memory(pid)} | {(Proc.CpuSeconds(pid) - before[i]) / IdleWindow.TotalSeconds * 100:F2} %");
+        return $"| {settings} | {vips:N0} | {string.Join(" | ", cells)} |";
+    }
+
+    /// <summary>VIPs announced by all speakers together (each VIP by exactly one).</summary>
+    private static async Task<int> AnnouncedAsync(Lab lab)
+    {
+        var total = 0;
+        foreach (var node in Lab.Nodes)
+        {
+            var (code, body) = await lab.SpeakerStatusAsync(node, "/metrics");
+            var line = code == 200 ? body.Split('\n').FirstOrDefault(l => l.StartsWith("lballocator_speaker_addresses_announced ", StringComparison.Ordinal)) : null;
+            total += line is null ? 0 : (int)double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+        }
+
+        return total;
+    }
+
+    private static async Task<double> StartToReadyAsync(Lab lab)
+    {
+        var node = Lab.Nodes[^1];
+        await lab.Speaker(node).SignalAsync("TERM");
+        await lab.Speaker(node).WaitForExitAsync(TimeSpan.FromSeconds(10));
+        var start = Stopwatch.GetTimestamp();
+        lab.StartSpeaker(node);
+        while ((await lab.SpeakerStatusAsync(node, "/readyz")).Code != 200)
+        {
+            if (Stopwatch.GetElapsedTime(start) > TimeSpan.FromSeconds(60))
+            {
+                throw new TimeoutException($"{node} not ready 60 s after its start");
+            }
+
+            await Task.Delay(50);
+        }
+
+        var took = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        await lab.WaitForSpeakersAsync([node]);
+        return took;
+    }
+
+    /// <summary>"RSS MiB (anonymous + file-backed + shared)" from /proc/PID/status.</summary>
+    private static string Memory(int pid) =>
+        $"{Proc.StatusKb(pid, "VmRSS:") / 1024.0:F0} MiB ({Proc.StatusKb(pid, "RssAnon:") / 1024.0:F0} + {Proc.StatusKb(pid, "RssFile:") / 1024.0:F0} + {Proc.StatusKb(pid, "RssShmem:") / 1024.0:F0})";
+
+    private static string? Option(string[] args, string name)
+    {
+        var i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+}
