@@ -12,9 +12,10 @@ using LbAllocator.TestApiServer;
 // doing the same writes in the same run. The controller runs as its own process (`lballocator controller`),
 // so its CPU time and peak memory are its own. Usage:
 //   LbAllocator.ControllerBench PATH/TO/lballocator.dll [--one N] [--burst N] [--clients N] [--rounds N]
+//   LbAllocator.ControllerBench PATH/TO/lballocator.dll --footprint 1000,10000 [--baseline PATH/TO/lballocator.dll]
 if (args.Length < 1 || !File.Exists(args[0]))
 {
-    Console.Error.WriteLine("usage: LbAllocator.ControllerBench PATH/TO/lballocator.dll [--one 200] [--burst 1000] [--clients 16] [--rounds 1]");
+    Console.Error.WriteLine("usage: LbAllocator.ControllerBench PATH/TO/lballocator.dll [--one 200] [--burst 1000] [--clients 16] [--rounds 1] | --footprint 1000,10000 [--baseline PATH/TO/lballocator.dll]");
     return 2;
 }
 
@@ -49,6 +50,14 @@ if (code != 0)
 
 
 await using var watch = await AddressWatch.StartAsync(server.CreateClient());
+if (Array.IndexOf(args, "--footprint") is var footprintAt and > 0)
+{
+    var steps = args[footprintAt + 1].Split(',').Select(n => int.Parse(n, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+    var baseline = Array.IndexOf(args, "--baseline") is var b and > 0 ? Path.GetFullPath(args[b + 1]) : null;
+    await ControllerFootprint.RunAsync(cli, baseline, server, client, watch, steps, clients);
+    return 0;
+}
+
 Console.WriteLine($"# Controller on a real kube-apiserver ({Environment.ProcessorCount} cores, .NET {Environment.Version}); one at a time: {one}, burst: {burst} by {clients} concurrent clients, {rounds} round(s)");
 Console.WriteLine();
 
@@ -207,19 +216,24 @@ static async Task<string> RestartAsync(string cli, KubeApiServer server, k8s.Kub
 
 static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
 
-static V1Service Service(string name, string? loadBalancerClass) => new()
+static V1Service Service(string name, string? loadBalancerClass) => BenchService.Create(name, loadBalancerClass);
+
+internal static class BenchService
 {
-    Metadata = new V1ObjectMeta { Name = name },
-    Spec = new V1ServiceSpec
+    public static V1Service Create(string name, string? loadBalancerClass) => new()
     {
-        Type = "LoadBalancer",
-        AllocateLoadBalancerNodePorts = false, // the node port range (2,768) would run out over a few rounds
-        LoadBalancerClass = loadBalancerClass,
-        Ports = [new V1ServicePort { Port = 80, Protocol = "TCP" }],
-        IpFamilies = ["IPv6"],
-        IpFamilyPolicy = "SingleStack",
-    },
-};
+        Metadata = new V1ObjectMeta { Name = name },
+        Spec = new V1ServiceSpec
+        {
+            Type = "LoadBalancer",
+            AllocateLoadBalancerNodePorts = false, // the node port range (2,768) would run out over a few rounds
+            LoadBalancerClass = loadBalancerClass,
+            Ports = [new V1ServicePort { Port = 80, Protocol = "TCP" }],
+            IpFamilies = ["IPv6"],
+            IpFamilyPolicy = "SingleStack",
+        },
+    };
+}
 
 /// <param name="CreateP50">The create call alone.</param>
 /// <param name="AfterP50">From the create's response to the address seen.</param>
@@ -326,6 +340,22 @@ internal sealed class ControllerProcess : IDisposable
             .Select(l => (Labels: l[(l.IndexOf('{', StringComparison.Ordinal) + 1)..l.IndexOf('}', StringComparison.Ordinal)].Replace("\"", "", StringComparison.Ordinal), Count: double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture)))
             .OrderBy(c => c.Labels, StringComparer.Ordinal);
         return string.Join(", ", counts.Select(c => $"{c.Labels} {c.Count:F0}"));
+    }
+
+    public int Pid => _process.Id;
+
+    /// <summary>200 from /readyz (caches synced).</summary>
+    public async Task<bool> IsReadyAsync()
+    {
+        using var http = new HttpClient();
+        try
+        {
+            return (await http.GetAsync(new Uri($"http://127.0.0.1:{_statusPort}/readyz"))).IsSuccessStatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return false; // not listening yet
+        }
     }
 
     public (TimeSpan Cpu, long PeakRss) Usage()

@@ -12,7 +12,7 @@ using SharpPcap.LibPcap;
 /// The speaker's footprint in the lab (issue 14): RSS and idle CPU of each speaker with 100 and 1,000 VIPs
 /// announced, and its start to ready; against, in the same run, a bare .NET process that only opens a pcap
 /// handle, and the speakers restarted on a baseline binary (the published binary of before the change).
-/// The speakers run as deployed: Information logs, JSON.
+/// The speakers run as deployed: in-cluster client configuration, Information logs, JSON.
 /// </summary>
 internal static class Footprint
 {
@@ -32,7 +32,7 @@ internal static class Footprint
         }
 
         var steps = (Option(args, "--vips") ?? "100,1000").Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
-        var lab = new Lab { SpeakerCli = cli, SpeakerLogLevel = "Information" };
+        var lab = new Lab { SpeakerCli = cli, SpeakerLogLevel = "Information", SpeakersInCluster = true };
         await lab.InitializeAsync();
         try
         {

@@ -62,6 +62,9 @@ public sealed partial class Lab : IAsyncLifetime
 
     private string MgmtNs => $"{_prefix}-mgmt";
 
+    /// <summary>The speakers' service account files, mounted where a pod has them when <see cref="SpeakersInCluster"/>.</summary>
+    private string ServiceAccountDir => Path.Combine(_dir, "speaker-serviceaccount");
+
     /// <summary>The management network's end in the root namespace (deleted with its peer, named for leftovers).</summary>
     private string RootVeth => $"{_prefix}-m";
 
@@ -72,6 +75,14 @@ public sealed partial class Lab : IAsyncLifetime
 
     /// <summary>The lballocator.dll speakers started from now on run: by default the CLI's build output; the footprint benchmark's published binaries.</summary>
     public string SpeakerCli { get; set; } = CliPath;
+
+    /// <summary>
+    /// Run the speakers with the client configuration of a pod instead of a kubeconfig file: the service account's
+    /// token and CA mounted at /var/run/secrets/kubernetes.io/serviceaccount (in a mount namespace of their own) and
+    /// KUBERNETES_SERVICE_HOST/PORT, as the DaemonSet runs them. The footprint benchmark does: reading a kubeconfig
+    /// loads the client's YAML type map, about 20 MiB that a deployed speaker never has.
+    /// </summary>
+    public bool SpeakersInCluster { get; init; }
 
     /// <summary>The speakers' --log-level: Debug for reading a failed test; the footprint benchmark runs them as deployed.</summary>
     public string SpeakerLogLevel { get; init; } = "Debug";
@@ -94,7 +105,12 @@ public sealed partial class Lab : IAsyncLifetime
         await InstallAsync();
         await SeedAsync();
         var controllerKubeconfig = Server.WriteKubeconfig("controller", await Server.ServiceAccountTokenAsync(InstallNamespace, "lballocator-controller"));
-        _speakerKubeconfig = Server.WriteKubeconfig("speaker", await Server.ServiceAccountTokenAsync(InstallNamespace, "lballocator-speaker"));
+        var speakerToken = await Server.ServiceAccountTokenAsync(InstallNamespace, "lballocator-speaker");
+        _speakerKubeconfig = Server.WriteKubeconfig("speaker", speakerToken);
+        Directory.CreateDirectory(ServiceAccountDir);
+        await File.WriteAllTextAsync(Path.Combine(ServiceAccountDir, "token"), speakerToken);
+        await File.WriteAllTextAsync(Path.Combine(ServiceAccountDir, "namespace"), InstallNamespace);
+        File.Copy(Server.CertificateFile, Path.Combine(ServiceAccountDir, "ca.crt"));
         _controller = ControllerHost.Build(new Dictionary<string, string?>
         {
             ["Controller:Kubeconfig"] = controllerKubeconfig,
@@ -189,12 +205,27 @@ public sealed partial class Lab : IAsyncLifetime
         }
 
         // As the DaemonSet runs it: root, but NET_RAW as the only capability; JSON logs; status on 7472.
-        _speakers[node] = new Shell.Background(
-            "ip",
-            ["netns", "exec", NodeNs(node), "setpriv", netRaw ? "--bounding-set=-all,+net_raw" : "--bounding-set=-all", "--inh-caps=-all", "--",
-             "dotnet", SpeakerCli, "speaker", "--kubeconfig", _speakerKubeconfig, "--log-level", SpeakerLogLevel, "--log-format", "json",
-             "--status-address", "0.0.0.0:7472", .. SpeakerOptions],
-            new Dictionary<string, string> { ["NODE_NAME"] = node });
+        string[] speaker =
+        [
+            "setpriv", netRaw ? "--bounding-set=-all,+net_raw" : "--bounding-set=-all", "--inh-caps=-all", "--",
+            "dotnet", SpeakerCli, "speaker", .. SpeakersInCluster ? Array.Empty<string>() : ["--kubeconfig", _speakerKubeconfig],
+            "--log-level", SpeakerLogLevel, "--log-format", "json", "--status-address", "0.0.0.0:7472", .. SpeakerOptions,
+        ];
+        var environment = new Dictionary<string, string> { ["NODE_NAME"] = node };
+        if (SpeakersInCluster)
+        {
+            // A tmpfs over /run in a private mount namespace, so nothing of the host's /run is touched.
+            speaker =
+            [
+                "unshare", "--mount", "--", "sh", "-c",
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && mount --bind \"$0\" /run/secrets/kubernetes.io/serviceaccount && exec \"$@\"",
+                ServiceAccountDir, .. speaker,
+            ];
+            environment["KUBERNETES_SERVICE_HOST"] = ApiIp;
+            environment["KUBERNETES_SERVICE_PORT"] = Server.Url.Port.ToString(CultureInfo.InvariantCulture);
+        }
+
+        _speakers[node] = new Shell.Background("ip", ["netns", "exec", NodeNs(node), .. speaker], environment);
     }
 
     /// <summary>

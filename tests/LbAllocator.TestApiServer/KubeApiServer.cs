@@ -34,6 +34,9 @@ public sealed class KubeApiServer : IAsyncDisposable
     /// <summary>https://ADDRESS:PORT of the server (a self-signed certificate: clients skip verification).</summary>
     public Uri Url { get; }
 
+    /// <summary>The server's certificate and the CA that signed it (PEM), as a pod's service account ca.crt holds it.</summary>
+    public string CertificateFile => Path.Combine(_dir, "certs", "apiserver.crt");
+
     /// <summary>A kubeconfig file for the admin (group system:masters).</summary>
     public string AdminKubeconfig { get; }
 
