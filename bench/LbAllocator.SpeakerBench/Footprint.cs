@@ -20,7 +20,7 @@ internal static class Footprint
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(30);
     private const string Pool = "footprint";
 
-    /// <summary>`footprint --cli PATH/TO/lballocator.dll --baseline-cli PATH/TO/lballocator.dll [--vips 100,1000]`.</summary>
+    /// <summary>`footprint --cli PATH/TO/lballocator.dll [--baseline-cli PATH/TO/lballocator.dll] [--vips 100,1000] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator.dll");
@@ -58,15 +58,26 @@ internal static class Footprint
             }
 
             readiness.Add($"this binary, {created:N0} VIPs: {await StartToReadyAsync(lab):F2} s");
+
+            // --variant "NAME:KEY=VALUE;KEY=VALUE": this binary again with that environment, to weigh a setting.
+            foreach (var variant in args.Where((_, i) => i > 0 && args[i - 1] == "--variant"))
+            {
+                var (name, settings) = (variant.Split(':', 2)[0], variant.Split(':', 2)[1]);
+                lab.SpeakerEnvironment.Clear();
+                foreach (var setting in settings.Split(';'))
+                {
+                    lab.SpeakerEnvironment[setting.Split('=', 2)[0]] = setting.Split('=', 2)[1];
+                }
+
+                await RestartAllAsync(lab);
+                Console.WriteLine(await MeasureAsync(lab, $"this binary, {name} ({settings})", created));
+            }
+
+            lab.SpeakerEnvironment.Clear();
             if (baseline is not null)
             {
                 lab.SpeakerCli = baseline;
-                foreach (var node in Lab.Nodes)
-                {
-                    lab.StartSpeaker(node);
-                }
-
-                await lab.WaitForSpeakersAsync(Lab.Nodes);
+                await RestartAllAsync(lab);
                 Console.WriteLine(await MeasureAsync(lab, "baseline binary", created));
                 readiness.Add($"baseline binary, {created:N0} VIPs: {await StartToReadyAsync(lab):F2} s");
             }
@@ -108,6 +119,16 @@ internal static class Footprint
         var cpu = Proc.CpuSeconds(bare.Pid);
         await Task.Delay(IdleWindow);
         return $"| bare .NET process, one pcap handle open (baseline) | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
+    }
+
+    private static async Task RestartAllAsync(Lab lab)
+    {
+        foreach (var node in Lab.Nodes)
+        {
+            lab.StartSpeaker(node);
+        }
+
+        await lab.WaitForSpeakersAsync(Lab.Nodes);
     }
 
     private static async Task CreateServicesAsync(Lab lab, int from, int to)

@@ -84,6 +84,9 @@ public sealed partial class Lab : IAsyncLifetime
     /// </summary>
     public bool SpeakersInCluster { get; init; }
 
+    /// <summary>Environment of speakers started from now on (the footprint benchmark's runtime variants); none in the tests.</summary>
+    public Dictionary<string, string> SpeakerEnvironment { get; } = [];
+
     /// <summary>The speakers' --log-level: Debug for reading a failed test; the footprint benchmark runs them as deployed.</summary>
     public string SpeakerLogLevel { get; init; } = "Debug";
 
@@ -211,7 +214,7 @@ public sealed partial class Lab : IAsyncLifetime
             "dotnet", SpeakerCli, "speaker", .. SpeakersInCluster ? Array.Empty<string>() : ["--kubeconfig", _speakerKubeconfig],
             "--log-level", SpeakerLogLevel, "--log-format", "json", "--status-address", "0.0.0.0:7472", .. SpeakerOptions,
         ];
-        var environment = new Dictionary<string, string> { ["NODE_NAME"] = node };
+        var environment = new Dictionary<string, string>(SpeakerEnvironment) { ["NODE_NAME"] = node };
         if (SpeakersInCluster)
         {
             // A tmpfs over /run in a private mount namespace, so nothing of the host's /run is touched.
