@@ -96,6 +96,26 @@ public class DeployTests
         AssertArgsAccepted(container.Args);
     }
 
+    /// <summary>
+    /// Issue 14: the requests are the measured footprint (bench/RESULTS.md) and the limits about twice it, so a leak
+    /// restarts the pod before it presses the node; the binary carries the runtime settings the figures were measured with.
+    /// </summary>
+    [Fact]
+    public void Memory_is_limited_to_about_twice_the_request_and_the_binary_carries_the_measured_gc_settings()
+    {
+        foreach (var container in new[] { Controller.Spec.Template.Spec, Speaker.Spec.Template.Spec }.Select(p => p.Containers.Single()))
+        {
+            var ratio = container.Resources.Limits["memory"].ToDecimal() / container.Resources.Requests["memory"].ToDecimal();
+            Assert.InRange(ratio, 1.5m, 2.5m);
+        }
+
+        using var runtimeConfig = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "lballocator.runtimeconfig.json")));
+        var settings = runtimeConfig.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.Equal(4 * 1024 * 1024, settings.GetProperty("System.GC.Gen0MaxBudget").GetInt32());
+        Assert.False(settings.GetProperty("System.GC.Concurrent").GetBoolean());
+        Assert.False(settings.GetProperty("System.Runtime.EnableWriteXorExecute").GetBoolean());
+    }
+
     [Fact]
     public void Rbac_never_grants_secrets_wildcards_or_service_writes_to_the_speaker()
     {
