@@ -184,6 +184,11 @@ public static class ConfigValidator
             }
         }
 
+        if (spec.PreferredNodeSelectors?.Count > L2Advertisement.MaxPreferenceTiers)
+        {
+            problems.Add($"spec.preferredNodeSelectors: {spec.PreferredNodeSelectors.Count} selectors; at most {L2Advertisement.MaxPreferenceTiers} preference tiers");
+        }
+
         var ad = new L2Advertisement(
             spec.Name,
             [.. pools.Distinct(StringComparer.Ordinal).Where(poolNames.Contains)],
@@ -193,6 +198,7 @@ public static class ConfigValidator
             Selectors(spec.ServiceSelectors, "spec.serviceSelectors", problems))
         {
             AllPools = pools.Count == 0 && (spec.IpAddressPoolSelectors ?? []).Count == 0,
+            PreferredNodeSelectors = Selectors(spec.PreferredNodeSelectors, "spec.preferredNodeSelectors", problems),
         };
         return problems.Count - missing > before ? null : ad;
     }
