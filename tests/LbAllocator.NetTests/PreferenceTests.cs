@@ -1,6 +1,5 @@
 using k8s;
 using k8s.Models;
-using LbAllocator.Core;
 using LbAllocator.Kubernetes.Crds;
 using Xunit.Abstractions;
 
@@ -26,7 +25,7 @@ public class PreferenceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
         // Prefer the node the hash ranks last for this address, so only the preference can put it there; when it
         // dies, the hash's first choice takes over.
         var key = Core.Ip.Parse(Ip).ToString();
-        var byHash = Lab.Nodes.OrderByDescending(n => Election.Score(n, key)).ThenBy(n => n, StringComparer.Ordinal).ToList();
+        var byHash = Lab.Nodes.OrderByDescending(n => Core.Election.Score(n, key)).ThenBy(n => n, StringComparer.Ordinal).ToList();
         var (preferred, fallback) = (byHash[^1], byHash[0]);
         output.WriteLine($"preferring {preferred}; the hash ranks {string.Join(", ", byHash)}");
 
