@@ -68,11 +68,12 @@ public static class Election
             var addresses = group.SelectMany(i => admitted[i].Addresses).ToList();
             var key = addresses.Count == 0 ? "" : addresses.Min().ToString();
             var winner = addresses.Count == 0 ? null : usable
-                .Where(node => group.All(i => admitted[i].Eligible(node)))
-                .OrderBy(node => group.Min(i => admitted[i].PlacementOn(node)!.Rank))
-                .ThenByDescending(node => Score(node.Name, key))
-                .ThenBy(node => node.Name, StringComparer.Ordinal)
-                .Select(node => node.Name)
+                .Select(node => (Node: node, Rank: RankIn(group.Select(i => admitted[i]), node)))
+                .Where(candidate => candidate.Rank is not null)
+                .OrderBy(candidate => candidate.Rank)
+                .ThenByDescending(candidate => Score(candidate.Node.Name, key))
+                .ThenBy(candidate => candidate.Node.Name, StringComparer.Ordinal)
+                .Select(candidate => candidate.Node.Name)
                 .FirstOrDefault();
             foreach (var i in group)
             {
@@ -138,6 +139,23 @@ public static class Election
             : new(service, inside, covering, null);
     }
 
+    /// <summary>A node's preference tier for Services elected together (the best any of them gives it), or null when one of them may not use it.</summary>
+    private static int? RankIn(IEnumerable<Admitted> members, ElectionNode node)
+    {
+        var rank = L2Advertisement.Unpreferred;
+        foreach (var member in members)
+        {
+            if (member.PlacementOn(node) is not { } placement || !member.HasEndpointOn(node.Name))
+            {
+                return null;
+            }
+
+            rank = Math.Min(rank, placement.Rank);
+        }
+
+        return rank;
+    }
+
     /// <summary>Indexes of services with addresses, grouped so that Services with an address in common share a group.</summary>
     private static List<List<int>> GroupBySharedAddress(List<Admitted> services)
     {
@@ -195,9 +213,6 @@ internal sealed record Admitted(AnnouncedService Service, IReadOnlyList<Ip> Addr
 
     private static readonly string NoneReason =
         $"no node with a live speaker is eligible (L2Advertisement nodeSelectors, {Election.ExcludeLabel}, NetworkUnavailable)";
-
-    /// <summary>Whether a node that can stand may announce this Service (its advertisements and endpoints allow it).</summary>
-    public bool Eligible(ElectionNode node) => PlacementOn(node) is not null && HasEndpointOn(node.Name);
 
     /// <summary>Where the covering advertisements put a node, or null when none selects it.</summary>
     public Placement? PlacementOn(ElectionNode node) => PlacementOn(Covering, node.Labels);
