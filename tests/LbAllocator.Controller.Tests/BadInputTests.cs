@@ -89,7 +89,7 @@ public sealed class BadInputTests(RealCluster cluster, BadInputCluster bad) : IC
     [InlineData("ad-missing-pool", """{"ipAddressPools": ["missing"]}""", "spec.ipAddressPools[0]: IPAddressPool \"missing\" does not exist")]
     [InlineData("ad-missing-one-pool", """{"ipAddressPools": ["main", "missing"]}""", "spec.ipAddressPools[1]: IPAddressPool \"missing\" does not exist; the advertisement covers only the pools that exist")]
     [InlineData("ad-service-label", """{"serviceSelectors": [{"matchLabels": {"app": "not a valid value"}}]}""", "spec.serviceSelectors[0]")]
-    [InlineData("ad-preferred-label", """{"preferredNodeSelectors": [{"matchLabels": {"zone": "a"}}, {"matchLabels": {"zone": "not a valid value"}}]}""", "spec.preferredNodeSelectors[1].matchLabels[zone]: label value \"not a valid value\" is invalid")]
+    [InlineData("ad-preferred-label", """{"preferredNodeSelectors": [{"matchLabels": {"zone": "a"}}, {"matchLabels": {"zone": "not a valid value"}}]}""", "spec.preferredNodeSelectors[1].matchLabels[zone]: label value \"not a valid value\" is invalid: it must be empty or 1-63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit; the advertisement is used without its preferredNodeSelectors (no node is preferred)")]
     public async Task A_malformed_advertisement_is_reported_and_disturbs_nothing(string name, string spec, string expected)
     {
         var before = await AddressesAsync();

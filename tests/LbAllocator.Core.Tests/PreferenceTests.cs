@@ -111,28 +111,51 @@ public class PreferenceTests
     }
 
     [Theory]
-    [InlineData("an unknown operator", "spec.preferredNodeSelectors[0].matchExpressions[0].operator: \"Near\" is not one of In, NotIn, Exists, DoesNotExist")]
-    [InlineData("a label value with spaces", "spec.preferredNodeSelectors[0].matchLabels[zone]: label value \"not a value\" is invalid")]
-    public void An_invalid_preference_makes_the_advertisement_invalid_naming_the_field(string what, string expected)
+    [InlineData("an unknown operator", "spec.preferredNodeSelectors[1].matchExpressions[0].operator: \"Near\" is not one of In, NotIn, Exists, DoesNotExist")]
+    [InlineData("a label value with spaces", "spec.preferredNodeSelectors[1].matchLabels[zone]: label value \"not a value\" is invalid")]
+    public void An_invalid_preference_is_reported_naming_the_field_and_the_advertisement_works_without_preferences(string what, string expected)
     {
         var selector = what == "an unknown operator"
             ? new LabelSelectorSpec(MatchExpressions: [new LabelRequirementSpec("zone", "Near", ["a"])])
             : Labels("zone", "not a value");
-        var config = ConfigValidator.Validate(PoolSpecs, [new L2AdvertisementSpec("bad", PreferredNodeSelectors: [selector])]);
+        var spec = new L2AdvertisementSpec("bad", PreferredNodeSelectors: [Labels("zone", "a"), selector]);
+        var config = ConfigValidator.Validate(PoolSpecs, [spec]);
         Assert.Contains(expected, Assert.Single(config.Problems).ToString(), StringComparison.Ordinal);
-        Assert.Empty(config.Advertisements);
+        AssertUsedWithoutPreferences(spec, config);
     }
 
     [Fact]
     public void A_repeated_tier_and_more_tiers_than_the_schema_allows_are_refused()
     {
-        var repeated = ConfigValidator.Validate(PoolSpecs, [new L2AdvertisementSpec("twice", PreferredNodeSelectors: [Labels("zone", "a"), Labels("zone", "b"), Labels("zone", "a")])]);
+        var twice = new L2AdvertisementSpec("twice", PreferredNodeSelectors: [Labels("zone", "a"), Labels("zone", "b"), Labels("zone", "a")]);
+        var repeated = ConfigValidator.Validate(PoolSpecs, [twice]);
         Assert.Equal("L2Advertisement/twice: spec.preferredNodeSelectors[2]: duplicate selector (zone in (a)), same as an earlier entry", Assert.Single(repeated.Problems).ToString());
-        Assert.Empty(repeated.Advertisements);
+        AssertUsedWithoutPreferences(twice, repeated);
 
-        var many = ConfigValidator.Validate(PoolSpecs, [new L2AdvertisementSpec("many", PreferredNodeSelectors: [.. Enumerable.Range(0, 9).Select(i => Labels("zone", $"z{i}"))])]);
+        var nine = new L2AdvertisementSpec("many", PreferredNodeSelectors: [.. Enumerable.Range(0, 9).Select(i => Labels("zone", $"z{i}"))]);
+        var many = ConfigValidator.Validate(PoolSpecs, [nine]);
         Assert.Equal("L2Advertisement/many: spec.preferredNodeSelectors: 9 selectors; at most 8 preference tiers", Assert.Single(many.Problems).ToString());
-        Assert.Empty(many.Advertisements);
+        AssertUsedWithoutPreferences(nine, many);
+    }
+
+    [Fact]
+    public void A_broken_preference_beside_another_problem_leaves_the_advertisement_unused()
+    {
+        var spec = new L2AdvertisementSpec("broken", NodeSelectors: [Labels("zone", "not a value")], PreferredNodeSelectors: [Labels("zone", "not a value")]);
+        var config = ConfigValidator.Validate(PoolSpecs, [spec]);
+        Assert.Equal(2, config.Problems.Count);
+        Assert.Empty(config.Advertisements);
+        Assert.Equal("the advertisement is not used", ConfigValidator.Consequence(spec, null));
+    }
+
+    /// <summary>Preferences are soft: a broken one must not leave addresses unanswered, so the advertisement stays in force without any.</summary>
+    private static void AssertUsedWithoutPreferences(L2AdvertisementSpec spec, ValidatedConfig config)
+    {
+        var used = Assert.Single(config.Advertisements);
+        Assert.Empty(used.PreferredNodeSelectors);
+        Assert.Equal("the advertisement is used without its preferredNodeSelectors (no node is preferred)", ConfigValidator.Consequence(spec, used));
+        var winners = Election.Decide(Services, Nodes, Pools, config.Advertisements).Select(a => a.Node).Distinct().Count();
+        Assert.Equal(Nodes.Length, winners); // the plain election: every node wins some
     }
 
     private static List<string> Winners(IReadOnlyList<ElectionNode> nodes, IReadOnlyList<L2Advertisement>? ads = null) =>
