@@ -49,6 +49,8 @@ public class PreferenceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
             await lab.Client.CoreV1.PatchNamespacedServiceAsync(
                 new V1Patch("""{"metadata":{"labels":{"placement":"preferred"}}}""", V1Patch.PatchType.MergePatch), ServiceName, "default");
             await WaitForNdpOwnerAsync(preferred);
+            await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync(ServiceName))?.Status?.Node is var node && node == preferred ? null : $"ServiceL2Status names {node ?? "nobody"}, not {preferred}",
+                TimeSpan.FromSeconds(10));
             var metrics = LbAllocator.TestApiServer.PrometheusText.Parse((await lab.SpeakerStatusAsync(preferred, "/metrics")).Body);
             Assert.True(
                 metrics.GetValueOrDefault($"lballocator_speaker_owned_addresses{{node=\"{preferred}\",family=\"ipv6\"}}") >= 1,
