@@ -10,6 +10,12 @@ if (args.Length > 0 && args[0] == "election")
     return 0;
 }
 
+if (args.Length > 0 && args[0] == "election-preferences")
+{
+    ElectionBench.ComparePreferences(args.Length > 1 ? int.Parse(args[1]) : 1);
+    return 0;
+}
+
 const int PoolSize = 65_536;
 var seed = args.Length > 0 ? int.Parse(args[0]) : 1;
 var random = new Random(seed);

@@ -289,17 +289,19 @@ public sealed partial class Reconciler
             config = _config!;
         }
 
-        var inForce = config.Config.Advertisements.Select(a => a.Name).ToHashSet(StringComparer.Ordinal);
+        var inForce = config.Config.Advertisements.ToDictionary(a => a.Name, StringComparer.Ordinal);
         foreach (var advertisement in Advertisements.Items.OrderBy(a => a.Metadata.Name, StringComparer.Ordinal))
         {
             var name = advertisement.Metadata.Name;
             var problem = config.Problem(ConfigValidator.AdvertisementKind, name);
+            string? consequence = null;
             if (problem is not null)
             {
-                LogInvalidAdvertisement(name, problem, inForce.Contains(name));
+                consequence = ConfigValidator.Consequence(ObjectMapper.ToAdvertisementSpec(advertisement), inForce.GetValueOrDefault(name));
+                LogInvalidAdvertisement(name, problem, consequence);
             }
 
-            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, inForce.Contains(name), cancellationToken);
+            await _writer.WriteAdvertisementStatusAsync(advertisement, problem, consequence, cancellationToken);
         }
     }
 
@@ -342,8 +344,8 @@ public sealed partial class Reconciler
     [LoggerMessage(Level = LogLevel.Warning, Message = "IPAddressPool {Pool} is invalid: {Problem} (running on last valid spec: {Stale})")]
     private partial void LogInvalidPool(string pool, string problem, bool stale);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid: {Problem} (in force for the pools that exist: {InForce})")]
-    private partial void LogInvalidAdvertisement(string advertisement, string problem, bool inForce);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "L2Advertisement {Advertisement} is invalid: {Problem}; {Consequence}")]
+    private partial void LogInvalidAdvertisement(string advertisement, string problem, string consequence);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Reconciling {Key} failed; retrying in {Delay}")]
     private partial void LogRetry(Exception exception, string key, TimeSpan delay);

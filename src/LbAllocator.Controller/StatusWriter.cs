@@ -181,13 +181,11 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
     }
 
     /// <summary>Writes an advertisement's Valid condition when it changed, with a warning event when invalid.</summary>
-    /// <param name="inForce">Whether the speakers use it despite the problem (only a named pool is missing: it covers the pools that exist).</param>
-    public async Task WriteAdvertisementStatusAsync(V1Alpha1L2Advertisement advertisement, string? problem, bool inForce, CancellationToken cancellationToken)
+    /// <param name="consequence">With a problem: what the speakers do about it (<see cref="ConfigValidator.Consequence"/>).</param>
+    public async Task WriteAdvertisementStatusAsync(V1Alpha1L2Advertisement advertisement, string? problem, string? consequence, CancellationToken cancellationToken)
     {
         var valid = problem is null;
-        var message = valid ? "the advertisement is valid"
-            : inForce ? $"{problem}; the advertisement covers only the pools that exist"
-            : $"{problem}; the advertisement is not used";
+        var message = valid ? "the advertisement is valid" : $"{problem}; {consequence}";
         ReportValidity(advertisement, AdvertisementEventKey(advertisement.Metadata.Name), valid, "InvalidAdvertisement", message);
         var old = Valid(advertisement.Status?.Conditions);
         var condition = ValidCondition(old, valid, valid ? "Valid" : "InvalidSpec", message, advertisement.Metadata.Generation);

@@ -22,7 +22,8 @@ public sealed record L2AdvertisementSpec(
     IReadOnlyList<LabelSelectorSpec>? IpAddressPoolSelectors = null,
     IReadOnlyList<LabelSelectorSpec>? NodeSelectors = null,
     IReadOnlyList<string>? Interfaces = null,
-    IReadOnlyList<LabelSelectorSpec>? ServiceSelectors = null);
+    IReadOnlyList<LabelSelectorSpec>? ServiceSelectors = null,
+    IReadOnlyList<LabelSelectorSpec>? PreferredNodeSelectors = null);
 
 /// <summary>A validated pool: ranges in declaration order, none overlapping.</summary>
 public sealed record Pool(
@@ -99,6 +100,38 @@ public sealed record L2Advertisement(
     /// left after dropping missing ones, so an advertisement whose named pools are all gone covers nothing.
     /// </summary>
     public required bool AllPools { get; init; }
+
+    /// <summary>
+    /// Preference tiers among the nodes this advertisement selects, most preferred first: a node's tier is the
+    /// first selector it matches (see <see cref="RankOf"/>). Soft: the nodes matching none still stand, last.
+    /// </summary>
+    public IReadOnlyList<LabelSelector> PreferredNodeSelectors { get; init; } = [];
+
+    /// <summary>Whether the advertisement announces from a node with these labels (nodeSelectors; none: every node).</summary>
+    public bool SelectsNode(IReadOnlyDictionary<string, string> labels) => NodeSelectors.Count == 0 || NodeSelectors.Any(s => s.Matches(labels));
+
+    /// <summary>
+    /// The preference tier of a node this advertisement selects: the index of the first preferred selector it
+    /// matches, or <see cref="Unpreferred"/> (after every tier) when it matches none or there are none.
+    /// </summary>
+    public int RankOf(IReadOnlyDictionary<string, string> labels)
+    {
+        for (var i = 0; i < PreferredNodeSelectors.Count; i++)
+        {
+            if (PreferredNodeSelectors[i].Matches(labels))
+            {
+                return i;
+            }
+        }
+
+        return Unpreferred;
+    }
+
+    /// <summary>The tier of a node no preference names: after all of them.</summary>
+    public const int Unpreferred = int.MaxValue;
+
+    /// <summary>At most this many preference tiers (the CRD schema's maxItems, which also bounds its CEL cost).</summary>
+    public const int MaxPreferenceTiers = 8;
 
     public bool Covers(Pool pool) =>
         AllPools || IpAddressPools.Contains(pool.Name, StringComparer.Ordinal) || IpAddressPoolSelectors.Any(s => s.Matches(pool.Labels));

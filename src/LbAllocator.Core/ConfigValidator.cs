@@ -3,7 +3,9 @@ namespace LbAllocator.Core;
 /// <summary>
 /// Turns user-written pools and advertisements into validated ones. An invalid object is left out and
 /// reported; it never stops the valid ones. When two pools overlap, the one given first keeps working.
-/// An advertisement naming a pool that does not exist is reported and keeps working for the pools that do.
+/// An advertisement naming a pool that does not exist is reported and keeps working for the pools that do; one whose
+/// preferredNodeSelectors are invalid is reported and keeps working without preferences (they are soft: a typo in
+/// one must not leave its addresses unanswered).
 /// </summary>
 public static class ConfigValidator
 {
@@ -143,9 +145,33 @@ public static class ConfigValidator
             spec.Labels ?? new Dictionary<string, string>());
     }
 
+    /// <summary>What becomes of an advertisement with problems: not used, or used without the parts that are wrong.</summary>
+    /// <param name="inForce">The advertisement as used, or null when it is not used.</param>
+    public static string Consequence(L2AdvertisementSpec spec, L2Advertisement? inForce)
+    {
+        if (inForce is null)
+        {
+            return "the advertisement is not used";
+        }
+
+        var parts = new List<string>();
+        if ((spec.IpAddressPools?.Count ?? 0) > inForce.IpAddressPools.Count)
+        {
+            parts.Add("the advertisement covers only the pools that exist");
+        }
+
+        if ((spec.PreferredNodeSelectors?.Count ?? 0) > inForce.PreferredNodeSelectors.Count)
+        {
+            parts.Add("the advertisement is used without its preferredNodeSelectors (no node is preferred)");
+        }
+
+        return parts.Count == 0 ? "the advertisement is used" : string.Join("; ", parts);
+    }
+
     /// <summary>
     /// Validates one advertisement; null when it has a problem that makes it unusable. A pool it names that does
     /// not exist is reported but only that pool is dropped: the advertisement keeps working for its other pools.
+    /// Invalid preferences are reported and dropped, all of them (a tier left out would reorder the others).
     /// </summary>
     private static L2Advertisement? ValidateAdvertisement(L2AdvertisementSpec spec, HashSet<string> poolNames, List<string> problems)
     {
@@ -184,6 +210,14 @@ public static class ConfigValidator
             }
         }
 
+        var beforePreferences = problems.Count;
+        var preferred = Selectors(spec.PreferredNodeSelectors, "spec.preferredNodeSelectors", problems);
+        if (spec.PreferredNodeSelectors?.Count > L2Advertisement.MaxPreferenceTiers)
+        {
+            problems.Add($"spec.preferredNodeSelectors: {spec.PreferredNodeSelectors.Count} selectors; at most {L2Advertisement.MaxPreferenceTiers} preference tiers");
+        }
+
+        var preferenceProblems = problems.Count - beforePreferences;
         var ad = new L2Advertisement(
             spec.Name,
             [.. pools.Distinct(StringComparer.Ordinal).Where(poolNames.Contains)],
@@ -193,8 +227,9 @@ public static class ConfigValidator
             Selectors(spec.ServiceSelectors, "spec.serviceSelectors", problems))
         {
             AllPools = pools.Count == 0 && (spec.IpAddressPoolSelectors ?? []).Count == 0,
+            PreferredNodeSelectors = preferenceProblems > 0 ? [] : preferred,
         };
-        return problems.Count - missing > before ? null : ad;
+        return problems.Count - missing - preferenceProblems > before ? null : ad;
     }
 
     private static List<LabelSelector> Selectors(IReadOnlyList<LabelSelectorSpec>? specs, string path, List<string> problems)

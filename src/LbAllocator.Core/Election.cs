@@ -31,8 +31,12 @@ public sealed record Announcement(string ServiceKey, IReadOnlyList<Ip> Addresses
 /// <summary>
 /// Chooses the node that announces each address. Every speaker runs this on the same inputs and gets the
 /// same answer, so no coordination is needed beyond seeing the same objects and leases.
-/// Rendezvous hashing: each candidate node scores (node, key) and the highest score wins, so a node
-/// joining takes only the keys it now wins and a node leaving gives up only its own.
+/// Preferences first: the candidates in the best preference tier (<see cref="L2Advertisement.PreferredNodeSelectors"/>;
+/// a node's tier is the best that any covering advertisement selecting it gives it, and for Services sharing an
+/// address the best that any of them gives it) compete; nodes no preference names come last. Within a tier,
+/// rendezvous hashing: each node scores (node, key) and the highest score wins, so a node joining takes only the
+/// keys it now wins and a node leaving gives up only its own. The winner depends on the current inputs alone,
+/// never on who won before, so every speaker agrees, and a preferred node coming back takes its addresses back.
 /// <see cref="Decide"/> states the rule over whole inputs; <see cref="ElectionTable"/> keeps the same
 /// result up to date change by change. Both use the parts below, so the rule lives here once.
 /// </summary>
@@ -64,17 +68,19 @@ public static class Election
             var addresses = group.SelectMany(i => admitted[i].Addresses).ToList();
             var key = addresses.Count == 0 ? "" : addresses.Min().ToString();
             var winner = addresses.Count == 0 ? null : usable
-                .Where(node => group.All(i => admitted[i].Eligible(node)))
-                .Select(node => node.Name)
-                .OrderByDescending(node => Score(node, key))
-                .ThenBy(node => node, StringComparer.Ordinal)
+                .Select(node => (Node: node, Rank: RankIn(group.Select(i => admitted[i]), node)))
+                .Where(candidate => candidate.Rank is not null)
+                .OrderBy(candidate => candidate.Rank)
+                .ThenByDescending(candidate => Score(candidate.Node.Name, key))
+                .ThenBy(candidate => candidate.Node.Name, StringComparer.Ordinal)
+                .Select(candidate => candidate.Node.Name)
                 .FirstOrDefault();
             foreach (var i in group)
             {
                 var member = admitted[i];
                 result[i] = winner is null
-                    ? member.NotAnnounced(member.OwnReason(usable.Where(n => member.InterfacesOn(n) is not null).Select(n => n.Name)) ?? SharingReason)
-                    : new Announcement(member.Service.Key, member.Addresses, winner, member.InterfacesOn(usable.First(n => n.Name == winner))!, null);
+                    ? member.NotAnnounced(member.OwnReason(usable.Where(n => member.PlacementOn(n) is not null).Select(n => n.Name)) ?? SharingReason)
+                    : new Announcement(member.Service.Key, member.Addresses, winner, member.PlacementOn(usable.First(n => n.Name == winner))!.Interfaces, null);
             }
         }
 
@@ -133,6 +139,23 @@ public static class Election
             : new(service, inside, covering, null);
     }
 
+    /// <summary>A node's preference tier for Services elected together (the best any of them gives it), or null when one of them may not use it.</summary>
+    private static int? RankIn(IEnumerable<Admitted> members, ElectionNode node)
+    {
+        var rank = L2Advertisement.Unpreferred;
+        foreach (var member in members)
+        {
+            if (member.PlacementOn(node) is not { } placement || !member.HasEndpointOn(node.Name))
+            {
+                return null;
+            }
+
+            rank = Math.Min(rank, placement.Rank);
+        }
+
+        return rank;
+    }
+
     /// <summary>Indexes of services with addresses, grouped so that Services with an address in common share a group.</summary>
     private static List<List<int>> GroupBySharedAddress(List<Admitted> services)
     {
@@ -177,6 +200,12 @@ public static class Election
     }
 }
 
+/// <summary>
+/// Where the advertisements covering a Service put a node that some of them select: the interfaces they allow
+/// there (empty: every usable one) and its preference tier (lower first; <see cref="L2Advertisement.Unpreferred"/> last).
+/// </summary>
+internal sealed record Placement(IReadOnlyList<string> Interfaces, int Rank);
+
 /// <summary>A Service checked against the configuration (see <see cref="Election.Admit"/>); Reason set when it cannot be announced at all.</summary>
 internal sealed record Admitted(AnnouncedService Service, IReadOnlyList<Ip> Addresses, IReadOnlyList<L2Advertisement> Covering, string? Reason)
 {
@@ -185,24 +214,23 @@ internal sealed record Admitted(AnnouncedService Service, IReadOnlyList<Ip> Addr
     private static readonly string NoneReason =
         $"no node with a live speaker is eligible (L2Advertisement nodeSelectors, {Election.ExcludeLabel}, NetworkUnavailable)";
 
-    /// <summary>Whether a node that can stand may announce this Service (its advertisements and endpoints allow it).</summary>
-    public bool Eligible(ElectionNode node) => InterfacesOn(node) is not null && HasEndpointOn(node.Name);
+    /// <summary>Where the covering advertisements put a node, or null when none selects it.</summary>
+    public Placement? PlacementOn(ElectionNode node) => PlacementOn(Covering, node.Labels);
 
-    /// <summary>The interfaces the covering advertisements allow on a node (empty: all), or null when none selects the node.</summary>
-    public IReadOnlyList<string>? InterfacesOn(ElectionNode node) => InterfacesOn(Covering, node.Labels);
-
-    public static IReadOnlyList<string>? InterfacesOn(IReadOnlyList<L2Advertisement> covering, IReadOnlyDictionary<string, string> labels)
+    public static Placement? PlacementOn(IReadOnlyList<L2Advertisement> covering, IReadOnlyDictionary<string, string> labels)
     {
-        var ads = covering.Where(ad => ad.NodeSelectors.Count == 0 || ad.NodeSelectors.Any(s => s.Matches(labels))).ToList();
+        var ads = covering.Where(ad => ad.SelectsNode(labels)).ToList();
         if (ads.Count == 0)
         {
             return null;
         }
 
         // An advertisement without interfaces allows every usable interface, which includes the named ones.
-        return ads.Any(ad => ad.Interfaces.Count == 0)
+        IReadOnlyList<string> interfaces = ads.Any(ad => ad.Interfaces.Count == 0)
             ? []
             : [.. ads.SelectMany(ad => ad.Interfaces).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+        // Each advertisement ranks only the nodes it selects; the best tier wins, whatever the advertisements' order.
+        return new Placement(interfaces, ads.Min(ad => ad.RankOf(labels)));
     }
 
     public bool HasEndpointOn(string node) => !Service.LocalTrafficPolicy || Service.NodesWithEndpoints?.Contains(node) == true;

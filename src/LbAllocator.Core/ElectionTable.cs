@@ -3,10 +3,11 @@ namespace LbAllocator.Core;
 /// <summary>
 /// The election kept up to date change by change, always equal to <see cref="Election.Decide"/> on the same
 /// inputs (the same rule parts, applied to less). Per group of Services (those sharing an address) it keeps
-/// the winner and its score, and per node the groups it wins, so that
+/// the winner with its preference tier and score, and per node the groups it wins, so that
 /// a Service changing re-elects only the groups it leaves and joins (one score per candidate node);
 /// a node leaving re-elects only the groups it won;
-/// a node joining is scored once per group against that group's winner.
+/// a node joining is scored once per group against that group's winner;
+/// a node whose labels change leaves and joins again (its tiers and eligibility may have changed).
 /// The configuration is fixed for a table's life: a pool or advertisement change builds a new table.
 /// Not thread-safe: one caller at a time.
 /// </summary>
@@ -165,15 +166,15 @@ public sealed class ElectionTable
         _nodeVersion++;
         foreach (var group in _groups)
         {
-            if (group.Key is null || !AllEligible(group, node))
+            if (group.Key is null || RankIn(group, node) is not { } rank)
             {
                 continue;
             }
 
             var score = Election.Score(node.Prefix, group.Key);
-            if (group.Winner is null || Beats(score, node, group.Score, group.Winner))
+            if (group.Winner is null || Beats(rank, score, node, group.Rank, group.Score, group.Winner))
             {
-                SetWinner(group, node, score);
+                SetWinner(group, node, rank, score);
             }
         }
     }
@@ -182,47 +183,51 @@ public sealed class ElectionTable
     private void Elect(Group group)
     {
         Candidate? best = null;
-        var bestScore = 0UL;
+        var (bestRank, bestScore) = (0, 0UL);
         if (group.Key is not null && group.Members[0].Profile is { } profile)
         {
             // The usual group, one Service without the Local policy: every node its profile selects may win.
             var any = group.Members.Count == 1 && !group.Members[0].Admitted.Service.LocalTrafficPolicy;
             foreach (var node in Standing(profile))
             {
-                if (!any && !AllEligible(group, node))
+                if ((any ? node.PlacementFor(profile)!.Rank : RankIn(group, node)) is not { } rank)
                 {
                     continue;
                 }
 
                 var score = Election.Score(node.Prefix, group.Key);
-                if (best is null || Beats(score, node, bestScore, best))
+                if (best is null || Beats(rank, score, node, bestRank, bestScore, best))
                 {
-                    (best, bestScore) = (node, score);
+                    (best, bestRank, bestScore) = (node, rank, score);
                 }
             }
         }
 
-        SetWinner(group, best, bestScore);
+        SetWinner(group, best, bestRank, bestScore);
     }
 
-    /// <summary>The highest score wins; on a tie, the lower name (as Decide orders them).</summary>
-    private static bool Beats(ulong score, Candidate node, ulong otherScore, Candidate other) =>
-        score > otherScore || (score == otherScore && string.CompareOrdinal(node.Name, other.Name) < 0);
+    /// <summary>The better preference tier wins; within a tier the highest score; on a tie, the lower name (as Decide orders them).</summary>
+    private static bool Beats(int rank, ulong score, Candidate node, int otherRank, ulong otherScore, Candidate other) =>
+        rank != otherRank ? rank < otherRank : score > otherScore || (score == otherScore && string.CompareOrdinal(node.Name, other.Name) < 0);
 
-    private static bool AllEligible(Group group, Candidate node)
+    /// <summary>A node's preference tier for a group (the best any member gives it), or null when some member may not use it.</summary>
+    private static int? RankIn(Group group, Candidate node)
     {
+        var rank = L2Advertisement.Unpreferred;
         foreach (var member in group.Members)
         {
-            if (member.Profile is null || node.InterfacesFor(member.Profile) is null || !member.Admitted.HasEndpointOn(node.Name))
+            if (member.Profile is null || node.PlacementFor(member.Profile) is not { } placement || !member.Admitted.HasEndpointOn(node.Name))
             {
-                return false;
+                return null;
             }
+
+            rank = Math.Min(rank, placement.Rank);
         }
 
-        return true;
+        return rank;
     }
 
-    private void SetWinner(Group group, Candidate? node, ulong score)
+    private void SetWinner(Group group, Candidate? node, int rank, ulong score)
     {
         if (group.Winner is { } old && _won.TryGetValue(old.Name, out var previous))
         {
@@ -233,7 +238,7 @@ public sealed class ElectionTable
             }
         }
 
-        (group.Winner, group.Score) = (node, score);
+        (group.Winner, group.Rank, group.Score) = (node, rank, score);
         if (node is not null)
         {
             if (!_won.TryGetValue(node.Name, out var groups))
@@ -250,7 +255,7 @@ public sealed class ElectionTable
     {
         var group = member.Group!;
         _groups.Remove(group);
-        SetWinner(group, null, 0);
+        SetWinner(group, null, 0, 0);
         affected.UnionWith(group.Members);
         affected.Remove(member);
         _services.Remove(member.Admitted.Service.Key);
@@ -272,7 +277,7 @@ public sealed class ElectionTable
         {
             if (member.Group is { } group && _groups.Remove(group))
             {
-                SetWinner(group, null, 0);
+                SetWinner(group, null, 0, 0);
             }
         }
 
@@ -312,7 +317,7 @@ public sealed class ElectionTable
         var admitted = member.Admitted;
         if (member.Group!.Winner is { } winner)
         {
-            return new Announcement(admitted.Service.Key, admitted.Addresses, winner.Node.Name, winner.InterfacesFor(member.Profile!)!, null);
+            return new Announcement(admitted.Service.Key, admitted.Addresses, winner.Node.Name, winner.PlacementFor(member.Profile!)!.Interfaces, null);
         }
 
         if (member.ReasonVersion != _nodeVersion)
@@ -330,7 +335,7 @@ public sealed class ElectionTable
     {
         if (profile.Version != _nodeVersion)
         {
-            profile.Standing = [.. _nodes.Values.Where(n => n.InterfacesFor(profile) is not null)];
+            profile.Standing = [.. _nodes.Values.Where(n => n.PlacementFor(profile) is not null)];
             profile.Version = _nodeVersion;
         }
 
@@ -361,7 +366,7 @@ public sealed class ElectionTable
 
     private sealed class Candidate(ElectionNode node)
     {
-        private readonly Dictionary<Profile, IReadOnlyList<string>?> _interfaces = [];
+        private readonly Dictionary<Profile, Placement?> _placements = [];
 
         public ElectionNode Node { get; } = node;
 
@@ -369,15 +374,15 @@ public sealed class ElectionTable
 
         public ulong Prefix { get; } = Election.NodePrefix(node.Name);
 
-        /// <summary>The interfaces the profile's advertisements allow here, or null when none selects this node.</summary>
-        public IReadOnlyList<string>? InterfacesFor(Profile profile)
+        /// <summary>Where the profile's advertisements put this node (interfaces, preference tier), or null when none selects it.</summary>
+        public Placement? PlacementFor(Profile profile)
         {
-            if (!_interfaces.TryGetValue(profile, out var interfaces))
+            if (!_placements.TryGetValue(profile, out var placement))
             {
-                _interfaces[profile] = interfaces = Admitted.InterfacesOn(profile.Covering, Node.Labels);
+                _placements[profile] = placement = Admitted.PlacementOn(profile.Covering, Node.Labels);
             }
 
-            return interfaces;
+            return placement;
         }
     }
 
@@ -410,6 +415,8 @@ public sealed class ElectionTable
         public byte[]? Key { get; set; }
 
         public Candidate? Winner { get; set; }
+
+        public int Rank { get; set; }
 
         public ulong Score { get; set; }
     }

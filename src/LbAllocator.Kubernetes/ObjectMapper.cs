@@ -42,7 +42,8 @@ public static class ObjectMapper
         Selectors(ad.Spec?.IpAddressPoolSelectors),
         Selectors(ad.Spec?.NodeSelectors),
         ad.Spec?.Interfaces?.ToList(),
-        Selectors(ad.Spec?.ServiceSelectors));
+        Selectors(ad.Spec?.ServiceSelectors),
+        Selectors(ad.Spec?.PreferredNodeSelectors));
 
     /// <summary>
     /// The Service as the allocator sees it; namespace labels feed pools' namespaceSelectors, and null ones

@@ -10,6 +10,7 @@ namespace LbAllocator.Speaker;
 public sealed class SpeakerMetrics
 {
     private readonly Gauge _announced;
+    private readonly Gauge _owned;
     private readonly Counter _requests;
     private readonly Counter _replies;
     private readonly Counter _gratuitous;
@@ -21,6 +22,7 @@ public sealed class SpeakerMetrics
     public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, IAnnouncer announcer)
     {
         _announced = factory.CreateGauge("lballocator_speaker_addresses_announced", "Addresses this node answers for.");
+        _owned = factory.CreateGauge("lballocator_speaker_owned_addresses", "Addresses this node won the election for and answers for, by family, labelled with the node.", ["node", "family"]);
         _requests = factory.CreateCounter("lballocator_speaker_requests_received_total", "ARP requests and Neighbor Solicitations received for an address this node announces.", ["address", "protocol"]);
         _replies = factory.CreateCounter("lballocator_speaker_replies_sent_total", "ARP replies and Neighbor Advertisements sent, by address.", ["address", "protocol"]);
         _gratuitous = factory.CreateCounter("lballocator_speaker_gratuitous_sent_total", "Gratuitous ARP and unsolicited Neighbor Advertisement packets sent, by address.", ["address"]);
@@ -33,6 +35,15 @@ public sealed class SpeakerMetrics
     public void RenewFailed() => _renewFailures.Inc();
 
     public void SetAlive(bool alive) => _alive.Set(alive ? 1 : 0);
+
+    /// <summary>The addresses this node owns after a pass; both families are always exported, 0 when none.</summary>
+    public void SetOwned(string node, IEnumerable<Ip> owned)
+    {
+        var v4 = owned.Count(ip => ip.Family == IpFamily.IPv4);
+        var all = owned.Count();
+        _owned.WithLabels(node, "ipv4").Set(v4);
+        _owned.WithLabels(node, "ipv6").Set(all - v4);
+    }
 
     public void OwnershipChanged(int acquired, int released)
     {

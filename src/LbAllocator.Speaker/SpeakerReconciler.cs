@@ -355,6 +355,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         var janitor = view.Self == SelfState.Candidate && alive.Min(StringComparer.Ordinal) == _options.NodeName;
         var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
         _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
+        _metrics.SetOwned(_options.NodeName, plan.Owned.Keys);
         Report(view, cannotAnswer);
 
         TimeSpan?[] due = [nextExpiry, view.NextChange, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];

@@ -58,6 +58,7 @@ public class InstallTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiS
             ("ipaddresspool", "spec.addresses", new[] { "spec", "addresses" }),
             ("ipaddresspool", "spec.serviceAllocation", new[] { "spec", "serviceAllocation" }),
             ("l2advertisement", "spec", new[] { "spec" }),
+            ("l2advertisement", "spec.preferredNodeSelectors", new[] { "spec", "preferredNodeSelectors" }),
         })
         {
             var description = Description(resource, path);
@@ -92,6 +93,9 @@ public class InstallTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiS
         { "L2Advertisement", "an interface alias", "metadata: {name: a}\nspec: {interfaces: ['eth0:1']}", "spec.interfaces[0]: Invalid value: \"eth0:1\"" },
         { "L2Advertisement", "a pool name that is no name", "metadata: {name: a}\nspec: {ipAddressPools: [Main]}", "spec.ipAddressPools[0]: Invalid value: \"Main\"" },
         { "L2Advertisement", "a repeated pool", "metadata: {name: a}\nspec: {ipAddressPools: [main, main]}", "spec.ipAddressPools[1]: Duplicate value: \"main\"" },
+        { "L2Advertisement", "a preference with an unknown operator", "metadata: {name: a}\nspec: {preferredNodeSelectors: [{matchExpressions: [{key: zone, operator: Near, values: [a]}]}]}", "spec.preferredNodeSelectors[0].matchExpressions[0].operator: Unsupported value: \"Near\"" },
+        { "L2Advertisement", "more than 8 preference tiers", "metadata: {name: a}\nspec: {preferredNodeSelectors: [{matchLabels: {z: '1'}}, {matchLabels: {z: '2'}}, {matchLabels: {z: '3'}}, {matchLabels: {z: '4'}}, {matchLabels: {z: '5'}}, {matchLabels: {z: '6'}}, {matchLabels: {z: '7'}}, {matchLabels: {z: '8'}}, {matchLabels: {z: '9'}}]}", "spec.preferredNodeSelectors: Too many: 9: must have at most 8 items" },
+        { "L2Advertisement", "MetalLB's weighted preference", "metadata: {name: a}\nspec: {preferredNodeSelectors: [{weight: 100, preference: {matchLabels: {zone: a}}}]}", "unknown field \"spec.preferredNodeSelectors[0].preference\"" },
         { "L2Advertisement", "a node selector without values", "metadata: {name: a}\nspec: {nodeSelectors: [{matchExpressions: [{key: zone, operator: NotIn, values: []}]}]}", "values must be non-empty for In and NotIn" },
     };
 
@@ -118,6 +122,7 @@ public class InstallTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiS
         { "IPAddressPool", "metadata: {name: p}\nspec: {addresses: ['198.51.100.10 - 198.51.100.19', '2001:db8::10-2001:db8::1f', 2001:db8:1::/128, 203.0.113.7]}" },
         { "IPAddressPool", "metadata: {name: p}\nspec: {addresses: [192.0.2.0/30], serviceAllocation: {priority: 5, namespaces: [team-a], namespaceSelectors: [{matchExpressions: [{key: team, operator: Exists}]}], serviceSelectors: [{matchLabels: {app: web}, matchExpressions: [{key: tier, operator: NotIn, values: [db]}]}]}}" },
         { "L2Advertisement", "metadata: {name: a}\nspec: {interfaces: [eth0, bond0.100], nodeSelectors: [{matchLabels: {kubernetes.io/os: linux}}]}" },
+        { "L2Advertisement", "metadata: {name: a}\nspec: {nodeSelectors: [{matchLabels: {role: lb}}], preferredNodeSelectors: [{matchLabels: {topology.kubernetes.io/zone: a}}, {matchExpressions: [{key: rack, operator: In, values: ['1', '2']}]}, {}]}" },
     };
 
     [RealApiTheory]

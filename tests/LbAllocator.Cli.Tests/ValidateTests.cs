@@ -52,6 +52,10 @@ public class ValidateTests
             "L2Advertisement/l2: spec.ipAddressPools[0]: IPAddressPool \"missing\" does not exist"
         },
         {
+            "apiVersion: lballocator.io/v1alpha1\nkind: L2Advertisement\nmetadata: {name: l2}\nspec:\n  preferredNodeSelectors:\n    - matchLabels: {zone: a}\n    - matchExpressions: [{key: zone, operator: In, values: [a]}]\n",
+            "L2Advertisement/l2: spec.preferredNodeSelectors[1]: duplicate selector (zone in (a)), same as an earlier entry"
+        },
+        {
             "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations: {lballocator.io/loadBalancerIPs: 192.0.2.300}\nspec:\n  type: LoadBalancer\n",
             "Service/default/web: annotation lballocator.io/loadBalancerIPs: \"192.0.2.300\" is not a valid IP address"
         },

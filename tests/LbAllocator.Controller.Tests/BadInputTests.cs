@@ -89,6 +89,7 @@ public sealed class BadInputTests(RealCluster cluster, BadInputCluster bad) : IC
     [InlineData("ad-missing-pool", """{"ipAddressPools": ["missing"]}""", "spec.ipAddressPools[0]: IPAddressPool \"missing\" does not exist")]
     [InlineData("ad-missing-one-pool", """{"ipAddressPools": ["main", "missing"]}""", "spec.ipAddressPools[1]: IPAddressPool \"missing\" does not exist; the advertisement covers only the pools that exist")]
     [InlineData("ad-service-label", """{"serviceSelectors": [{"matchLabels": {"app": "not a valid value"}}]}""", "spec.serviceSelectors[0]")]
+    [InlineData("ad-preferred-label", """{"preferredNodeSelectors": [{"matchLabels": {"zone": "a"}}, {"matchLabels": {"zone": "not a valid value"}}]}""", "spec.preferredNodeSelectors[1].matchLabels[zone]: label value \"not a valid value\" is invalid: it must be empty or 1-63 characters of letters, digits, '-', '_' or '.', starting and ending with a letter or digit; the advertisement is used without its preferredNodeSelectors (no node is preferred)")]
     public async Task A_malformed_advertisement_is_reported_and_disturbs_nothing(string name, string spec, string expected)
     {
         var before = await AddressesAsync();
@@ -110,6 +111,7 @@ public sealed class BadInputTests(RealCluster cluster, BadInputCluster bad) : IC
     [InlineData("L2Advertisement", "ad-duplicate-pool", """{"ipAddressPools": ["main", "main"]}""", "spec.ipAddressPools[1]: Duplicate value: \"main\"")]
     [InlineData("L2Advertisement", "ad-long-interface", """{"interfaces": ["a-name-far-too-long"]}""", "spec.interfaces[0]: Too long: may not be longer than 15")]
     [InlineData("L2Advertisement", "ad-slash-interface", """{"interfaces": ["eth0/1"]}""", "spec.interfaces[0]: Invalid value: \"eth0/1\"")]
+    [InlineData("L2Advertisement", "ad-preferred-operator", """{"preferredNodeSelectors": [{"matchExpressions": [{"key": "zone", "operator": "Near", "values": ["a"]}]}]}""", "spec.preferredNodeSelectors[0].matchExpressions[0].operator: Unsupported value: \"Near\"")]
     [InlineData("L2Advertisement", "ad-node-operator", """{"nodeSelectors": [{"matchExpressions": [{"key": "zone", "operator": "Near", "values": ["a"]}]}]}""", "spec.nodeSelectors[0].matchExpressions[0].operator: Unsupported value: \"Near\"")]
     [InlineData("IPAddressPool", "bad-text", """{"addresses": ["not-an-ip"]}""", "spec.addresses[0]: Invalid value: \"not-an-ip\": spec.addresses[0] in body should match")]
     [InlineData("IPAddressPool", "bad-zone", """{"addresses": ["fe80::1%eth0"]}""", "spec.addresses[0]: Invalid value: \"fe80::1%eth0\": spec.addresses[0] in body should match")]

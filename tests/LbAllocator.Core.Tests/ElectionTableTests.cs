@@ -15,9 +15,9 @@ public class ElectionTableTests
         ],
         [
             new L2AdvertisementSpec("zone-a", IpAddressPools: ["main"], NodeSelectors: [Selector("zone", "a")], Interfaces: ["eth1"]),
-            new L2AdvertisementSpec("public", IpAddressPoolSelectors: [Selector("tier", "public")], Interfaces: ["eth0"]),
+            new L2AdvertisementSpec("public", IpAddressPoolSelectors: [Selector("tier", "public")], Interfaces: ["eth0"], PreferredNodeSelectors: [Selector("rack", "1"), Selector("rack", "2")]),
             new L2AdvertisementSpec("other-edge", IpAddressPools: ["other"], NodeSelectors: [Selector("edge", "true")], ServiceSelectors: [Selector("expose", "l2")]),
-            new L2AdvertisementSpec("other-all", IpAddressPools: ["other", "missing"], ServiceSelectors: [Selector("expose", "all")]),
+            new L2AdvertisementSpec("other-all", IpAddressPools: ["other", "missing"], ServiceSelectors: [Selector("expose", "all")], PreferredNodeSelectors: [Selector("rack", "2")]),
         ]);
 
     public static TheoryData<int> Seeds => [.. Enumerable.Range(1, 30)];
@@ -114,6 +114,11 @@ public class ElectionTableTests
         if (random.Next(2) == 0)
         {
             labels["edge"] = "true";
+        }
+
+        if (random.Next(3) > 0)
+        {
+            labels["rack"] = $"{random.Next(1, 3)}"; // a preference tier of some advertisements; relabelling moves addresses
         }
 
         if (random.Next(8) == 0)

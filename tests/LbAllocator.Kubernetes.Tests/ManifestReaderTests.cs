@@ -102,6 +102,8 @@ public class ManifestReaderTests
         { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: 99999999999999999999999}]\n", "in.yaml:5:18: Service: number out of range" },
         { "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: eighty}]\n", "in.yaml:5:18: Service: \"eighty\" is not a number" },
         { "apiVersion: lballocator.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {autoAssign: yes please}\n", "in.yaml:4:20: IPAddressPool: The value \"yes please\" is not a valid YAML Boolean" },
+        // MetalLB's weighted preferences are not ours (an ordered list of selectors): the field it has and we lack is named.
+        { "apiVersion: lballocator.io/v1alpha1\nkind: L2Advertisement\nmetadata: {name: a}\nspec:\n  preferredNodeSelectors:\n    - weight: 100\n      preference: {matchLabels: {zone: a}}\n", "in.yaml:6:7: L2Advertisement: unknown field \"weight\"" },
         { "just a string\n", "in.yaml:1:1: expected a Kubernetes object (a mapping with apiVersion and kind)" },
         { "apiVersion: {v: 1}\nkind: Service\n", "in.yaml:1:1: object has no apiVersion or kind" },
     };

@@ -127,6 +127,37 @@ public class SpeakerReconcilerTests
     }
 
     [Fact]
+    public async Task The_preferred_node_answers_everything_relabelling_moves_it_and_the_owned_count_follows()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "prefer-edge", """{"preferredNodeSelectors": [{"matchLabels": {"role": "edge"}}]}""");
+        SetRole(server.Store, "node-a", "edge");
+        server.Store.Create(Nodes, null, Json("""{"metadata": {"name": "node-b"}}"""));
+        AddMember(server.Store, "node-b");
+        var ips = Enumerable.Range(10, 8).Select(i => $"192.0.2.{i}").ToList();
+        foreach (var ip in ips)
+        {
+            AddService(server.Store, $"web{ip.Split('.')[^1]}", ip, "main");
+        }
+
+        // node-b's speaker is alive by its renewals; without the preference it would win about half.
+        using var renewals = new Timer(_ => RenewMember(server.Store, "node-b"), null, 0, 300);
+        await using var speaker = SpeakerRun.Start(server);
+        await Eventually(() => ips.All(speaker.Answers) && speaker.Owned("ipv4") == 8, "node-a, the edge node, answers every address and counts 8 owned");
+        Assert.Equal(0, speaker.Owned("ipv6"));
+
+        // The label moves to node-b: every address goes there, none stays here.
+        SetRole(server.Store, "node-a", null);
+        SetRole(server.Store, "node-b", "edge");
+        await Eventually(() => !ips.Any(speaker.Answers) && speaker.Owned("ipv4") == 0, "node-b, now the edge node, takes every address");
+
+        // And back: node-a is preferred again and takes them back.
+        SetRole(server.Store, "node-b", null);
+        SetRole(server.Store, "node-a", "edge");
+        await Eventually(() => ips.All(speaker.Answers) && speaker.Owned("ipv4") == 8, "node-a, the edge node again, takes every address back");
+    }
+
+    [Fact]
     public async Task A_pool_deleted_while_an_advertisement_lists_it_with_another_silences_only_its_own_addresses()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
@@ -191,6 +222,20 @@ public class SpeakerReconcilerTests
         body["spec"] = JsonNode.Parse(spec);
         store.Create(Advertisements, Ns, body);
     }
+
+    /// <summary>Sets or removes a node's role label.</summary>
+    private static void SetRole(Store store, string node, string? role) =>
+        store.Patch(Nodes, null, node, n =>
+        {
+            var labels = (n["metadata"]!["labels"] ??= new JsonObject()).AsObject();
+            labels.Remove("role");
+            if (role is not null)
+            {
+                labels["role"] = role;
+            }
+
+            return n;
+        }, statusOnly: false);
 
     /// <summary>
     /// Another speaker's lease (a member), on a node without a Node object unless the test adds one, so it never
@@ -266,6 +311,7 @@ public class SpeakerReconcilerTests
         private readonly SpeakerReconciler _reconciler;
         private readonly Task _leasing;
         private readonly Task _reconciling;
+        private readonly CollectorRegistry _registry;
 
         private SpeakerRun(TestApiServer.TestApiServer server, HangingGate gate)
         {
@@ -273,8 +319,8 @@ public class SpeakerReconcilerTests
             var options = new SpeakerOptions { NodeName = "node-a", Namespace = Ns };
             var time = TimeProvider.System;
             _health = new Health(time);
-            var registry = Metrics.NewCustomRegistry();
-            var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, Announcer);
+            _registry = Metrics.NewCustomRegistry();
+            var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(_registry), _registry, Announcer);
             Lease = new SpeakerLease(client, options, metrics, _health, time, NullLogger<SpeakerLease>.Instance);
             NetworkInterfaceInfo[] interfaces = [new("eth0", Up: true, Broadcast: true, Loopback: false, NoArp: false, Enslaved: false, Ethernet: true)];
             _reconciler = new SpeakerReconciler(client, options, Lease, Announcer, metrics, _health, time, NullLoggerFactory.Instance, () => interfaces);
@@ -294,6 +340,15 @@ public class SpeakerReconcilerTests
         public static SpeakerRun Start(TestApiServer.TestApiServer server, HangingGate? gate = null) => new(server, gate ?? new HangingGate());
 
         public bool Answers(string ip) => Announcer.Owned.ContainsKey(Ip.Parse(ip));
+
+        /// <summary>This node's lballocator_speaker_owned_addresses of a family, as a scrape shows it (-1: no series).</summary>
+        public double Owned(string family)
+        {
+            using var text = new MemoryStream();
+            _registry.CollectAndExportAsTextAsync(text).GetAwaiter().GetResult();
+            var series = PrometheusText.Parse(System.Text.Encoding.UTF8.GetString(text.ToArray()));
+            return series.GetValueOrDefault($"lballocator_speaker_owned_addresses{{node=\"node-a\",family=\"{family}\"}}", -1);
+        }
 
         public async ValueTask DisposeAsync()
         {

@@ -47,4 +47,8 @@ public sealed class L2AdvertisementSpec
 
     [JsonPropertyName("serviceSelectors")]
     public IList<V1LabelSelector>? ServiceSelectors { get; set; }
+
+    /// <summary>Preference tiers among the selected nodes, most preferred first; nodes matching none stand last.</summary>
+    [JsonPropertyName("preferredNodeSelectors")]
+    public IList<V1LabelSelector>? PreferredNodeSelectors { get; set; }
 }
