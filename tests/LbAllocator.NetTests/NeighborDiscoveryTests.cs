@@ -118,6 +118,38 @@ public partial class NeighborDiscoveryTests(Lab lab, ITestOutputHelper output) :
         Assert.Contains(Advertisements(capture.Lines), a => a.Target == ip && a.FromMac == mac && a.ToMac == lab.ClientMac && a.Source == linkLocal && a.Destination != "ff02::1");
     }
 
+    [RealApiFact]
+    public async Task Without_a_link_local_address_the_owner_advertises_from_the_address_itself_and_says_so_once()
+    {
+        const string ip = "2001:db8::21e";
+        const string warning = "eth0 has no IPv6 link-local address";
+        await lab.CreateServiceAsync("no-link-local", ip: ip, families: ["IPv6"]);
+        var owner = await lab.WaitForNdpOwnerAsync(ip);
+        var linkLocal = await lab.LinkLocalAsync(owner);
+        var warnedBefore = lab.SpeakerLog(owner).Count(l => l.Contains(warning, StringComparison.Ordinal));
+        using var capture = await Shell.CaptureAsync(lab.ClientNs, "-n", "-e", "-l", "-tt", "icmp6 and ip6[40] = 136");
+        await Shell.MustAsync("ip", "-n", lab.NodeNs(owner), "-6", "addr", "del", $"{linkLocal}/64", "dev", "eth0");
+        try
+        {
+            // The speaker reads the address again at its next pass or gratuitous round (every 2 s here, at the latest).
+            await Eventually.HoldsAsync(async () =>
+                await lab.NdpAsync(ip) == lab.Macs[owner] && Advertisements(capture.Lines).Any(a => a.Target == ip && a.Source == ip)
+                    ? null : "no advertisement from the address itself: " + string.Join(" | ", capture.Lines), TimeSpan.FromSeconds(10));
+            await Task.Delay(Lab.RefreshInterval * 2); // more rounds that find no link-local address
+            Assert.Equal(warnedBefore + 1, lab.SpeakerLog(owner).Count(l => l.Contains(warning, StringComparison.Ordinal)));
+        }
+        finally
+        {
+            await Shell.MustAsync("ip", "-n", lab.NodeNs(owner), "-6", "addr", "add", $"{linkLocal}/64", "dev", "eth0");
+        }
+
+        // Back: from the link-local address again.
+        var back = capture.Lines.Count;
+        await Eventually.HoldsAsync(async () =>
+            await lab.NdpAsync(ip) == lab.Macs[owner] && Advertisements(capture.Lines.Skip(back)).Any(a => a.Target == ip && a.Source == linkLocal)
+                ? null : "no advertisement from the link-local address again", TimeSpan.FromSeconds(10));
+    }
+
     private async Task JoinedAsync(string node, string group, bool joined) =>
         await Eventually.HoldsAsync(async () =>
         {
