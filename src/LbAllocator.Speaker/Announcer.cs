@@ -129,7 +129,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
             foreach (var listener in _listeners.Values)
             {
-                listener.ReadLinkLocal();
+                listener.ReadLinkLocal(advertising: _owned.Any(kv => kv.Key.Family == IpFamily.IPv6 && kv.Value.Interfaces.Contains(listener.Name, StringComparer.Ordinal)));
             }
 
             foreach (var name in _openFailures.Keys.Where(n => !interfaces.Contains(n)).ToList())
@@ -195,7 +195,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
             if (address.Family == IpFamily.IPv6)
             {
-                listener.ReadLinkLocal(); // it may have come (DAD done) or gone since the last pass
+                listener.ReadLinkLocal(advertising: true); // it may have come (DAD done) or gone since the last pass
             }
         }
 
@@ -292,7 +292,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     [LoggerMessage(Level = LogLevel.Warning, Message = "{Interface} has no IPv6 link-local address: Neighbor Advertisements there go out from the advertised address itself until it has one")]
     private partial void LogNoLinkLocal(string @interface);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot join {Group} on {Interface}: switches that snoop MLD may not forward Neighbor Solicitations for it to this node. Retrying at each change; logged once")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot join {Group} on {Interface}: switches that snoop MLD may not forward Neighbor Solicitations for it to this node. Retried at every pass; logged once")]
     private partial void LogJoinFailed(Exception exception, string @interface, Ip group);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "{Change} {Group} on {Interface}")]
@@ -307,7 +307,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         private readonly List<Socket> _groupSockets = [];
         private readonly HashSet<Ip> _joinFailures = []; // as logged: each pass retries, saying nothing new
         private volatile byte[]? _linkLocal;
-        private bool _linkLocalRead;
+        private bool _noLinkLocalLogged;
         private volatile bool _sendFailing;
 
         private Listener(LibPcapLiveDevice device, Announcer owner)
@@ -334,16 +334,23 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         /// <summary>The link-local address advertisements go out from; empty while the interface has none.</summary>
         public ReadOnlySpan<byte> LinkLocal => _linkLocal;
 
-        /// <summary>Reads the interface's link-local address again; says once per spell that it has none.</summary>
-        public void ReadLinkLocal()
+        /// <summary>
+        /// Reads the interface's link-local address again. Says once per spell without one that it has none, when it
+        /// advertises an IPv6 address there (an IPv4-only node without IPv6 has nothing to be told).
+        /// </summary>
+        public void ReadLinkLocal(bool advertising)
         {
             var now = NetworkInterfaces.LinkLocal(Name);
-            if (now is null && (_linkLocal is not null || !_linkLocalRead))
+            if (now is not null)
             {
+                _noLinkLocalLogged = false;
+            }
+            else if (advertising && !_noLinkLocalLogged)
+            {
+                _noLinkLocalLogged = true;
                 _owner.LogNoLinkLocal(Name);
             }
 
-            _linkLocalRead = true;
             _linkLocal = now;
         }
 
@@ -390,8 +397,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         {
             var device = LibPcapLiveDeviceList.New().FirstOrDefault(d => d.Name == name)
                 ?? throw new InvalidOperationException($"interface {name} not found");
-            // Promiscuous so Neighbor Solicitations to any solicited-node multicast group reach us without
-            // joining a group per address; the kernel filter keeps everything else out.
+            // Promiscuous so solicitations reach us whatever groups the interface has joined (the joins are for
+            // switches that snoop MLD; one may fail); the kernel filter keeps everything else out.
             device.Open(new DeviceConfiguration
             {
                 Mode = DeviceModes.Promiscuous,
@@ -399,13 +406,21 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 ReadTimeout = 100,
                 Snaplen = 128,
             });
-            var listener = new Listener(device, owner);
-            device.Filter = CaptureFilter;
-            listener.ReadLinkLocal();
-            device.OnPacketArrival += listener.Arrived;
-            device.OnCaptureStopped += listener.Stopped;
-            device.StartCapture();
-            return listener;
+            try
+            {
+                var listener = new Listener(device, owner);
+                device.Filter = CaptureFilter;
+                listener.ReadLinkLocal(advertising: false);
+                device.OnPacketArrival += listener.Arrived;
+                device.OnCaptureStopped += listener.Stopped;
+                device.StartCapture();
+                return listener;
+            }
+            catch
+            {
+                device.Close(); // a capture that cannot serve is not left open
+                throw;
+            }
         }
 
         public bool Send(ReadOnlySpan<byte> frame)
