@@ -20,7 +20,7 @@ internal static class SpeakerCommand
         var deadInterval = Seconds("--dead-interval", "Seconds without a heartbeat after which a speaker heard on the LAN counts as dead", defaults.DeadInterval);
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
-        var garpRefresh = Seconds("--gratuitous-refresh-interval", "Seconds in which every owned address is announced again, spread over them (0: off)", defaults.GratuitousRefreshInterval);
+        var garpRefresh = Seconds("--gratuitous-refresh-interval", "Seconds between gratuitous announcements of each owned address, the addresses spread evenly over them (0: off)", defaults.GratuitousRefreshInterval);
         var apiTimeout = Seconds("--api-timeout", "Seconds any status or event write may take (they never hold up answering)", defaults.ApiTimeout);
         var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
 
