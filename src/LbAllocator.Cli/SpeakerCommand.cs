@@ -20,12 +20,13 @@ internal static class SpeakerCommand
         var deadInterval = Seconds("--dead-interval", "Seconds without a heartbeat after which a speaker heard on the LAN counts as dead", defaults.DeadInterval);
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
+        var garpRefresh = Seconds("--gratuitous-refresh-interval", "Seconds between gratuitous announcements of each owned address, the addresses spread evenly over them (0: off)", defaults.GratuitousRefreshInterval);
         var apiTimeout = Seconds("--api-timeout", "Seconds any status or event write may take (they never hold up answering)", defaults.ApiTimeout);
         var exclude = new Option<string>("--exclude-interfaces") { Description = "Regular expression of interfaces not used unless an L2Advertisement names them", DefaultValueFactory = _ => defaults.ExcludeInterfaces };
 
         var command = new Command("speaker", "Announce assigned addresses by ARP and NDP from this node (run on every node, host network)")
         {
-            ns, node, lbClass, leaseDuration, renewInterval, heartbeatInterval, deadInterval, garpCount, garpInterval, apiTimeout, exclude,
+            ns, node, lbClass, leaseDuration, renewInterval, heartbeatInterval, deadInterval, garpCount, garpInterval, garpRefresh, apiTimeout, exclude,
         };
         common.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
@@ -40,6 +41,7 @@ internal static class SpeakerCommand
             settings["Speaker:DeadInterval"] = Span(result.GetValue(deadInterval));
             settings["Speaker:GratuitousCount"] = result.GetValue(garpCount).ToString(CultureInfo.InvariantCulture);
             settings["Speaker:GratuitousInterval"] = Span(result.GetValue(garpInterval));
+            settings["Speaker:GratuitousRefreshInterval"] = Span(result.GetValue(garpRefresh));
             settings["Speaker:ApiTimeout"] = Span(result.GetValue(apiTimeout));
             settings["Speaker:ExcludeInterfaces"] = result.GetValue(exclude);
             return await HostCommand.RunAsync("speaker", () => SpeakerHost.Build(settings), stderr, cancellationToken);

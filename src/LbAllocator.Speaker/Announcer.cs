@@ -1,4 +1,7 @@
+using System.Buffers.Binary;
 using System.Collections.Frozen;
+using System.Net;
+using System.Net.Sockets;
 using LbAllocator.Core;
 using Microsoft.Extensions.Logging;
 using SharpPcap;
@@ -45,7 +48,9 @@ public interface IAnnouncer
 /// Answers ARP and NDP for the addresses this node owns, on the interfaces chosen for each, and sends
 /// gratuitous announcements when it takes an address over; sends and hears the speakers' heartbeats. One capture
 /// per interface announced on (libpcap, immediate mode, a kernel filter so only ARP requests, Neighbor
-/// Solicitations and heartbeats reach us).
+/// Solicitations and heartbeats reach us). For each owned IPv6 address it joins the address's solicited-node
+/// multicast group on the interface, so switches that snoop MLD forward the solicitations for it to this node, and
+/// it sends Neighbor Advertisements from the interface's link-local address.
 /// </summary>
 public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, IDisposable
 {
@@ -77,6 +82,14 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 .Where(x => x.Interfaces.Length > 0)
                 .ToFrozenDictionary(x => x.Key, x => new Owned(x.Interfaces, previous.TryGetValue(x.Key, out var before) ? before.Counters : new AddressCounters()));
             _owned = usable;
+            foreach (var listener in _listeners.Values)
+            {
+                listener.JoinExactly(usable
+                    .Where(kv => kv.Key.Family == IpFamily.IPv6 && kv.Value.Interfaces.Contains(listener.Name, StringComparer.Ordinal))
+                    .Select(kv => Frames.SolicitedNodeGroup(kv.Key))
+                    .ToHashSet());
+            }
+
             return [.. usable.SelectMany(kv => kv.Value.Interfaces
                 .Where(i => !(previous.TryGetValue(kv.Key, out var before) && before.Interfaces.Contains(i, StringComparer.Ordinal)))
                 .Select(i => (kv.Key, i)))];
@@ -112,6 +125,11 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                         LogOpenFailed(e, name, problems[name]);
                     }
                 }
+            }
+
+            foreach (var listener in _listeners.Values)
+            {
+                listener.ReadLinkLocal(advertising: _owned.Any(kv => kv.Key.Family == IpFamily.IPv6 && kv.Value.Interfaces.Contains(listener.Name, StringComparer.Ordinal)));
             }
 
             foreach (var name in _openFailures.Keys.Where(n => !interfaces.Contains(n)).ToList())
@@ -174,11 +192,16 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             {
                 return false;
             }
+
+            if (address.Family == IpFamily.IPv6)
+            {
+                listener.ReadLinkLocal(advertising: true); // it may have come (DAD done) or gone since the last pass
+            }
         }
 
         byte[][] frames = address.Family == IpFamily.IPv4
             ? [Frames.GratuitousArp(address, listener.Mac, reply: false), Frames.GratuitousArp(address, listener.Mac, reply: true)]
-            : [Frames.UnsolicitedAdvertisement(address, listener.Mac)];
+            : [Frames.UnsolicitedAdvertisement(address, listener.Mac, listener.LinkLocal)];
         foreach (var frame in frames)
         {
             if (listener.Send(frame))
@@ -233,7 +256,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         }
         else if (Frames.TryReadNeighborSolicitation(frame, listener.Mac, out target) && (counters = OwnedOn(target, listener.Name)) is not null)
         {
-            length = Frames.WriteNeighborAdvertisement(frame, listener.Mac, reply);
+            length = Frames.WriteNeighborAdvertisement(frame, listener.Mac, listener.LinkLocal, reply);
         }
         else
         {
@@ -266,10 +289,25 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     [LoggerMessage(Level = LogLevel.Warning, Message = "Capture on {Interface} stopped: {Status}")]
     private partial void LogCaptureStopped(string @interface, CaptureStoppedEventStatus status);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Interface} has no IPv6 link-local address: Neighbor Advertisements there go out from the advertised address itself until it has one")]
+    private partial void LogNoLinkLocal(string @interface);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot join {Group} on {Interface}: switches that snoop MLD may not forward Neighbor Solicitations for it to this node. Retried at every pass; logged once")]
+    private partial void LogJoinFailed(Exception exception, string @interface, Ip group);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "{Change} {Group} on {Interface}")]
+    private partial void LogMembership(string change, Ip group, string @interface);
+
     private sealed class Listener : IDisposable
     {
         private readonly LibPcapLiveDevice _device;
         private readonly Announcer _owner;
+        private readonly int _index;
+        private readonly Dictionary<Ip, Socket> _groups = []; // solicited-node groups joined, each on the socket that holds it
+        private readonly List<Socket> _groupSockets = [];
+        private readonly HashSet<Ip> _joinFailures = []; // as logged: each pass retries, saying nothing new
+        private volatile byte[]? _linkLocal;
+        private bool _noLinkLocalLogged;
         private volatile bool _sendFailing;
 
         private Listener(LibPcapLiveDevice device, Announcer owner)
@@ -277,6 +315,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             _device = device;
             _owner = owner;
             Name = device.Name;
+            _index = NetworkInterfaces.Index(Name) ?? throw new InvalidOperationException($"interface {Name} not found");
             Mac = device.MacAddress?.GetAddressBytes() is { Length: Frames.MacLength } mac
                 ? mac
                 : throw new InvalidOperationException($"interface {device.Name} has no Ethernet address");
@@ -292,12 +331,74 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         /// <summary>The capture stopped by itself (the interface went down or away); <see cref="Listen"/> reopens it.</summary>
         public bool Failed { get; private set; }
 
+        /// <summary>The link-local address advertisements go out from; empty while the interface has none.</summary>
+        public ReadOnlySpan<byte> LinkLocal => _linkLocal;
+
+        /// <summary>
+        /// Reads the interface's link-local address again. Says once per spell without one that it has none, when it
+        /// advertises an IPv6 address there (an IPv4-only node without IPv6 has nothing to be told).
+        /// </summary>
+        public void ReadLinkLocal(bool advertising)
+        {
+            var now = NetworkInterfaces.LinkLocal(Name);
+            if (now is not null)
+            {
+                _noLinkLocalLogged = false;
+            }
+            else if (advertising && !_noLinkLocalLogged)
+            {
+                _noLinkLocalLogged = true;
+                _owner.LogNoLinkLocal(Name);
+            }
+
+            _linkLocal = now;
+        }
+
+        /// <summary>
+        /// Makes the multicast groups joined on this interface exactly <paramref name="groups"/>: the kernel reports
+        /// each join and leave by MLD (`ip -6 maddr show dev IF` lists them), and closing the capture leaves them all.
+        /// </summary>
+        public void JoinExactly(HashSet<Ip> groups)
+        {
+            foreach (var (group, socket) in _groups.Where(g => !groups.Contains(g.Key)).ToList())
+            {
+                _groups.Remove(group);
+                try
+                {
+                    Membership(socket, SocketOptionName.DropMembership, group);
+                    _owner.LogMembership("Left", group, Name);
+                }
+                catch (SocketException)
+                {
+                    // The interface is gone, and the membership with it.
+                }
+            }
+
+            _joinFailures.IntersectWith(groups);
+            foreach (var group in groups.Where(g => !_groups.ContainsKey(g)))
+            {
+                try
+                {
+                    _groups[group] = Join(group);
+                    _joinFailures.Remove(group);
+                    _owner.LogMembership("Joined", group, Name);
+                }
+                catch (SocketException e)
+                {
+                    if (_joinFailures.Add(group))
+                    {
+                        _owner.LogJoinFailed(e, Name, group);
+                    }
+                }
+            }
+        }
+
         public static Listener Open(string name, Announcer owner)
         {
             var device = LibPcapLiveDeviceList.New().FirstOrDefault(d => d.Name == name)
                 ?? throw new InvalidOperationException($"interface {name} not found");
-            // Promiscuous so Neighbor Solicitations to any solicited-node multicast group reach us without
-            // joining a group per address; the kernel filter keeps everything else out.
+            // Promiscuous so solicitations reach us whatever groups the interface has joined (the joins are for
+            // switches that snoop MLD; one may fail); the kernel filter keeps everything else out.
             device.Open(new DeviceConfiguration
             {
                 Mode = DeviceModes.Promiscuous,
@@ -305,12 +406,21 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 ReadTimeout = 100,
                 Snaplen = 128,
             });
-            var listener = new Listener(device, owner);
-            device.Filter = CaptureFilter;
-            device.OnPacketArrival += listener.Arrived;
-            device.OnCaptureStopped += listener.Stopped;
-            device.StartCapture();
-            return listener;
+            try
+            {
+                var listener = new Listener(device, owner);
+                device.Filter = CaptureFilter;
+                listener.ReadLinkLocal(advertising: false);
+                device.OnPacketArrival += listener.Arrived;
+                device.OnCaptureStopped += listener.Stopped;
+                device.StartCapture();
+                return listener;
+            }
+            catch
+            {
+                device.Close(); // a capture that cannot serve is not left open
+                throw;
+            }
         }
 
         public bool Send(ReadOnlySpan<byte> frame)
@@ -348,6 +458,47 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             }
 
             _device.Close();
+            foreach (var socket in _groupSockets)
+            {
+                socket.Dispose(); // the kernel leaves its groups
+            }
+        }
+
+        /// <summary>Joins on a socket with room for another membership (each holds what net.core.optmem_max allows), else a new one.</summary>
+        private Socket Join(Ip group)
+        {
+            foreach (var socket in _groupSockets)
+            {
+                try
+                {
+                    Membership(socket, SocketOptionName.AddMembership, group);
+                    return socket;
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
+                {
+                }
+            }
+
+            var fresh = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp);
+            try
+            {
+                Membership(fresh, SocketOptionName.AddMembership, group);
+            }
+            catch
+            {
+                fresh.Dispose();
+                throw;
+            }
+
+            _groupSockets.Add(fresh);
+            return fresh;
+        }
+
+        private void Membership(Socket socket, SocketOptionName change, Ip group)
+        {
+            var bytes = new byte[16];
+            BinaryPrimitives.WriteUInt128BigEndian(bytes, group.Value);
+            socket.SetSocketOption(SocketOptionLevel.IPv6, change, new IPv6MulticastOption(new IPAddress(bytes), _index));
         }
 
         private void Arrived(object sender, PacketCapture capture) => _owner.OnFrame(this, capture.Data);

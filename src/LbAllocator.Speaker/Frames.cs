@@ -129,14 +129,18 @@ public static class Frames
     /// Writes the Neighbor Advertisement answering a solicitation that <see cref="TryReadNeighborSolicitation"/>
     /// accepted; returns its length. Duplicate address detection (unspecified source) is answered to all nodes.
     /// </summary>
-    public static int WriteNeighborAdvertisement(ReadOnlySpan<byte> solicitation, ReadOnlySpan<byte> ourMac, Span<byte> reply)
+    /// <param name="source">
+    /// The sending interface's link-local address (RFC 4861 section 7.2.4: an address assigned to the interface;
+    /// the advertised one is not); empty for an interface without one, which then sends from the advertised address.
+    /// </param>
+    public static int WriteNeighborAdvertisement(ReadOnlySpan<byte> solicitation, ReadOnlySpan<byte> ourMac, ReadOnlySpan<byte> source, Span<byte> reply)
     {
         var ip6 = solicitation[14..];
-        var source = ip6.Slice(8, 16);
+        var asker = ip6.Slice(8, 16);
         var target = ip6.Slice(40 + 8, 16);
-        var dad = source.IndexOfAnyExcept((byte)0) < 0;
+        var dad = asker.IndexOfAnyExcept((byte)0) < 0;
         Span<byte> destination = stackalloc byte[16];
-        (dad ? AllNodes : source).CopyTo(destination);
+        (dad ? AllNodes : asker).CopyTo(destination);
 
         // Answer to the link-layer address the solicitation carries, else to the frame's sender.
         Span<byte> askerMac = stackalloc byte[MacLength];
@@ -149,21 +153,29 @@ public static class Frames
             solicitation.Slice(6, 6).CopyTo(askerMac);
         }
 
-        WriteAdvertisement(reply, askerMac, ourMac, target, destination, solicited: !dad);
+        WriteAdvertisement(reply, askerMac, ourMac, source, target, destination, solicited: !dad);
         return NeighborAdvertisementLength;
     }
 
     /// <summary>An unsolicited Neighbor Advertisement (Override set) to all nodes, for an address this node took over.</summary>
-    public static byte[] UnsolicitedAdvertisement(Ip address, ReadOnlySpan<byte> ourMac)
+    /// <param name="source">As for <see cref="WriteNeighborAdvertisement"/>: the interface's link-local address, or empty.</param>
+    public static byte[] UnsolicitedAdvertisement(Ip address, ReadOnlySpan<byte> ourMac, ReadOnlySpan<byte> source)
     {
         Span<byte> target = stackalloc byte[16];
         BinaryPrimitives.WriteUInt128BigEndian(target, address.Value);
         var frame = new byte[NeighborAdvertisementLength];
         Span<byte> allNodesMac = stackalloc byte[MacLength];
         MulticastMac(AllNodes, allNodesMac);
-        WriteAdvertisement(frame, allNodesMac, ourMac, target, AllNodes, solicited: false);
+        WriteAdvertisement(frame, allNodesMac, ourMac, source, target, AllNodes, solicited: false);
         return frame;
     }
+
+    /// <summary>
+    /// The solicited-node multicast group of an IPv6 address (ff02::1:ffXX:XXXX, its low 24 bits; RFC 4291
+    /// section 2.7.1), where Neighbor Solicitations for it are sent.
+    /// </summary>
+    public static Ip SolicitedNodeGroup(Ip address) =>
+        new(IpFamily.IPv6, new UInt128(0xff02_0000_0000_0000, 0x0000_0001_ff00_0000) | (address.Value & 0xff_ffff));
 
     private static void WriteArp(Span<byte> frame, ReadOnlySpan<byte> to, ReadOnlySpan<byte> from, ushort operation,
         ReadOnlySpan<byte> senderMac, ReadOnlySpan<byte> senderIp, ReadOnlySpan<byte> targetMac, ReadOnlySpan<byte> targetIp)
@@ -183,7 +195,7 @@ public static class Frames
         targetIp.CopyTo(arp[24..]);
     }
 
-    private static void WriteAdvertisement(Span<byte> frame, ReadOnlySpan<byte> toMac, ReadOnlySpan<byte> ourMac,
+    private static void WriteAdvertisement(Span<byte> frame, ReadOnlySpan<byte> toMac, ReadOnlySpan<byte> ourMac, ReadOnlySpan<byte> source,
         ReadOnlySpan<byte> target, ReadOnlySpan<byte> destination, bool solicited)
     {
         const int icmpLength = 32;
@@ -195,7 +207,7 @@ public static class Frames
         BinaryPrimitives.WriteUInt16BigEndian(ip6[4..], icmpLength);
         ip6[6] = IcmpV6;
         ip6[7] = 255; // RFC 4861: receivers drop neighbour discovery with any other hop limit
-        target.CopyTo(ip6[8..]); // the advertised address is also the source
+        (source.IsEmpty ? target : source).CopyTo(ip6[8..]);
         destination.CopyTo(ip6[24..]);
         var icmp = ip6.Slice(40, icmpLength);
         icmp.Clear();

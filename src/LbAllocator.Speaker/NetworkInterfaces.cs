@@ -67,6 +67,49 @@ public static class NetworkInterfaces
         return result;
     }
 
+    /// <summary>
+    /// The interface's IPv6 link-local address as /proc/net/if_inet6 lists it, left out while tentative (duplicate
+    /// address detection under way) or after DAD failed; null when it has none (IPv6 off there, addrgenmode none).
+    /// </summary>
+    public static byte[]? LinkLocal(string name, string path = "/proc/net/if_inet6")
+    {
+        const int scopeLink = 0x20, tentative = 0x40, dadFailed = 0x08;
+        string[] lines;
+        try
+        {
+            lines = File.ReadAllLines(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null; // no IPv6 in this kernel
+        }
+
+        // "fe800000000000000000000000000001 03 40 20 80 eth0": address, index, prefix length, scope, flags, name.
+        foreach (var fields in lines.Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)))
+        {
+            if (fields is [{ Length: 32 } address, _, _, var scope, var flags, var device] && device == name
+                && ParseHex(scope) == scopeLink && (ParseHex(flags) & (tentative | dadFailed)) == 0)
+            {
+                return Convert.FromHexString(address);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The interface's index (for joining multicast groups on it), or null when it is gone.</summary>
+    public static int? Index(string name, string root = "/sys/class/net")
+    {
+        try
+        {
+            return int.Parse(File.ReadAllText(Path.Combine(root, name, "ifindex")).Trim(), CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
+    }
+
     private static int ParseHex(string text) =>
         int.Parse(text.Trim().Replace("0x", "", StringComparison.Ordinal), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
 }

@@ -6,12 +6,14 @@ namespace LbAllocator.Speaker;
 
 /// <summary>
 /// Carries a plan out: the announcer first (what is answered changes at once), gratuitous announcements
-/// for addresses taken over, then the status writer is handed the API side, which it does on its own time.
-/// Nothing here waits on I/O.
+/// for addresses taken over (and again every refresh interval, see <see cref="GratuitousRefresh"/>), then the status
+/// writer is handed the API side, which it does on its own time. Nothing here waits on I/O.
 /// </summary>
 public sealed partial class SpeakerEffects(
     IAnnouncer announcer, L2StatusWriter writer, SpeakerMetrics metrics, SpeakerOptions options, TimeProvider time, ILogger<SpeakerEffects> logger)
+    : IDisposable
 {
+    private readonly GratuitousRefresh _refresh = new(announcer, options.GratuitousRefreshInterval, time);
     private SpeakerPlan _applied = SpeakerPlan.Empty;
 
     /// <param name="service">The Service object for a key, for events about it; null when it is gone.</param>
@@ -25,6 +27,7 @@ public sealed partial class SpeakerEffects(
             _ = AnnounceGratuitouslyAsync(ip, name, cancellationToken);
         }
 
+        _refresh.Track(plan.Owned);
         var ownedNow = announcer.OwnedAddresses;
         metrics.OwnershipChanged(acquired: ownedNow.Except(ownedBefore).Count(), released: ownedBefore.Except(ownedNow).Count());
 
@@ -52,6 +55,8 @@ public sealed partial class SpeakerEffects(
 
         writer.Sync(plan);
     }
+
+    public void Dispose() => _refresh.Dispose();
 
     private async Task AnnounceGratuitouslyAsync(Ip address, string interfaceName, CancellationToken cancellationToken)
     {

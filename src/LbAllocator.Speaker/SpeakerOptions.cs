@@ -43,6 +43,13 @@ public sealed class SpeakerOptions : IValidatableObject
 
     public TimeSpan GratuitousInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Each owned address is announced again on each of its interfaces once per this interval, the addresses spread
+    /// evenly over it, so switches that age a quiet address out of their tables (often after 300 s) never forget
+    /// where it lives. Zero turns it off.
+    /// </summary>
+    public TimeSpan GratuitousRefreshInterval { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Interfaces never used unless an L2Advertisement names them: container, CNI and tunnel devices.</summary>
     public string ExcludeInterfaces { get; set; } =
         "^(lo|docker.*|cni.*|cbr.*|flannel.*|cali.*|cilium.*|lxc.*|veth.*|vxlan.*|tunl.*|weave.*|kube-ipvs.*|genev.*|tap.*|virbr.*|kube-bridge|nodelocaldns)$";
@@ -90,6 +97,13 @@ public sealed class SpeakerOptions : IValidatableObject
         if (GratuitousInterval <= TimeSpan.Zero)
         {
             yield return new ValidationResult($"GratuitousInterval ({GratuitousInterval}) must be positive", [nameof(GratuitousInterval)]);
+        }
+
+        if (GratuitousRefreshInterval != TimeSpan.Zero && GratuitousRefreshInterval < TimeSpan.FromSeconds(1))
+        {
+            yield return new ValidationResult(
+                $"GratuitousRefreshInterval ({GratuitousRefreshInterval}) must be 0 (off) or at least 1 s",
+                [nameof(GratuitousRefreshInterval)]);
         }
 
         if (InterfaceRescanInterval <= TimeSpan.Zero)

@@ -172,6 +172,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _beating.Dispose();
         _wake.Dispose();
         _queue.Dispose();
+        _effects.Dispose();
         _writer.Dispose();
     }
 

@@ -19,6 +19,8 @@ public class HostCommandTests
     [InlineData("speaker", "--renew-interval", "2", "must be positive and at most half of LeaseDuration")]
     [InlineData("speaker", "--exclude-interfaces", "(", "ExcludeInterfaces is not a valid regular expression")]
     [InlineData("speaker", "--api-timeout", "0", "ApiTimeout (00:00:00) must be positive")]
+    [InlineData("speaker", "--gratuitous-refresh-interval", "-1", "GratuitousRefreshInterval (-00:00:01) must be 0 (off) or at least 1 s")]
+    [InlineData("speaker", "--gratuitous-refresh-interval", "0.5", "GratuitousRefreshInterval (00:00:00.5000000) must be 0 (off) or at least 1 s")]
     [InlineData("controller", "--status-address", "localhost:8080", "status address \"localhost:8080\" is not IP:port")]
     [InlineData("speaker", "--status-address", "0.0.0.0", "status address \"0.0.0.0\" is not IP:port")]
     public void Bad_options_are_one_line_and_exit_2(string verb, string option, string value, string message)

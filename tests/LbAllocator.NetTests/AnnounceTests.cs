@@ -6,7 +6,7 @@ using Xunit.Abstractions;
 namespace LbAllocator.NetTests;
 
 /// <summary>
-/// The speaker against real peers: arping, ndisc6 and tcpdump in the client namespace, the kernel's
+/// The speaker against real peers: arping, the client's kernel (NDP) and tcpdump in the client namespace, the kernel's
 /// neighbour handling, speakers as real processes killed with real signals. Tests share one lab and run
 /// one after another; each uses its own Service and leaves every speaker running.
 /// </summary>
@@ -20,13 +20,13 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     public Task DisposeAsync() => _rbac.AssertNoneAsync();
 
     [RealApiFact]
-    public async Task Arping_and_ndisc6_get_the_owners_mac()
+    public async Task Arping_and_neighbor_discovery_get_the_owners_mac()
     {
         var service = await lab.CreateServiceAsync("web", ip: "192.0.2.200,2001:db8::200", families: ["IPv4", "IPv6"]);
         var status = await WaitForL2StatusAsync("web");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.200");
         Assert.Equal(status, owner);
-        Assert.Equal(lab.Macs[owner], await lab.Ndisc6Async("2001:db8::200"));
+        Assert.Equal(lab.Macs[owner], await lab.NdpAsync("2001:db8::200"));
 
         var events = await lab.Client.CoreV1.ListNamespacedEventAsync("default");
         Assert.Contains(events.Items, e => e.InvolvedObject.Name == "web" && e.Reason == "nodeAssigned" && e.Message.Contains($"from node {owner}", StringComparison.Ordinal));
@@ -41,7 +41,7 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
         // In the pool but not assigned, and outside every pool: no speaker may answer.
         Assert.Null(await lab.ArpingAsync("192.0.2.206"));
         Assert.Null(await lab.ArpingAsync("192.0.2.250"));
-        Assert.Null(await lab.Ndisc6Async("2001:db8::206"));
+        Assert.Null(await lab.NdpAsync("2001:db8::206"));
     }
 
     [RealApiFact]
@@ -108,15 +108,14 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     {
         await lab.CreateServiceAsync("exclude", ip: "192.0.2.204");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.204");
-        var patch = ExcludePatch("\"\"");
-        await lab.Client.CoreV1.PatchNodeAsync(patch, owner);
+        await lab.SetExcludedAsync(owner, true);
         try
         {
             Assert.NotEqual(owner, await lab.WaitForArpOwnerAsync("192.0.2.204", not: owner));
         }
         finally
         {
-            await lab.Client.CoreV1.PatchNodeAsync(ExcludePatch("null"), owner);
+            await lab.SetExcludedAsync(owner, false);
         }
     }
 
@@ -153,9 +152,6 @@ public class AnnounceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
         Assert.True(longest <= 0.2, $"a silence of {longest:F2} s");
         Assert.Equal([lab.Macs[owner]], watch.Answerers());
     }
-
-    private static V1Patch ExcludePatch(string value) =>
-        new("{\"metadata\":{\"labels\":{\"" + Core.Election.ExcludeLabel + "\":" + value + "}}}", V1Patch.PatchType.MergePatch);
 
     private async Task SetEndpointsAsync(string service, string node)
     {

@@ -92,21 +92,21 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         var others = Lab.Nodes.Where(n => n != owner).ToList();
         foreach (var other in others)
         {
-            await lab.Client.CoreV1.PatchNodeAsync(ExcludePatch("\"\""), other);
+            await lab.SetExcludedAsync(other, true);
         }
 
         try
         {
             // IPv6: the lab pool's IPv4 addresses all have a test of their own.
             await lab.CreateServiceAsync("after-cut", ip: "2001:db8::213", families: ["IPv6"]);
-            await Eventually.HoldsAsync(async () => await lab.Ndisc6Async("2001:db8::213") is var mac && mac == lab.Macs[owner] ? null : $"2001:db8::213 answered by {mac ?? "nobody"}",
+            await Eventually.HoldsAsync(async () => await lab.NdpAsync("2001:db8::213") is var mac && mac == lab.Macs[owner] ? null : $"2001:db8::213 answered by {mac ?? "nobody"}",
                 TimeSpan.FromSeconds(20));
         }
         finally
         {
             foreach (var other in others)
             {
-                await lab.Client.CoreV1.PatchNodeAsync(ExcludePatch("null"), other);
+                await lab.SetExcludedAsync(other, false);
             }
         }
 
@@ -443,7 +443,4 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
     // "ARP, Reply 192.0.2.217 is-at ..." and "ICMP6, neighbor advertisement, tgt is 2001:db8::200, ..."
     [GeneratedRegex(@"(?:Reply (?<address>\S+) is-at|tgt is (?<address>[0-9a-f:]+),)")]
     private static partial Regex Answered();
-
-    private static V1Patch ExcludePatch(string value) =>
-        new("{\"metadata\":{\"labels\":{\"" + Core.Election.ExcludeLabel + "\":" + value + "}}}", V1Patch.PatchType.MergePatch);
 }

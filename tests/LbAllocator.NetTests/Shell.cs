@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace LbAllocator.NetTests;
 
-/// <summary>Runs the network tools the lab needs (ip, arping, ndisc6, tcpdump, iptables, ss).</summary>
+/// <summary>Runs the network tools the lab needs (ip, arping, tcpdump, tcpreplay, iptables, ss).</summary>
 public static class Shell
 {
     public static async Task<(int Code, string Output)> RunAsync(string file, params string[] args)

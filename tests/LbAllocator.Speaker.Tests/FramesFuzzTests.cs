@@ -62,7 +62,7 @@ public class FramesFuzzTests(ITestOutputHelper output)
             {
                 ndp++;
                 Assert.Equal(expectedNsTarget, nsTarget);
-                Frames.WriteNeighborAdvertisement(frame, Ours, reply);
+                Frames.WriteNeighborAdvertisement(frame, Ours, [], reply);
                 var answer = (IcmpV6Packet)Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket.PayloadPacket;
                 Assert.True(answer.ValidIcmpChecksum);
                 Assert.Equal(ToAddress(nsTarget), ((NdpNeighborAdvertisementPacket)answer.PayloadPacket).TargetAddress);

@@ -11,6 +11,11 @@ public class FramesTests
     private static readonly byte[] Ours = Convert.FromHexString("020000000001");
     private static readonly byte[] Asker = Convert.FromHexString("020000000099");
 
+    // The sending interface's link-local address, fe80::ff:fe00:1 (from its MAC).
+    private const string LinkLocalHex = "fe80000000000000000000fffe000001";
+
+    private static readonly byte[] LinkLocal = Convert.FromHexString(LinkLocalHex);
+
     // ARP request "who has 192.0.2.10? tell 192.0.2.100", broadcast, from 02:00:00:00:00:99.
     private const string ArpRequest =
         "ffffffffffff" + "020000000099" + "0806"
@@ -31,10 +36,11 @@ public class FramesTests
         + "87" + "00" + "CSUM" + "00000000" + "20010db8000000000000000000000010"
         + "01" + "01" + "020000000099";
 
+    // From the interface's link-local address (RFC 4861 section 7.2.4: an address of the sending interface).
     private const string Advertisement =
         "020000000099" + "020000000001" + "86dd"
         + "60000000" + "0020" + "3a" + "ff"
-        + "20010db8000000000000000000000010" + "20010db8000000000000000000000100"
+        + LinkLocalHex + "20010db8000000000000000000000100"
         + "88" + "00" + "CSUM" + "60000000" + "20010db8000000000000000000000010"
         + "02" + "01" + "020000000001";
 
@@ -103,16 +109,46 @@ public class FramesTests
         Assert.True(Frames.TryReadNeighborSolicitation(solicitation, Ours, out var target));
         Assert.Equal(Ip.Parse("2001:db8::10"), target);
         var reply = new byte[Frames.NeighborAdvertisementLength];
-        Assert.Equal(Frames.NeighborAdvertisementLength, Frames.WriteNeighborAdvertisement(solicitation, Ours, reply));
+        Assert.Equal(Frames.NeighborAdvertisementLength, Frames.WriteNeighborAdvertisement(solicitation, Ours, LinkLocal, reply));
         Assert.Equal(Convert.ToHexStringLower(WithChecksum(Advertisement)), Convert.ToHexStringLower(reply));
 
         var ip6 = Assert.IsType<IPv6Packet>(Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket);
-        Assert.Equal(IPAddress.Parse("2001:db8::10"), ip6.SourceAddress);
+        Assert.Equal(IPAddress.Parse("fe80::ff:fe00:1"), ip6.SourceAddress);
         Assert.Equal(IPAddress.Parse("2001:db8::100"), ip6.DestinationAddress);
         var icmp = Assert.IsType<IcmpV6Packet>(ip6.PayloadPacket);
         Assert.Equal(IcmpV6Type.NeighborAdvertisement, icmp.Type);
         Assert.True(icmp.ValidIcmpChecksum);
     }
+
+    [Fact]
+    public void An_interface_without_a_link_local_address_answers_from_the_advertised_one()
+    {
+        var reply = new byte[Frames.NeighborAdvertisementLength];
+        Frames.WriteNeighborAdvertisement(WithChecksum(Solicitation), Ours, [], reply);
+        Assert.Equal(
+            Convert.ToHexStringLower(WithChecksum(Advertisement.Replace(LinkLocalHex, "20010db8000000000000000000000010", StringComparison.Ordinal))),
+            Convert.ToHexStringLower(reply));
+        Assert.True(Assert.IsType<IcmpV6Packet>(Packet.ParsePacket(LinkLayers.Ethernet, reply).PayloadPacket.PayloadPacket).ValidIcmpChecksum);
+    }
+
+    [Fact]
+    public void Unicast_neighbor_solicitation_to_our_mac_is_answered()
+    {
+        // As a host re-checking reachability sends it (RFC 4861 section 7.3.3): to the address and MAC it has cached.
+        var unicast = WithChecksum("020000000001" + Solicitation[12..].Replace("ff0200000000000000000001ff000010", "20010db8000000000000000000000010", StringComparison.Ordinal));
+        Assert.True(Frames.TryReadNeighborSolicitation(unicast, Ours, out var target));
+        Assert.Equal(Ip.Parse("2001:db8::10"), target);
+        var reply = new byte[Frames.NeighborAdvertisementLength];
+        Frames.WriteNeighborAdvertisement(unicast, Ours, LinkLocal, reply);
+        Assert.Equal(Convert.ToHexStringLower(WithChecksum(Advertisement)), Convert.ToHexStringLower(reply));
+    }
+
+    [Theory]
+    [InlineData("2001:db8::10", "ff02::1:ff00:10")]
+    [InlineData("2001:db8::1:2345:6789", "ff02::1:ff45:6789")]
+    [InlineData("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "ff02::1:ffff:ffff")]
+    public void Solicited_node_group_keeps_the_low_24_bits(string address, string group) =>
+        Assert.Equal(Ip.Parse(group), Frames.SolicitedNodeGroup(Ip.Parse(address)));
 
     [Fact]
     public void Duplicate_address_detection_is_answered_to_all_nodes_without_the_solicited_flag()
@@ -121,7 +157,7 @@ public class FramesTests
             .Replace("0101020000000099", "", StringComparison.Ordinal).Replace("0020", "0018", StringComparison.Ordinal));
         Assert.True(Frames.TryReadNeighborSolicitation(dad, Ours, out _));
         var reply = new byte[Frames.NeighborAdvertisementLength];
-        Frames.WriteNeighborAdvertisement(dad, Ours, reply);
+        Frames.WriteNeighborAdvertisement(dad, Ours, LinkLocal, reply);
         Assert.Equal("333300000001", Convert.ToHexStringLower(reply.AsSpan(0, 6)));
         Assert.Equal("ff020000000000000000000000000001", Convert.ToHexStringLower(reply.AsSpan(14 + 24, 16)));
         Assert.Equal(0x20, reply[14 + 40 + 4]); // Override only
@@ -151,14 +187,18 @@ public class FramesTests
     }
 
     [Fact]
-    public void Unsolicited_advertisement_goes_to_all_nodes_with_override()
+    public void Unsolicited_advertisement_goes_to_all_nodes_with_override_from_the_link_local_address()
     {
-        var frame = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Ours);
-        var expected = WithChecksum(
+        var frame = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Ours, LinkLocal);
+        Assert.Equal(Convert.ToHexStringLower(WithChecksum(Unsolicited(LinkLocalHex))), Convert.ToHexStringLower(frame));
+        // Without a link-local address, from the advertised one.
+        frame = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Ours, []);
+        Assert.Equal(Convert.ToHexStringLower(WithChecksum(Unsolicited("20010db8000000000000000000000010"))), Convert.ToHexStringLower(frame));
+
+        static string Unsolicited(string source) =>
             "333300000001" + "020000000001" + "86dd" + "60000000" + "0020" + "3a" + "ff"
-            + "20010db8000000000000000000000010" + "ff020000000000000000000000000001"
-            + "88" + "00" + "CSUM" + "20000000" + "20010db8000000000000000000000010" + "02" + "01" + "020000000001");
-        Assert.Equal(Convert.ToHexStringLower(expected), Convert.ToHexStringLower(frame));
+            + source + "ff020000000000000000000000000001"
+            + "88" + "00" + "CSUM" + "20000000" + "20010db8000000000000000000000010" + "02" + "01" + "020000000001";
     }
 
     [Fact]

@@ -16,7 +16,18 @@ internal sealed class RecordingAnnouncer : IAnnouncer
         return [.. owned.SelectMany(kv => kv.Value.Where(i => !(before.TryGetValue(kv.Key, out var was) && was.Contains(i))).Select(i => (kv.Key, i)))];
     }
 
-    public bool AnnounceGratuitously(Ip address, string interfaceName) => Owned.ContainsKey(address);
+    /// <summary>Every gratuitous round asked for, in order, whether the address was owned or not.</summary>
+    public List<(Ip Address, string Interface)> Gratuitous { get; } = [];
+
+    public bool AnnounceGratuitously(Ip address, string interfaceName)
+    {
+        lock (Gratuitous)
+        {
+            Gratuitous.Add((address, interfaceName));
+        }
+
+        return Owned.ContainsKey(address);
+    }
 
     public IReadOnlyDictionary<Ip, AddressCounters> Counters() => new Dictionary<Ip, AddressCounters>();
 

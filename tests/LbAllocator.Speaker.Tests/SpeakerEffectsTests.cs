@@ -94,6 +94,7 @@ public sealed class SpeakerEffectsTests : IDisposable
     {
         _stop.Cancel();
         _writing.Wait(TimeSpan.FromSeconds(5));
+        _effects.Dispose();
         _writer.Dispose();
         _stop.Dispose();
     }
