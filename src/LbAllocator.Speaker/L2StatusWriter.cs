@@ -4,6 +4,7 @@ using System.Text;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
@@ -20,6 +21,7 @@ namespace LbAllocator.Speaker;
 public sealed partial class L2StatusWriter : IDisposable
 {
     private const int Workers = 4;
+    private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff
     private const string Plural = "servicel2statuses";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
@@ -55,10 +57,11 @@ public sealed partial class L2StatusWriter : IDisposable
     }
 
     /// <summary>
-    /// Makes the plan's statuses the ones wanted: its Services' written, its stale ones deleted. Work for
-    /// statuses the plan no longer mentions is dropped, so a slow queue never writes an outdated owner.
+    /// Makes the plan's statuses the ones wanted: its Services' written (with their AddressConflict condition from
+    /// <paramref name="conflicts"/>), its stale ones deleted. Work for statuses the plan no longer mentions is
+    /// dropped, so a slow queue never writes an outdated owner.
     /// </summary>
-    public void Sync(SpeakerPlan plan)
+    public void Sync(SpeakerPlan plan, IReadOnlyDictionary<Ip, AddressConflict> conflicts)
     {
         var desired = new Dictionary<string, Desired>(StringComparer.Ordinal);
         foreach (var name in plan.StaleStatuses)
@@ -70,7 +73,7 @@ public sealed partial class L2StatusWriter : IDisposable
         {
             var slash = key.IndexOf('/', StringComparison.Ordinal);
             var (ns, name) = (key[..slash], key[(slash + 1)..]);
-            desired[StatusName(ns, name)] = new Write(ns, name, ours.Interfaces);
+            desired[StatusName(ns, name)] = new Write(ns, name, ours.Interfaces, ConflictCondition(ours.Addresses, conflicts));
         }
 
         lock (_lock)
@@ -89,17 +92,30 @@ public sealed partial class L2StatusWriter : IDisposable
 
     /// <summary>Queues an event on a Service (or this Node); sent once (EventRecorder), each write bounded by ApiTimeout.</summary>
     public void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent) =>
-        _events.Post(target, EventKey(plannedEvent.ServiceKey), plannedEvent.Type, plannedEvent.Reason, plannedEvent.Message);
+        _events.Post(target, EventKey(plannedEvent.ServiceKey, plannedEvent.Topic), plannedEvent.Type, plannedEvent.Reason, plannedEvent.Message);
 
-    /// <summary>Forgets the last event about a Service, so the same one is sent again when it next applies.</summary>
-    public void Forget(string serviceKey) => _events.Forget(EventKey(serviceKey));
+    /// <summary>Forgets the last events about a Service, so the same ones are sent again when they next apply.</summary>
+    public void Forget(string serviceKey)
+    {
+        _events.Forget(EventKey(serviceKey, PlannedEvent.AnnounceTopic));
+        _events.Forget(EventKey(serviceKey, PlannedEvent.ConflictTopic));
+    }
 
     public Task RunAsync(CancellationToken cancellationToken) =>
         Task.WhenAll([.. Enumerable.Range(0, Workers).Select(_ => WriteStatusesAsync(cancellationToken)), _events.SendQueuedAsync(1, static () => false, cancellationToken)]);
 
     public void Dispose() => _queue.Dispose();
 
-    private static string EventKey(string serviceKey) => $"{serviceKey}/announce";
+    private static string EventKey(string serviceKey, string topic) => $"{serviceKey}/{topic}";
+
+    /// <summary>The AddressConflict condition for a Service's addresses (the message names each claimed one and who claims it).</summary>
+    private static OwnCondition ConflictCondition(IReadOnlyList<Ip> addresses, IReadOnlyDictionary<Ip, AddressConflict> conflicts)
+    {
+        var claimed = addresses.Where(conflicts.ContainsKey).ToList();
+        return claimed.Count == 0
+            ? new OwnCondition(L2Conditions.AddressConflict, "False", "NoConflict", $"no other host claims {string.Join(", ", addresses)}")
+            : new OwnCondition(L2Conditions.AddressConflict, "True", "AddressInUse", string.Join("; ", claimed.Select(ip => $"{ip} is in use by {conflicts[ip].Claimant}")) + ", a host that is not a speaker: not announced; probed again with backoff");
+    }
 
     private Task WriteStatusesAsync(CancellationToken cancellationToken) =>
         _queue.ProcessAsync(WriteStatusAsync, (name, e, delay) => LogStatusFailed(e, name, delay), cancellationToken);
@@ -129,44 +145,84 @@ public sealed partial class L2StatusWriter : IDisposable
         {
             Delete => existing is null,
             Write w => existing?.Status is { } current && current.Node == _options.NodeName && current.ServiceName == w.Name
-                && current.ServiceNamespace == w.Namespace && (current.Interfaces?.Select(i => i.Name) ?? []).SequenceEqual(w.Interfaces),
+                && current.ServiceNamespace == w.Namespace && (current.Interfaces?.Select(i => i.Name) ?? []).SequenceEqual(w.Interfaces)
+                && current.Conditions?.FirstOrDefault(c => c.Type == w.Conflict.Type) is { } c && w.Conflict.Matches(c),
             _ => false,
         };
     }
 
+    /// <summary>
+    /// Read-modify-write on the status subresource, the resourceVersion as precondition: a JSON merge patch would
+    /// replace the whole conditions list, and another node's speaker writes conditions of its own into it. A 409 means
+    /// the other writer came first: read again and keep what it wrote.
+    /// </summary>
     private async Task WriteAsync(string name, Write want, CancellationToken cancellationToken)
     {
-        if (!_statuses.TryGet($"{_options.Namespace}/{name}", out _))
+        _statuses.TryGet($"{_options.Namespace}/{name}", out var current);
+        for (var attempt = 1; ; attempt++)
         {
+            current ??= await CreateAsync(name, want, cancellationToken);
+            var status = new ServiceL2StatusStatus
+            {
+                Node = _options.NodeName,
+                ServiceName = want.Name,
+                ServiceNamespace = want.Namespace,
+                Interfaces = [.. want.Interfaces.Select(i => new InterfaceInfo { Name = i })],
+                Conditions = L2Conditions.Set(current.Status?.Conditions, want.Conflict.ToCondition(_time.GetUtcNow().UtcDateTime)),
+            };
             var body = new V1Alpha1ServiceL2Status
             {
-                Metadata = new V1ObjectMeta
-                {
-                    Name = name,
-                    NamespaceProperty = _options.Namespace,
-                    Labels = new Dictionary<string, string> { [StatusServiceNameLabel] = want.Name, [StatusServiceNamespaceLabel] = want.Namespace },
-                },
+                Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = _options.Namespace, ResourceVersion = current.Metadata.ResourceVersion },
+                Status = status,
             };
             try
             {
-                await _client.CustomObjects.CreateNamespacedCustomObjectAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, cancellationToken: cancellationToken);
+                await _client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
+                return;
             }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < WriteAttempts)
             {
-                // Created meanwhile (by us before a restart, or a previous owner): patching the status below is enough.
+                current = await GetAsync(name, cancellationToken);
             }
         }
-
-        var status = new ServiceL2StatusStatus
-        {
-            Node = _options.NodeName,
-            ServiceName = want.Name,
-            ServiceNamespace = want.Namespace,
-            Interfaces = [.. want.Interfaces.Select(i => new InterfaceInfo { Name = i })],
-        };
-        var patch = new V1Patch(KubernetesJson.Serialize(new { status }), V1Patch.PatchType.MergePatch);
-        await _client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(patch, Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
     }
+
+    /// <summary>Creates the status object (without status: that takes the subresource), or reads it when it exists already.</summary>
+    private async Task<V1Alpha1ServiceL2Status> CreateAsync(string name, Write want, CancellationToken cancellationToken)
+    {
+        var body = new V1Alpha1ServiceL2Status
+        {
+            Metadata = new V1ObjectMeta
+            {
+                Name = name,
+                NamespaceProperty = _options.Namespace,
+                Labels = new Dictionary<string, string> { [StatusServiceNameLabel] = want.Name, [StatusServiceNamespaceLabel] = want.Namespace },
+            },
+        };
+        try
+        {
+            return Typed(await _client.CustomObjects.CreateNamespacedCustomObjectAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, cancellationToken: cancellationToken));
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+        {
+            // Created meanwhile (by us before a restart, or a previous owner).
+            return await GetAsync(name, cancellationToken) ?? throw new InvalidOperationException($"ServiceL2Status {name} exists and does not: created and deleted meanwhile");
+        }
+    }
+
+    private async Task<V1Alpha1ServiceL2Status?> GetAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Typed(await _client.CustomObjects.GetNamespacedCustomObjectAsync(Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken));
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    private static V1Alpha1ServiceL2Status Typed(object raw) => KubernetesJson.Deserialize<V1Alpha1ServiceL2Status>(KubernetesJson.Serialize(raw));
 
     private async Task DeleteAsync(string name, CancellationToken cancellationToken)
     {
@@ -185,8 +241,16 @@ public sealed partial class L2StatusWriter : IDisposable
     /// <summary>What a ServiceL2Status should be.</summary>
     private abstract record Desired;
 
-    /// <summary>Naming this node, for the Service, with the interfaces it answers on.</summary>
-    private sealed record Write(string Namespace, string Name, IReadOnlyList<string> Interfaces) : Desired;
+    /// <summary>Naming this node, for the Service, with the interfaces it answers on and the condition this node owns.</summary>
+    private sealed record Write(string Namespace, string Name, IReadOnlyList<string> Interfaces, OwnCondition Conflict) : Desired;
+
+    /// <summary>A condition this writer owns, without its transition time (kept from the status while the status does not flip).</summary>
+    private sealed record OwnCondition(string Type, string Status, string Reason, string Message)
+    {
+        public bool Matches(V1Condition condition) => condition.Status == Status && condition.Reason == Reason && condition.Message == Message;
+
+        public V1Condition ToCondition(DateTime now) => new() { Type = Type, Status = Status, Reason = Reason, Message = Message, LastTransitionTime = now };
+    }
 
     /// <summary>Gone.</summary>
     private sealed record Delete : Desired;

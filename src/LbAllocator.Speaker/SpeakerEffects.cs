@@ -1,28 +1,40 @@
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Kubernetes.Crds;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
 
 /// <summary>
-/// Carries a plan out: the announcer first (what is answered changes at once), gratuitous announcements
-/// for addresses taken over, then the status writer is handed the API side, which it does on its own time.
-/// Nothing here waits on I/O.
+/// Carries a plan out: the owned addresses through the <see cref="AddressGuard"/> (probed first, held back while
+/// another host claims them), then the announcer (what is answered changes at once), gratuitous announcements
+/// for addresses taken over and probes, then the status writer is handed the API side, which it does on its own
+/// time. Nothing here waits on I/O.
 /// </summary>
 public sealed partial class SpeakerEffects(
     IAnnouncer announcer, L2StatusWriter writer, SpeakerMetrics metrics, SpeakerOptions options, TimeProvider time, ILogger<SpeakerEffects> logger)
 {
+    private readonly AddressGuard _guard = new(time);
     private SpeakerPlan _applied = SpeakerPlan.Empty;
+    private IReadOnlyDictionary<Ip, AddressConflict> _conflicts = new Dictionary<Ip, AddressConflict>();
 
     /// <param name="service">The Service object for a key, for events about it; null when it is gone.</param>
-    /// <param name="cancellationToken">Ends the gratuitous announcements still being sent.</param>
-    public void Apply(SpeakerPlan plan, Func<string, V1Service?> service, CancellationToken cancellationToken)
+    /// <param name="cancellationToken">Ends the gratuitous announcements and probes still being sent.</param>
+    /// <returns>When a probe window ends or a re-probe is due, if any: the next pass must run by then.</returns>
+    public TimeSpan? Apply(SpeakerPlan plan, Func<string, V1Service?> service, CancellationToken cancellationToken)
     {
+        var guarded = _guard.Check(plan.Owned, plan.Unproven);
+        announcer.Guard([.. plan.Owned.Keys]);
         var ownedBefore = announcer.OwnedAddresses;
-        foreach (var (ip, name) in announcer.SetOwned(plan.Owned))
+        foreach (var (ip, name) in announcer.SetOwned(guarded.Allowed))
         {
             LogTakingOver(ip, name);
             _ = AnnounceGratuitouslyAsync(ip, name, cancellationToken);
+        }
+
+        foreach (var (ip, interfaces) in guarded.Probe)
+        {
+            _ = ProbeAsync(ip, interfaces, cancellationToken);
         }
 
         var ownedNow = announcer.OwnedAddresses;
@@ -42,7 +54,9 @@ public sealed partial class SpeakerEffects(
             LogAnnouncing(key, ours.AddressText, ours.InterfaceText);
         }
 
-        foreach (var planned in plan.EventsSince(previous, options.NodeName))
+        var previousConflicts = _conflicts;
+        _conflicts = guarded.Conflicts;
+        foreach (var planned in plan.EventsSince(previous, options.NodeName).Concat(ConflictEvents(plan, previousConflicts, guarded)))
         {
             if (service(planned.ServiceKey) is { } target)
             {
@@ -50,7 +64,65 @@ public sealed partial class SpeakerEffects(
             }
         }
 
-        writer.Sync(plan);
+        writer.Sync(plan, guarded.Conflicts);
+        return guarded.NextDue;
+    }
+
+    /// <summary>
+    /// A host that is not a speaker said it uses <paramref name="address"/> (from a capture thread). True when this
+    /// starts a conflict: the caller runs a pass, which stops answering the address.
+    /// </summary>
+    public bool Claimed(Ip address, MacAddress claimant)
+    {
+        if (!_guard.Claimed(address, claimant))
+        {
+            return false;
+        }
+
+        metrics.ConflictDetected();
+        LogConflict(address, claimant.ToString());
+        return true;
+    }
+
+    /// <summary>A Warning when a conflict starts or its claimant changes; a Normal event when it ends.</summary>
+    private IEnumerable<PlannedEvent> ConflictEvents(SpeakerPlan plan, IReadOnlyDictionary<Ip, AddressConflict> before, GuardDecision now)
+    {
+        foreach (var (key, ours) in plan.Announced)
+        {
+            foreach (var ip in ours.Addresses)
+            {
+                if (now.Conflicts.TryGetValue(ip, out var conflict) && before.GetValueOrDefault(ip)?.Claimant != conflict.Claimant)
+                {
+                    yield return new PlannedEvent(key, "Warning", L2Conditions.AddressConflict, $"{ip} is already in use by {conflict.Claimant} (a host that is not a speaker): node {options.NodeName} does not announce it while that host answers for it, and probes again with backoff", Topic: PlannedEvent.ConflictTopic);
+                }
+                else if (now.Resolved.Contains(ip))
+                {
+                    yield return new PlannedEvent(key, "Normal", "AddressConflictResolved", $"{ip} is no longer claimed by another host: announcing it from node {options.NodeName}", Topic: PlannedEvent.ConflictTopic);
+                }
+            }
+        }
+    }
+
+    private async Task ProbeAsync(Ip address, string[] interfaces, CancellationToken cancellationToken)
+    {
+        try
+        {
+            for (var i = 0; i < AddressGuard.ProbeCount && !cancellationToken.IsCancellationRequested; i++)
+            {
+                if (i > 0)
+                {
+                    await Task.Delay(AddressGuard.ProbeSpacing, time, cancellationToken);
+                }
+
+                foreach (var name in interfaces)
+                {
+                    announcer.Probe(address, name);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private async Task AnnounceGratuitouslyAsync(Ip address, string interfaceName, CancellationToken cancellationToken)
@@ -80,6 +152,9 @@ public sealed partial class SpeakerEffects(
 
     [LoggerMessage(Level = LogLevel.Information, Message = "No longer announcing {Service}")]
     private partial void LogStopped(string service);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Address conflict: {Address} is claimed by {Claimant}, a host that is not a speaker; not answering for it until a probe finds it free")]
+    private partial void LogConflict(Ip address, string claimant);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Taking over {Address} on {Interface}: sending gratuitous announcements")]
     private partial void LogTakingOver(Ip address, string @interface);

@@ -129,6 +129,14 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _queue.Add(Pass);
             }
         };
+        // Another host claims an address this node probes or announces: a pass stops answering it.
+        announcer.AddressClaimed += (address, claimant) =>
+        {
+            if (_effects.Claimed(address, claimant))
+            {
+                _queue.Add(Pass);
+            }
+        };
         // A capture that stopped or cannot send: the interface may be down or gone, which a scan shows; a pass
         // reopens a capture that stopped.
         announcer.CaptureTrouble += () =>
@@ -354,10 +362,10 @@ public sealed partial class SpeakerReconciler : IDisposable
         _alive = alive;
         var janitor = view.Self == SelfState.Candidate && alive.Min(StringComparer.Ordinal) == _options.NodeName;
         var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
-        _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
+        var guardDue = _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
         Report(view, cannotAnswer);
 
-        TimeSpan?[] due = [nextExpiry, view.NextChange, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
+        TimeSpan?[] due = [nextExpiry, view.NextChange, guardDue, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
         return due.Where(d => d is not null).Min();
     }
 
@@ -455,7 +463,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     }
 
     private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>
-        new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node));
+        new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node,
+            s.Status?.Conditions?.Any(c => c.Type == L2Conditions.AddressConflict && c.Status == "True") == true));
 
     private static ElectionNode ToElectionNode(V1Node node, HashSet<string> alive) => new(
         node.Metadata.Name,

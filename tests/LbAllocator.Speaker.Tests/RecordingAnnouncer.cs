@@ -48,6 +48,29 @@ internal sealed class RecordingAnnouncer : IAnnouncer
 
     public event Action? CaptureTrouble;
 
+    public event Action<Ip, MacAddress>? AddressClaimed;
+
+    /// <summary>The addresses it was last told to watch for claims.</summary>
+    public IReadOnlyCollection<Ip> Guarded { get; private set; } = [];
+
+    /// <summary>Every probe sent, in order.</summary>
+    public List<(Ip Address, string Interface)> Probes { get; } = [];
+
+    public void Guard(IReadOnlyCollection<Ip> addresses) => Guarded = [.. addresses];
+
+    public bool Probe(Ip address, string interfaceName)
+    {
+        lock (Probes)
+        {
+            Probes.Add((address, interfaceName));
+        }
+
+        return true;
+    }
+
+    /// <summary>Delivers a claim as if a host that is not a speaker said it uses the address.</summary>
+    public void Claim(Ip address, MacAddress claimant) => AddressClaimed?.Invoke(address, claimant);
+
     /// <summary>Delivers a heartbeat as if heard on the LAN.</summary>
     public void Hear(Heartbeat heartbeat) => HeartbeatHeard?.Invoke(heartbeat);
 
