@@ -11,7 +11,7 @@ public sealed record AddressConflict(MacAddress Claimant, DateTimeOffset Since, 
 /// <summary>What the guard lets through this pass.</summary>
 /// <param name="Allowed">Address to interfaces: the owned addresses that may be answered now.</param>
 /// <param name="Probe">Addresses to probe now (held back until the probe window passes quietly).</param>
-/// <param name="Conflicts">Addresses held back because another host claims them.</param>
+/// <param name="Conflicts">Addresses held back because another host claims them (or did at the last probe: while probed again).</param>
 /// <param name="Resolved">Addresses whose conflict ended this pass (a probe went unanswered): announced again.</param>
 /// <param name="NextDue">When a probe window ends or a re-probe is due, if any.</param>
 public sealed record GuardDecision(
@@ -99,7 +99,8 @@ public sealed class AddressGuard(TimeProvider time)
                 else
                 {
                     next = next is { } n && n < state.Due ? n : state.Due;
-                    if (state.Phase == Phase.Conflict)
+                    // Still in conflict while probed again: the condition and events do not flap with each retry.
+                    if (state.Conflict is not null)
                     {
                         conflicts[ip] = state.Conflict!;
                     }
