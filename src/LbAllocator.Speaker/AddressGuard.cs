@@ -8,6 +8,19 @@ namespace LbAllocator.Speaker;
 /// <param name="Detections">How many probes or announcements in a row found it claimed (sets the backoff).</param>
 public sealed record AddressConflict(MacAddress Claimant, DateTimeOffset Since, int Detections);
 
+/// <summary>What a claim heard on the LAN did.</summary>
+public enum ClaimOutcome
+{
+    /// <summary>Not a guarded address, or nothing new (already in conflict, or another claimant while one is checked).</summary>
+    Ignored,
+
+    /// <summary>A claim for an address being answered: it is probed, and withdrawn only if the same host answers the probe.</summary>
+    Challenged,
+
+    /// <summary>A conflict: the address is no longer answered.</summary>
+    Conflict,
+}
+
 /// <summary>What the guard lets through this pass.</summary>
 /// <param name="Allowed">Address to interfaces: the owned addresses that may be answered now.</param>
 /// <param name="Probe">Addresses to probe now (held back until the probe window passes quietly).</param>
@@ -31,6 +44,11 @@ public sealed record GuardDecision(
 /// and answered when 200 ms pass without a claim: a host using the address answers a probe at once. A takeover
 /// between speakers is not probed (the address was announced, and the other MAC is a speaker's), so failover stays
 /// as fast as before; a host that starts using an address later is caught by the claims heard while announcing.
+/// </para>
+/// <para>
+/// A claim heard while announcing is challenged rather than believed: the address is probed (still answered
+/// meanwhile) and withdrawn only when the same host answers the probe. One stray or forged frame (RFC 5227 section
+/// 2.4 warns of them) thus costs a probe, not the address; a host that really uses it answers the probe at once.
 /// </para>
 /// No I/O: the effects send the probes, the announcer reports claims; time comes from the <see cref="TimeProvider"/>.
 /// </summary>
@@ -81,7 +99,12 @@ public sealed class AddressGuard(TimeProvider time)
                 {
                     state = StartProbing(ip, interfaces, now, state.Conflict, probe);
                 }
-                else if (state.Phase == Phase.Probing && state.Due <= now)
+                else if (state.Phase == Phase.Challenged && state.Due == DateTimeOffset.MaxValue)
+                {
+                    probe.Add((ip, interfaces));
+                    state = state with { Due = now + ProbeWindow };
+                }
+                else if ((state.Phase is Phase.Probing or Phase.Challenged) && state.Due <= now)
                 {
                     if (state.Conflict is not null)
                     {
@@ -92,17 +115,18 @@ public sealed class AddressGuard(TimeProvider time)
                 }
 
                 _states[ip] = state;
-                if (state.Phase == Phase.Announcing)
+                if (state.Phase is Phase.Announcing or Phase.Challenged)
                 {
                     allowed[ip] = interfaces;
                 }
-                else
+
+                if (state.Phase != Phase.Announcing)
                 {
                     next = next is { } n && n < state.Due ? n : state.Due;
                     // Still in conflict while probed again: the condition and events do not flap with each retry.
                     if (state.Conflict is not null)
                     {
-                        conflicts[ip] = state.Conflict!;
+                        conflicts[ip] = state.Conflict;
                     }
                 }
             }
@@ -112,25 +136,32 @@ public sealed class AddressGuard(TimeProvider time)
     }
 
     /// <summary>
-    /// Another host (not a speaker) said it uses <paramref name="address"/>; called from a capture thread. True when
-    /// this starts a conflict for an address being probed or announced (the caller counts it and runs a pass, which
-    /// stops answering it); false for addresses not guarded or already in conflict.
+    /// Another host (not a speaker) said it uses <paramref name="address"/>; called from a capture thread. Heard while
+    /// the address is probed, or from the challenged host while it is checked, it is a conflict; heard while the
+    /// address is answered, a challenge. The caller runs a pass for either (it stops answering, or sends the probe).
     /// </summary>
-    public bool Claimed(Ip address, MacAddress claimant)
+    public ClaimOutcome Claimed(Ip address, MacAddress claimant)
     {
         var now = time.GetUtcNow();
         lock (_lock)
         {
-            if (!_states.TryGetValue(address, out var state) || state.Phase == Phase.Conflict)
+            if (!_states.TryGetValue(address, out var state) || state.Phase == Phase.Conflict
+                || (state.Phase == Phase.Challenged && state.Suspect != claimant))
             {
-                return false;
+                return ClaimOutcome.Ignored;
+            }
+
+            if (state.Phase == Phase.Announcing)
+            {
+                _states[address] = new State(Phase.Challenged, DateTimeOffset.MaxValue, null, claimant); // probed by the next pass
+                return ClaimOutcome.Challenged;
             }
 
             // A probe that finds the address still claimed keeps the conflict's start, and backs off further.
             var detections = (state.Conflict?.Detections ?? 0) + 1;
             var conflict = new AddressConflict(claimant, state.Conflict?.Since ?? now, detections);
             _states[address] = new State(Phase.Conflict, now + Backoff(detections), conflict);
-            return true;
+            return ClaimOutcome.Conflict;
         }
     }
 
@@ -146,12 +177,14 @@ public sealed class AddressGuard(TimeProvider time)
     {
         Probing,
         Announcing,
+        Challenged, // answered, and probed: a claim heard while answering, not yet confirmed
         Conflict,
     }
 
-    /// <param name="Due">Probing: when the window ends; conflict: when to probe again.</param>
+    /// <param name="Due">Probing and challenged: when the window ends (challenged: MaxValue until the probe goes out); conflict: when to probe again.</param>
     /// <param name="Conflict">The conflict being probed again, or held back for.</param>
-    private sealed record State(Phase Phase, DateTimeOffset Due, AddressConflict? Conflict)
+    /// <param name="Suspect">Challenged: the host whose claim is being checked.</param>
+    private sealed record State(Phase Phase, DateTimeOffset Due, AddressConflict? Conflict, MacAddress? Suspect = null)
     {
         public static readonly State Announcing = new(Phase.Announcing, DateTimeOffset.MinValue, null);
     }

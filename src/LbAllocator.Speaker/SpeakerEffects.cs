@@ -69,19 +69,23 @@ public sealed partial class SpeakerEffects(
     }
 
     /// <summary>
-    /// A host that is not a speaker said it uses <paramref name="address"/> (from a capture thread). True when this
-    /// starts a conflict: the caller runs a pass, which stops answering the address.
+    /// A host that is not a speaker said it uses <paramref name="address"/> (from a capture thread). True when a pass
+    /// must follow: to stop answering the address (a conflict), or to probe it (a challenge).
     /// </summary>
     public bool Claimed(Ip address, MacAddress claimant)
     {
-        if (!_guard.Claimed(address, claimant))
+        switch (_guard.Claimed(address, claimant))
         {
-            return false;
+            case ClaimOutcome.Conflict:
+                metrics.ConflictDetected();
+                LogConflict(address, claimant);
+                return true;
+            case ClaimOutcome.Challenged:
+                LogChallenged(address, claimant);
+                return true;
+            default:
+                return false;
         }
-
-        metrics.ConflictDetected();
-        LogConflict(address, claimant.ToString());
-        return true;
     }
 
     /// <summary>A Warning when a conflict starts or its claimant changes; a Normal event when it ends.</summary>
@@ -154,7 +158,10 @@ public sealed partial class SpeakerEffects(
     private partial void LogStopped(string service);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Address conflict: {Address} is claimed by {Claimant}, a host that is not a speaker; not answering for it until a probe finds it free")]
-    private partial void LogConflict(Ip address, string claimant);
+    private partial void LogConflict(Ip address, MacAddress claimant);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "{Claimant}, a host that is not a speaker, claims {Address}, which this node answers for: probing it, and giving it up only if that host answers")]
+    private partial void LogChallenged(Ip address, MacAddress claimant);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Taking over {Address} on {Interface}: sending gratuitous announcements")]
     private partial void LogTakingOver(Ip address, string @interface);

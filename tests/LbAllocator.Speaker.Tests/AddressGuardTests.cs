@@ -48,8 +48,8 @@ public class AddressGuardTests
     public void A_claim_heard_while_probing_holds_the_address_back_and_probes_again_with_backoff_until_the_host_is_gone()
     {
         Check(unproven: true);
-        Assert.True(_guard.Claimed(Vip, Other));
-        Assert.False(_guard.Claimed(Vip, Other)); // the same conflict, counted once
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other)); // the same conflict, counted once
 
         var held = Check(unproven: true);
         Assert.Empty(held.Allowed);
@@ -60,7 +60,7 @@ public class AddressGuardTests
         // Second probe, one second later: still claimed; the next waits two seconds, then four.
         _time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal([(Vip, Eth0)], Check(unproven: true).Probe);
-        Assert.True(_guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
         var again = Check(unproven: true);
         Assert.Equal(TimeSpan.FromSeconds(2), again.NextDue);
         Assert.Equal(2, again.Conflicts[Vip].Detections);
@@ -68,7 +68,7 @@ public class AddressGuardTests
 
         _time.Advance(TimeSpan.FromSeconds(2));
         Assert.Equal([(Vip, Eth0)], Check(unproven: true).Probe);
-        Assert.True(_guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
         Assert.Equal(TimeSpan.FromSeconds(4), Check(unproven: true).NextDue);
 
         // The other host is gone: the next probe goes unanswered and the address is announced.
@@ -85,10 +85,18 @@ public class AddressGuardTests
     }
 
     [Fact]
-    public void A_claim_heard_while_announcing_withdraws_the_address()
+    public void A_claim_heard_while_announcing_is_challenged_with_a_probe_and_withdraws_the_address_when_the_same_host_answers_it()
     {
         Assert.Equal([Vip], Check(unproven: false).Allowed.Keys);
-        Assert.True(_guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other));
+        var challenged = Check(unproven: false);
+        Assert.Equal([Vip], challenged.Allowed.Keys); // still answered while the claim is checked
+        Assert.Equal([(Vip, Eth0)], challenged.Probe);
+        Assert.Empty(challenged.Conflicts);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), challenged.NextDue);
+
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, new MacAddress(0x02_00_00_00_00_aa))); // another sender: not the one checked
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other)); // the same host answers the probe
         var decision = Check(unproven: false);
         Assert.Empty(decision.Allowed);
         Assert.Equal(Other, decision.Conflicts[Vip].Claimant);
@@ -96,15 +104,30 @@ public class AddressGuardTests
     }
 
     [Fact]
+    public void A_stray_claim_nobody_confirms_costs_a_probe_and_not_the_address()
+    {
+        Check(unproven: false);
+        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other));
+        Check(unproven: false);
+        _time.Advance(TimeSpan.FromMilliseconds(300));
+        var decision = Check(unproven: false);
+        Assert.Equal([Vip], decision.Allowed.Keys);
+        Assert.Empty(decision.Probe);
+        Assert.Empty(decision.Conflicts);
+        Assert.Null(decision.NextDue);
+        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other)); // the next claim is checked afresh
+    }
+
+    [Fact]
     public void Claims_for_addresses_not_wanted_are_ignored_and_addresses_given_up_are_forgotten()
     {
-        Assert.False(_guard.Claimed(Vip, Other));
-        Check(unproven: false);
-        Assert.True(_guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other));
+        Check(unproven: true);
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
 
-        // Given up (another node won it), then won again: judged afresh.
+        // Given up (another node won it), then won again as a takeover: judged afresh.
         _guard.Check(new Dictionary<Ip, string[]>(), new HashSet<Ip>());
-        Assert.False(_guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other));
         Assert.Equal([Vip], Check(unproven: false).Allowed.Keys);
     }
 
@@ -112,9 +135,10 @@ public class AddressGuardTests
     public void Each_address_is_judged_on_its_own()
     {
         var wanted = new Dictionary<Ip, string[]> { [Vip] = Eth0, [Vip6] = Eth0 };
-        _guard.Check(wanted, new HashSet<Ip>());
-        Assert.True(_guard.Claimed(Vip6, Other));
-        var decision = _guard.Check(wanted, new HashSet<Ip>());
+        _guard.Check(wanted, new HashSet<Ip> { Vip, Vip6 });
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip6, Other));
+        _time.Advance(TimeSpan.FromMilliseconds(300));
+        var decision = _guard.Check(wanted, new HashSet<Ip> { Vip, Vip6 });
         Assert.Equal([Vip], decision.Allowed.Keys);
         Assert.Equal([Vip6], decision.Conflicts.Keys);
     }

@@ -106,6 +106,11 @@ public sealed class SpeakerEffectsTests : IDisposable
         Assert.Equal([Address], _announcer.Owned.Keys);
         Assert.Equal(2, _announcer.Probes.Count);
 
+        // A claim while answering is checked with a probe; the same host answering it is a conflict.
+        Assert.True(_effects.Claimed(Address, other));
+        Apply(statuses: []);
+        Assert.Equal([Address], _announcer.Owned.Keys);
+        Assert.Equal(3, _announcer.Probes.Count);
         Assert.True(_effects.Claimed(Address, other));
         Assert.Equal(AddressGuard.FirstRetry, Apply(statuses: []));
         Assert.Empty(_announcer.Owned);
@@ -113,9 +118,9 @@ public sealed class SpeakerEffectsTests : IDisposable
         Assert.Equal(1, Metrics.WithCustomRegistry(_registry).CreateCounter("lballocator_speaker_address_conflicts_total", "").Value);
 
         // Probed again after the backoff; nobody answers now, so it is answered again.
-        _time.Advance(AddressGuard.FirstRetry);
+        _time.Advance(AddressGuard.FirstRetry); // the challenge's second probe goes out meanwhile
         Apply(statuses: []);
-        Assert.Equal(3, _announcer.Probes.Count);
+        Assert.Equal(5, _announcer.Probes.Count);
         _time.Advance(AddressGuard.ProbeSpacing + AddressGuard.ProbeWait);
         Apply(statuses: []);
         Assert.Equal([Address], _announcer.Owned.Keys);
