@@ -292,6 +292,20 @@ public sealed partial class Lab : IAsyncLifetime
         return match.Success ? match.Groups[1].Value.ToLowerInvariant() : null;
     }
 
+    /// <summary>Every MAC that answers three broadcast ARP requests for the address from the client (empty: nobody).</summary>
+    public async Task<HashSet<string>> ArpAnswerersAsync(string ip)
+    {
+        var (_, output) = await Shell.RunAsync("ip", "netns", "exec", ClientNs, "arping", "-b", "-c", "3", "-w", "3", "-I", "eth0", ip);
+        return [.. ReplyMac().Matches(output).Select(m => m.Groups[1].Value.ToLowerInvariant())];
+    }
+
+    /// <summary>Every MAC that answers two Neighbor Solicitations for the address from the client (empty: nobody).</summary>
+    public async Task<HashSet<string>> Ndisc6AnswerersAsync(string ip)
+    {
+        var (_, output) = await Shell.RunAsync("ip", "netns", "exec", ClientNs, "ndisc6", "-m", "-r", "2", "-w", "1000", ip, "eth0");
+        return [.. TargetMac().Matches(output).Select(m => m.Groups[1].Value.ToLowerInvariant())];
+    }
+
     /// <summary>The node whose MAC answers ARP for the address, waiting until someone does.</summary>
     public async Task<string> WaitForArpOwnerAsync(string ip, string? not = null, TimeSpan? timeout = null)
     {
@@ -390,6 +404,42 @@ public sealed partial class Lab : IAsyncLifetime
         ClientMac = (await Shell.MustAsync("ip", "netns", "exec", ClientNs, "cat", "/sys/class/net/eth0/address")).Trim();
     }
 
+    /// <summary>
+    /// A host on the LAN that is not a node and runs no speaker, using <paramref name="addresses"/> (ADDR/LEN) as any
+    /// Linux host does (its kernel answers ARP and NDP for them); <paramref name="name"/> at most 13 characters (its
+    /// bridge port is f-NAME). Its namespace is deleted by the returned object, and
+    /// with the lab's others should a test fail first.
+    /// </summary>
+    public async Task<ForeignHost> AddForeignHostAsync(string name, params string[] addresses)
+    {
+        var ns = $"{_prefix}-{name}";
+        await Shell.MustAsync("ip", "netns", "add", ns);
+        var host = new ForeignHost(ns);
+        await Shell.MustAsync("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0");
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "add", $"f-{name}", "type", "veth", "peer", "name", "eth0", "netns", ns);
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "set", $"f-{name}", "master", "br0", "up");
+        await Shell.MustAsync("ip", "-n", ns, "link", "set", "eth0", "up");
+        foreach (var address in addresses)
+        {
+            string[] add = ["-n", ns, "addr", "add", address, "dev", "eth0"];
+            await Shell.MustAsync("ip", address.Contains(':', StringComparison.Ordinal) ? [.. add, "nodad"] : add);
+        }
+
+        host.Mac = (await Shell.MustAsync("ip", "netns", "exec", ns, "cat", "/sys/class/net/eth0/address")).Trim();
+        return host;
+    }
+
+    /// <summary>A host made by <see cref="AddForeignHostAsync"/>: its namespace and MAC.</summary>
+    public sealed class ForeignHost(string ns) : IAsyncDisposable
+    {
+        public string Namespace { get; } = ns;
+
+        public string Mac { get; internal set; } = "";
+
+        /// <summary>Deletes the namespace, and with it the host's link to the LAN: the host is gone.</summary>
+        public async ValueTask DisposeAsync() => await Shell.RunAsync("ip", "netns", "delete", Namespace);
+    }
+
     /// <summary>Deletes the node's LAN interface (eth0, and with it its bridge port), as a removed NIC or a deleted VLAN would.</summary>
     public async Task DeleteLanLinkAsync(string node) =>
         await Shell.MustAsync("ip", "-n", NodeNs(node), "link", "delete", "eth0");
@@ -434,7 +484,7 @@ public sealed partial class Lab : IAsyncLifetime
         }
 
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
-            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "2001:db8::200-2001:db8::21f"] } },
+            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "192.0.2.226-192.0.2.227", "2001:db8::200-2001:db8::21f"] } },
             Api.Group, Api.Version, InstallNamespace, "ipaddresspools");
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
             new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new L2AdvertisementSpec { Interfaces = ["eth0"] } },
