@@ -52,6 +52,15 @@ public interface IAnnouncer
 
     /// <summary>A host that is not a speaker claims a guarded address (on a capture thread: keep it short).</summary>
     event Action<Ip, MacAddress>? AddressClaimed;
+
+    /// <summary>Addresses another node announces and this one checks: <see cref="AddressAnswered"/> is raised for every answer heard for one.</summary>
+    void Verify(IReadOnlyCollection<Ip> addresses);
+
+    /// <summary>Some host answered for (or announced) an address being verified, from this MAC (on a capture thread).</summary>
+    event Action<Ip, MacAddress>? AddressAnswered;
+
+    /// <summary>The interfaces with an open capture, and their MACs.</summary>
+    IReadOnlyDictionary<string, MacAddress> Interfaces { get; }
 }
 
 /// <summary>
@@ -71,6 +80,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
     private volatile FrozenSet<Ip> _guarded = FrozenSet<Ip>.Empty;
+    private volatile FrozenSet<Ip> _verified = FrozenSet<Ip>.Empty;
+    private volatile FrozenDictionary<string, MacAddress> _interfaces = FrozenDictionary<string, MacAddress>.Empty;
     private volatile FrozenSet<MacAddress> _ownMacs = FrozenSet<MacAddress>.Empty; // every capture's: a claim from one is ours
 
     // Every MAC a heartbeat came from: a speaker taking over (or still answering during a handover) is no conflict.
@@ -82,7 +93,13 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
     public event Action<Ip, MacAddress>? AddressClaimed;
 
+    public event Action<Ip, MacAddress>? AddressAnswered;
+
     public void Guard(IReadOnlyCollection<Ip> addresses) => _guarded = addresses.ToFrozenSet();
+
+    public void Verify(IReadOnlyCollection<Ip> addresses) => _verified = addresses.ToFrozenSet();
+
+    public IReadOnlyDictionary<string, MacAddress> Interfaces => _interfaces;
 
     public bool Probe(Ip address, string interfaceName)
     {
@@ -155,7 +172,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
                 _openFailures.Remove(name);
             }
 
-            _ownMacs = _listeners.Values.Select(l => MacAddress.Read(l.Mac)).ToFrozenSet();
+            _interfaces = _listeners.ToFrozenDictionary(kv => kv.Key, kv => MacAddress.Read(kv.Value.Mac), StringComparer.Ordinal);
+            _ownMacs = _interfaces.Values.ToFrozenSet();
 
             // Addresses on a capture just closed are no longer answered there.
             if (_owned.Any(kv => kv.Value.Interfaces.Any(i => !_listeners.ContainsKey(i))))
@@ -263,11 +281,19 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             return;
         }
 
-        if (Frames.TryReadClaim(frame, listener.Mac, out var claimed, out var claimant) && _guarded.Contains(claimed)
-            && !_ownMacs.Contains(claimant) && !_speakerMacs.ContainsKey(claimant))
+        if (Frames.TryReadClaim(frame, listener.Mac, out var claimed, out var claimant))
         {
-            AddressClaimed?.Invoke(claimed, claimant);
-            return;
+            if (_guarded.Contains(claimed) && !_ownMacs.Contains(claimant) && !_speakerMacs.ContainsKey(claimant))
+            {
+                AddressClaimed?.Invoke(claimed, claimant);
+                return;
+            }
+
+            if (_verified.Contains(claimed))
+            {
+                AddressAnswered?.Invoke(claimed, claimant);
+                return;
+            }
         }
 
         Span<byte> reply = stackalloc byte[Frames.NeighborAdvertisementLength];

@@ -21,7 +21,9 @@ namespace LbAllocator.Speaker;
 public sealed partial class L2StatusWriter : IDisposable
 {
     private const int Workers = 4;
-    private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff
+    private const int WriteAttempts = 3;
+    private const string VerifiedItem = "verified:"; // queue items for the Verified condition: status names hold no colon
+    private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromSeconds(60); // an unchanged result is rewritten this often, for its check time // read-modify-write rounds lost to another writer before the queue's backoff
     private const string Plural = "servicel2statuses";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
@@ -36,6 +38,8 @@ public sealed partial class L2StatusWriter : IDisposable
     private readonly Lock _lock = new();
 
     private Dictionary<string, Desired> _desired = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, OwnCondition> _verified = new(StringComparer.Ordinal); // status name: the Verified condition wanted
+    private readonly Dictionary<string, (OwnCondition Condition, long At)> _verifiedWritten = new(StringComparer.Ordinal);
 
     public L2StatusWriter(IKubernetes client, SpeakerOptions options, ResourceCache<V1Alpha1ServiceL2Status> statuses, TimeProvider time, ILogger<L2StatusWriter> logger)
     {
@@ -61,7 +65,8 @@ public sealed partial class L2StatusWriter : IDisposable
     /// <paramref name="conflicts"/>), its stale ones deleted. Work for statuses the plan no longer mentions is
     /// dropped, so a slow queue never writes an outdated owner.
     /// </summary>
-    public void Sync(SpeakerPlan plan, IReadOnlyDictionary<Ip, AddressConflict> conflicts)
+    /// <param name="macs">This node's interfaces with an open capture, and their MACs (published beside each interface).</param>
+    public void Sync(SpeakerPlan plan, IReadOnlyDictionary<Ip, AddressConflict> conflicts, IReadOnlyDictionary<string, MacAddress> macs)
     {
         var desired = new Dictionary<string, Desired>(StringComparer.Ordinal);
         foreach (var name in plan.StaleStatuses)
@@ -73,7 +78,8 @@ public sealed partial class L2StatusWriter : IDisposable
         {
             var slash = key.IndexOf('/', StringComparison.Ordinal);
             var (ns, name) = (key[..slash], key[(slash + 1)..]);
-            desired[StatusName(ns, name)] = new Write(ns, name, ours.Interfaces, ConflictCondition(ours.Addresses, conflicts));
+            var interfaces = ours.Interfaces.Select(i => new Interface(i, macs.TryGetValue(i, out var mac) ? mac.ToString() : null)).ToList();
+            desired[StatusName(ns, name)] = new Write(ns, name, interfaces, ConflictCondition(ours.Addresses, conflicts));
         }
 
         lock (_lock)
@@ -90,9 +96,41 @@ public sealed partial class L2StatusWriter : IDisposable
         }
     }
 
+    /// <summary>
+    /// The Verified condition this node, as verifier, wants on another node's ServiceL2Status. This node and the check
+    /// time go into the message; an unchanged result is written again only every minute, for that time.
+    /// </summary>
+    public void SetVerified(string statusName, bool verified, string reason, string message)
+    {
+        var want = new OwnCondition(L2Conditions.Verified, verified ? "True" : "False", reason, message);
+        lock (_lock)
+        {
+            _verified[statusName] = want;
+            if (_verifiedWritten.TryGetValue(statusName, out var written) && written.Condition == want && _time.GetElapsedTime(written.At) < VerifiedRefresh)
+            {
+                return;
+            }
+        }
+
+        _queue.Add(VerifiedItem + statusName);
+    }
+
+    /// <summary>This node no longer verifies the status (another node does, or it is gone).</summary>
+    public void StopVerifying(string statusName)
+    {
+        lock (_lock)
+        {
+            _verified.Remove(statusName);
+            _verifiedWritten.Remove(statusName);
+        }
+    }
+
     /// <summary>Queues an event on a Service (or this Node); sent once (EventRecorder), each write bounded by ApiTimeout.</summary>
     public void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent) =>
         _events.Post(target, EventKey(plannedEvent.ServiceKey, plannedEvent.Topic), plannedEvent.Type, plannedEvent.Reason, plannedEvent.Message);
+
+    /// <summary>Forgets the last event of one topic about a Service, so the same one is sent again when it next applies.</summary>
+    public void Forget(string serviceKey, string topic) => _events.Forget(EventKey(serviceKey, topic));
 
     /// <summary>Forgets the last events about a Service, so the same ones are sent again when they next apply.</summary>
     public void Forget(string serviceKey)
@@ -123,6 +161,12 @@ public sealed partial class L2StatusWriter : IDisposable
     /// <summary>Brings one ServiceL2Status in line with what is wanted now (work for an outdated want is dropped).</summary>
     private async Task WriteStatusAsync(string name, CancellationToken cancellationToken)
     {
+        if (name.StartsWith(VerifiedItem, StringComparison.Ordinal))
+        {
+            await WriteVerifiedItemAsync(name[VerifiedItem.Length..], cancellationToken);
+            return;
+        }
+
         Desired? want;
         lock (_lock)
         {
@@ -137,6 +181,31 @@ public sealed partial class L2StatusWriter : IDisposable
         }
     }
 
+    private async Task WriteVerifiedItemAsync(string name, CancellationToken cancellationToken)
+    {
+        OwnCondition? want;
+        lock (_lock)
+        {
+            want = _verified.GetValueOrDefault(name);
+        }
+
+        if (want is null)
+        {
+            return;
+        }
+
+        using var timeout = new CancellationTokenSource(_options.ApiTimeout, _time);
+        using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        await WriteVerifiedAsync(name, want with { Message = $"{want.Message}; last checked {_time.GetUtcNow():yyyy-MM-ddTHH:mm:ssZ} by node {_options.NodeName}" }, call.Token);
+        lock (_lock)
+        {
+            if (_verified.ContainsKey(name))
+            {
+                _verifiedWritten[name] = (want, _time.GetTimestamp());
+            }
+        }
+    }
+
     /// <summary>Whether the status as last seen already is what is wanted.</summary>
     private bool Satisfied(string name, Desired want)
     {
@@ -145,31 +214,56 @@ public sealed partial class L2StatusWriter : IDisposable
         {
             Delete => existing is null,
             Write w => existing?.Status is { } current && current.Node == _options.NodeName && current.ServiceName == w.Name
-                && current.ServiceNamespace == w.Namespace && (current.Interfaces?.Select(i => i.Name) ?? []).SequenceEqual(w.Interfaces)
+                && current.ServiceNamespace == w.Namespace && (current.Interfaces?.Select(i => new Interface(i.Name ?? "", i.Mac)) ?? []).SequenceEqual(w.Interfaces)
                 && current.Conditions?.FirstOrDefault(c => c.Type == w.Conflict.Type) is { } c && w.Conflict.Matches(c),
             _ => false,
         };
     }
 
+    /// <summary>Writes this node's status for a Service it announces: node, names, interfaces, its AddressConflict condition.</summary>
+    private Task WriteAsync(string name, Write want, CancellationToken cancellationToken) =>
+        UpdateAsync(name, want, old => new ServiceL2StatusStatus
+        {
+            Node = _options.NodeName,
+            ServiceName = want.Name,
+            ServiceNamespace = want.Namespace,
+            Interfaces = [.. want.Interfaces.Select(i => new InterfaceInfo { Name = i.Name, Mac = i.Mac })],
+            Conditions = L2Conditions.Set(old?.Conditions, want.Conflict.ToCondition(_time.GetUtcNow().UtcDateTime)),
+        }, cancellationToken);
+
+    /// <summary>Writes the Verified condition into another node's status, leaving the rest as its owner wrote it.</summary>
+    private Task WriteVerifiedAsync(string name, OwnCondition verified, CancellationToken cancellationToken) =>
+        UpdateAsync(name, create: null, old => old is null ? null : new ServiceL2StatusStatus
+        {
+            Node = old.Node,
+            ServiceName = old.ServiceName,
+            ServiceNamespace = old.ServiceNamespace,
+            Interfaces = old.Interfaces,
+            Conditions = L2Conditions.Set(old.Conditions, verified.ToCondition(_time.GetUtcNow().UtcDateTime)),
+        }, cancellationToken);
+
     /// <summary>
     /// Read-modify-write on the status subresource, the resourceVersion as precondition: a JSON merge patch would
-    /// replace the whole conditions list, and another node's speaker writes conditions of its own into it. A 409 means
-    /// the other writer came first: read again and keep what it wrote.
+    /// replace the whole conditions list, and two nodes write conditions into it (the owner AddressConflict, a
+    /// verifier Verified). A 409 means the other writer came first: read again and keep what it wrote.
     /// </summary>
-    private async Task WriteAsync(string name, Write want, CancellationToken cancellationToken)
+    /// <param name="create">What to create the object for when it does not exist; null: leave it missing.</param>
+    /// <param name="change">The new status from the current one; null: nothing to write.</param>
+    private async Task UpdateAsync(string name, Write? create, Func<ServiceL2StatusStatus?, ServiceL2StatusStatus?> change, CancellationToken cancellationToken)
     {
         _statuses.TryGet($"{_options.Namespace}/{name}", out var current);
         for (var attempt = 1; ; attempt++)
         {
-            current ??= await CreateAsync(name, want, cancellationToken);
-            var status = new ServiceL2StatusStatus
+            if (current is null && create is not null)
             {
-                Node = _options.NodeName,
-                ServiceName = want.Name,
-                ServiceNamespace = want.Namespace,
-                Interfaces = [.. want.Interfaces.Select(i => new InterfaceInfo { Name = i })],
-                Conditions = L2Conditions.Set(current.Status?.Conditions, want.Conflict.ToCondition(_time.GetUtcNow().UtcDateTime)),
-            };
+                current = await CreateAsync(name, create, cancellationToken);
+            }
+
+            if (current is null || change(current.Status) is not { } status)
+            {
+                return;
+            }
+
             var body = new V1Alpha1ServiceL2Status
             {
                 Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = _options.Namespace, ResourceVersion = current.Metadata.ResourceVersion },
@@ -242,7 +336,9 @@ public sealed partial class L2StatusWriter : IDisposable
     private abstract record Desired;
 
     /// <summary>Naming this node, for the Service, with the interfaces it answers on and the condition this node owns.</summary>
-    private sealed record Write(string Namespace, string Name, IReadOnlyList<string> Interfaces, OwnCondition Conflict) : Desired;
+    private sealed record Write(string Namespace, string Name, IReadOnlyList<Interface> Interfaces, OwnCondition Conflict) : Desired;
+
+    private readonly record struct Interface(string Name, string? Mac);
 
     /// <summary>A condition this writer owns, without its transition time (kept from the status while the status does not flip).</summary>
     private sealed record OwnCondition(string Type, string Status, string Reason, string Message)

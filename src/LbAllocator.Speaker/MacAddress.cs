@@ -9,6 +9,19 @@ public readonly record struct MacAddress(ulong Value)
     public static MacAddress Read(ReadOnlySpan<byte> bytes) =>
         new(((ulong)BinaryPrimitives.ReadUInt16BigEndian(bytes) << 32) | BinaryPrimitives.ReadUInt32BigEndian(bytes[2..]));
 
+    /// <summary>Reads "02:00:00:00:00:01" (any case, colons); false for anything else.</summary>
+    public static bool TryParse(string? text, out MacAddress mac)
+    {
+        mac = default;
+        if (text is not { Length: 17 } || System.Net.NetworkInformation.PhysicalAddress.TryParse(text, out var parsed) is false || parsed is null)
+        {
+            return false;
+        }
+
+        mac = Read(parsed.GetAddressBytes());
+        return true;
+    }
+
     /// <summary>"02:00:00:00:00:01", as `ip link` prints it.</summary>
     public override string ToString()
     {

@@ -64,7 +64,7 @@ public sealed partial class SpeakerEffects(
             }
         }
 
-        writer.Sync(plan, guarded.Conflicts);
+        writer.Sync(plan, guarded.Conflicts, announcer.Interfaces);
         return guarded.NextDue;
     }
 

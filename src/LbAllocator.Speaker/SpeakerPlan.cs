@@ -24,6 +24,7 @@ public sealed record PlannedEvent(string ServiceKey, string Type, string Reason,
 {
     public const string AnnounceTopic = "announce";
     public const string ConflictTopic = "conflict";
+    public const string VerifyTopic = "verify";
 }
 
 /// <summary>

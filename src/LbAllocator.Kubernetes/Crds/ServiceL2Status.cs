@@ -55,6 +55,9 @@ public static class L2Conditions
     /// <summary>True while another host (not a speaker) claims one of the Service's addresses, which is then not announced.</summary>
     public const string AddressConflict = "AddressConflict";
 
+    /// <summary>Written by another node's speaker: whether the owner's MAC answers ARP / NDP for every address, checked every 10 s.</summary>
+    public const string Verified = "Verified";
+
     /// <summary>
     /// Replaces the condition of <paramref name="wanted"/>'s type in <paramref name="conditions"/>, keeping the others
     /// (another writer's) untouched; the transition time moves only when the status flips.
@@ -85,4 +88,8 @@ public sealed class InterfaceInfo
 {
     [JsonPropertyName("name")]
     public string? Name { get; set; }
+
+    /// <summary>The interface's MAC, which answers for the Service there: what a verifier expects, and what an operator looks for on the wire.</summary>
+    [JsonPropertyName("mac")]
+    public string? Mac { get; set; }
 }
