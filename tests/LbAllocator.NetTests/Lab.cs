@@ -429,6 +429,25 @@ public sealed partial class Lab : IAsyncLifetime
         return host;
     }
 
+    /// <summary>
+    /// Drops the node's ARP replies on the LAN bridge (nft, bridge family: the speaker sends through a packet socket,
+    /// which no netfilter hook of its own namespace sees) until the returned object is disposed; heartbeats and
+    /// everything else still pass.
+    /// </summary>
+    public async Task<IAsyncDisposable> DropArpRepliesAsync(string node)
+    {
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "table", "bridge", "lbt");
+        var undo = new Undo(() => Shell.RunAsync("ip", "netns", "exec", LanNs, "nft", "delete", "table", "bridge", "lbt"));
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "chain", "bridge", "lbt", "forward", "{ type filter hook forward priority 0; }");
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "rule", "bridge", "lbt", "forward", "ether", "saddr", Macs[node], "arp", "operation", "reply", "drop");
+        return undo;
+    }
+
+    private sealed class Undo(Func<Task> action) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await action();
+    }
+
     /// <summary>A host made by <see cref="AddForeignHostAsync"/>: its namespace and MAC.</summary>
     public sealed class ForeignHost(string ns) : IAsyncDisposable
     {
