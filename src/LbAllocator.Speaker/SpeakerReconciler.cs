@@ -122,6 +122,15 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _queue.Add(Pass);
             }
         };
+        // A status naming a new owner or MACs (a takeover) changes what this node verifies; condition writes do not.
+        _statuses.Changed += (old, now) =>
+        {
+            if (old?.Status?.Node != now?.Status?.Node
+                || !(old?.Status?.Interfaces?.Select(i => (i.Name, i.Mac)) ?? []).SequenceEqual(now?.Status?.Interfaces?.Select(i => (i.Name, i.Mac)) ?? []))
+            {
+                _queue.Add(Pass);
+            }
+        };
         lease.HealthChanged += () => _queue.Add(Pass);
         lease.Renewed += RestartWatchesIfStalled;
         announcer.HeartbeatHeard += heartbeat =>
