@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # The speaker's tests talk to real ARP/NDP peers in network namespaces: they need root, libpcap and these tools.
 # The real-API tier runs kube-apiserver (from $KUBEBUILDER_ASSETS) on Debian's etcd.
 missing=()
-for package in iproute2 libpcap0.8 iputils-arping tcpdump tcpreplay curl iptables etcd-server; do
+for package in iproute2 libpcap0.8 iputils-arping ndisc6 nftables tcpdump tcpreplay curl iptables etcd-server; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then

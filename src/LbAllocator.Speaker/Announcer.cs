@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Net;
 using System.Net.Sockets;
@@ -42,30 +43,83 @@ public interface IAnnouncer
 
     /// <summary>A capture stopped or could not send: the interface may have gone down or away.</summary>
     event Action? CaptureTrouble;
+
+    /// <summary>
+    /// Watches these addresses (owned or held back) for claims by other hosts: <see cref="AddressClaimed"/> is raised
+    /// for each ARP or Neighbor Advertisement that says a host that is neither this node nor a speaker uses one.
+    /// </summary>
+    void Guard(IReadOnlyCollection<Ip> addresses);
+
+    /// <summary>Sends one probe for the address on the interface (ARP probe, or duplicate address detection); false when it could not go out.</summary>
+    bool Probe(Ip address, string interfaceName);
+
+    /// <summary>A host that is not a speaker claims a guarded address (on a capture thread: keep it short).</summary>
+    event Action<Ip, MacAddress>? AddressClaimed;
+
+    /// <summary>Addresses another node announces and this one checks: <see cref="AddressAnswered"/> is raised for every answer heard for one.</summary>
+    void Verify(IReadOnlyCollection<Ip> addresses);
+
+    /// <summary>Some host answered for (or announced) an address being verified, from this MAC (on a capture thread).</summary>
+    event Action<Ip, MacAddress>? AddressAnswered;
+
+    /// <summary>The interfaces with an open capture, and their MACs.</summary>
+    IReadOnlyDictionary<string, MacAddress> Interfaces { get; }
 }
 
 /// <summary>
 /// Answers ARP and NDP for the addresses this node owns, on the interfaces chosen for each, and sends
-/// gratuitous announcements when it takes an address over; sends and hears the speakers' heartbeats. One capture
-/// per interface announced on (libpcap, immediate mode, a kernel filter so only ARP requests, Neighbor
-/// Solicitations and heartbeats reach us). For each owned IPv6 address it joins the address's solicited-node
-/// multicast group on the interface, so switches that snoop MLD forward the solicitations for it to this node, and
-/// it sends Neighbor Advertisements from the interface's link-local address.
+/// gratuitous announcements when it takes an address over; sends and hears the speakers' heartbeats, and reports
+/// other hosts claiming guarded addresses. One capture per interface announced on (libpcap, immediate mode, a
+/// kernel filter so only ARP, Neighbor Solicitations and Advertisements, and heartbeats reach us). For each owned
+/// IPv6 address it joins the address's solicited-node multicast group on the interface, so switches that snoop MLD
+/// forward the solicitations for it to this node, and it sends Neighbor Advertisements from the interface's
+/// link-local address.
 /// </summary>
 public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, IDisposable
 {
-    // Only what we may answer or must hear, filtered in the kernel: ARP requests, ICMPv6 type 135 without
-    // extension headers, heartbeats.
-    private const string CaptureFilter = "(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135) or " + Heartbeat.CaptureFilter;
+    // Only what we may answer or must hear, filtered in the kernel: ARP (requests to answer; requests and replies
+    // from a host claiming a guarded address), ICMPv6 types 135 and 136 without extension headers, heartbeats.
+    private const string CaptureFilter = "arp or (icmp6 and (ip6[40] = 135 or ip6[40] = 136)) or " + Heartbeat.CaptureFilter;
 
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _openFailures = new(StringComparer.Ordinal); // as last logged: a retry every second says nothing new
     private readonly Lock _lock = new();
     private volatile FrozenDictionary<Ip, Owned> _owned = FrozenDictionary<Ip, Owned>.Empty;
+    private volatile FrozenSet<Ip> _guarded = FrozenSet<Ip>.Empty;
+    private volatile FrozenSet<Ip> _verified = FrozenSet<Ip>.Empty;
+    private volatile FrozenDictionary<string, MacAddress> _interfaces = FrozenDictionary<string, MacAddress>.Empty;
+    private volatile FrozenSet<MacAddress> _ownMacs = FrozenSet<MacAddress>.Empty; // every capture's: a claim from one is ours
+
+    // Every MAC a heartbeat came from: a speaker taking over (or still answering during a handover) is no conflict.
+    private readonly ConcurrentDictionary<MacAddress, bool> _speakerMacs = new();
 
     public event Action<Heartbeat>? HeartbeatHeard;
 
     public event Action? CaptureTrouble;
+
+    public event Action<Ip, MacAddress>? AddressClaimed;
+
+    public event Action<Ip, MacAddress>? AddressAnswered;
+
+    public void Guard(IReadOnlyCollection<Ip> addresses) => _guarded = addresses.ToFrozenSet();
+
+    public void Verify(IReadOnlyCollection<Ip> addresses) => _verified = addresses.ToFrozenSet();
+
+    public IReadOnlyDictionary<string, MacAddress> Interfaces => _interfaces;
+
+    public bool Probe(Ip address, string interfaceName)
+    {
+        Listener? listener;
+        lock (_lock)
+        {
+            if (!_listeners.TryGetValue(interfaceName, out listener))
+            {
+                return false;
+            }
+        }
+
+        return listener.Send(address.Family == IpFamily.IPv4 ? Frames.ArpProbe(address, listener.Mac) : Frames.DuplicateAddressProbe(address, listener.Mac));
+    }
 
     /// <summary>
     /// Makes the owned addresses exactly <paramref name="owned"/> (address to the interfaces it is announced
@@ -136,6 +190,9 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             {
                 _openFailures.Remove(name);
             }
+
+            _interfaces = _listeners.ToFrozenDictionary(kv => kv.Key, kv => MacAddress.Read(kv.Value.Mac), StringComparer.Ordinal);
+            _ownMacs = _interfaces.Values.ToFrozenSet();
 
             // Addresses on a capture just closed are no longer answered there.
             if (_owned.Any(kv => kv.Value.Interfaces.Any(i => !_listeners.ContainsKey(i))))
@@ -241,10 +298,26 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         {
             if (Heartbeat.TryRead(frame, listener.Mac, out var heartbeat))
             {
+                _speakerMacs.TryAdd(MacAddress.Read(frame[6..]), true);
                 HeartbeatHeard?.Invoke(heartbeat);
             }
 
             return;
+        }
+
+        if (Frames.TryReadClaim(frame, listener.Mac, out var claimed, out var claimant))
+        {
+            if (_guarded.Contains(claimed) && !_ownMacs.Contains(claimant) && !_speakerMacs.ContainsKey(claimant))
+            {
+                AddressClaimed?.Invoke(claimed, claimant);
+                return;
+            }
+
+            if (_verified.Contains(claimed))
+            {
+                AddressAnswered?.Invoke(claimed, claimant);
+                return;
+            }
         }
 
         Span<byte> reply = stackalloc byte[Frames.NeighborAdvertisementLength];

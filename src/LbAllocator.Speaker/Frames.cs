@@ -87,6 +87,111 @@ public static class Frames
     }
 
     /// <summary>
+    /// An RFC 5227 ARP probe for an address this node is about to announce: a request from sender address
+    /// 0.0.0.0 (so no neighbour learns anything from it), answered by any host that already uses the address.
+    /// </summary>
+    public static byte[] ArpProbe(Ip address, ReadOnlySpan<byte> ourMac)
+    {
+        Span<byte> ip = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(ip, (uint)address.Value);
+        var frame = new byte[ArpLength];
+        WriteArp(frame, Broadcast, ourMac, operation: 1, ourMac, stackalloc byte[4], stackalloc byte[6], ip);
+        return frame;
+    }
+
+    /// <summary>
+    /// A duplicate address detection probe (RFC 4862 section 5.4.2) for an IPv6 address this node is about to
+    /// announce: a Neighbor Solicitation from the unspecified address to the target's solicited-node group, without
+    /// a link-layer option; a host using the address answers with a Neighbor Advertisement to all nodes.
+    /// </summary>
+    public static byte[] DuplicateAddressProbe(Ip address, ReadOnlySpan<byte> ourMac)
+    {
+        const int icmpLength = 24;
+        var frame = new byte[14 + 40 + icmpLength];
+        Span<byte> group = stackalloc byte[16];
+        SolicitedNodePrefix.CopyTo(group);
+        Span<byte> target = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(target, address.Value);
+        target[13..].CopyTo(group[13..]);
+        MulticastMac(group, frame);
+        ourMac.CopyTo(frame.AsSpan(6));
+        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(12), EtherTypeIPv6);
+        var ip6 = frame.AsSpan(14);
+        BinaryPrimitives.WriteUInt32BigEndian(ip6, 0x60000000);
+        BinaryPrimitives.WriteUInt16BigEndian(ip6[4..], icmpLength);
+        ip6[6] = IcmpV6;
+        ip6[7] = 255;
+        // Source: the unspecified address (left zero).
+        group.CopyTo(ip6[24..]);
+        var icmp = ip6.Slice(40, icmpLength);
+        icmp[0] = NeighborSolicitation;
+        target.CopyTo(icmp[8..]);
+        BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], IcmpV6Checksum(ip6[8..24], ip6[24..40], icmp));
+        return frame;
+    }
+
+    /// <summary>
+    /// An address another host says it uses, with that host's link-layer address: the sender of any ARP packet
+    /// (request, reply, gratuitous; not a probe, whose sender address is 0.0.0.0), or the target of a well-formed
+    /// Neighbor Advertisement. False for our own frames and for anything else. RFC 5227 section 2.4 counts each of
+    /// these, for an address we use, as a conflict.
+    /// </summary>
+    public static bool TryReadClaim(ReadOnlySpan<byte> frame, ReadOnlySpan<byte> ourMac, out Ip address, out MacAddress claimant)
+    {
+        address = default;
+        claimant = default;
+        if (frame.Length < ArpLength || frame[6..12].SequenceEqual(ourMac))
+        {
+            return false;
+        }
+
+        var etherType = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        if (etherType == EtherTypeArp)
+        {
+            var arp = frame[14..];
+            var senderIp = BinaryPrimitives.ReadUInt32BigEndian(arp[14..]);
+            if (BinaryPrimitives.ReadUInt16BigEndian(arp) != 1 || BinaryPrimitives.ReadUInt16BigEndian(arp[2..]) != 0x0800
+                || arp[4] != 6 || arp[5] != 4 || BinaryPrimitives.ReadUInt16BigEndian(arp[6..]) is not (1 or 2) || senderIp == 0
+                || arp.Slice(8, 6).SequenceEqual(ourMac))
+            {
+                return false;
+            }
+
+            address = new Ip(IpFamily.IPv4, senderIp);
+            claimant = MacAddress.Read(arp[8..]);
+            return true;
+        }
+
+        if (etherType != EtherTypeIPv6 || frame.Length < 14 + 40 + 24)
+        {
+            return false;
+        }
+
+        var ip6 = frame[14..];
+        var payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip6[4..]);
+        if (ip6[0] >> 4 != 6 || ip6[6] != IcmpV6 || ip6[7] != 255 || payloadLength < 24 || payloadLength > ip6.Length - 40)
+        {
+            return false;
+        }
+
+        var icmp = ip6.Slice(40, payloadLength);
+        if (icmp[0] != NeighborAdvertisement || icmp[1] != 0 || icmp[8] == 0xff || IcmpV6Checksum(ip6[8..24], ip6[24..40], icmp) != 0)
+        {
+            return false;
+        }
+
+        address = new Ip(IpFamily.IPv6, BinaryPrimitives.ReadUInt128BigEndian(icmp[8..]));
+        Span<byte> mac = stackalloc byte[MacLength];
+        if (!TryOption(icmp, TargetLinkLayerOption, mac))
+        {
+            frame[6..12].CopyTo(mac);
+        }
+
+        claimant = MacAddress.Read(mac);
+        return !mac.SequenceEqual(ourMac);
+    }
+
+    /// <summary>
     /// The target of a Neighbor Solicitation sent to us (our MAC, or a multicast address) from another host,
     /// with the addresses to answer to. Only well-formed solicitations count: hop limit 255, code 0, no
     /// extension headers.
@@ -148,7 +253,7 @@ public static class Frames
         {
             MulticastMac(AllNodes, askerMac);
         }
-        else if (!TrySourceLinkLayer(ip6[40..(40 + BinaryPrimitives.ReadUInt16BigEndian(ip6[4..]))], askerMac))
+        else if (!TryOption(ip6[40..(40 + BinaryPrimitives.ReadUInt16BigEndian(ip6[4..]))], SourceLinkLayerOption, askerMac))
         {
             solicitation.Slice(6, 6).CopyTo(askerMac);
         }
@@ -220,12 +325,13 @@ public static class Frames
         BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], IcmpV6Checksum(ip6[8..24], ip6[24..40], icmp));
     }
 
-    private static bool TrySourceLinkLayer(ReadOnlySpan<byte> icmp, Span<byte> mac)
+    /// <summary>The link-layer address in the first option of this type after a solicitation's or advertisement's 24 fixed bytes.</summary>
+    private static bool TryOption(ReadOnlySpan<byte> icmp, byte type, Span<byte> mac)
     {
         var options = icmp[24..];
         while (options.Length >= 8 && options[1] > 0 && options[1] * 8 <= options.Length)
         {
-            if (options[0] == SourceLinkLayerOption)
+            if (options[0] == type)
             {
                 options.Slice(2, 6).CopyTo(mac);
                 return true;

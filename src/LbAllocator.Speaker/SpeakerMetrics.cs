@@ -17,6 +17,7 @@ public sealed class SpeakerMetrics
     private readonly Counter _renewFailures;
     private readonly Counter _ownershipChanges;
     private readonly Gauge _alive;
+    private readonly Counter _conflicts;
     private readonly HashSet<string> _exported = new(StringComparer.Ordinal);
 
     public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, IAnnouncer announcer)
@@ -28,11 +29,14 @@ public sealed class SpeakerMetrics
         _gratuitous = factory.CreateCounter("lballocator_speaker_gratuitous_sent_total", "Gratuitous ARP and unsolicited Neighbor Advertisement packets sent, by address.", ["address"]);
         _renewFailures = factory.CreateCounter("lballocator_speaker_lease_renew_failures_total", "Speaker lease renewals that failed.");
         _ownershipChanges = factory.CreateCounter("lballocator_speaker_ownership_changes_total", "Addresses this node started (acquired) or stopped (released) announcing.", ["change"]);
+        _conflicts = factory.CreateCounter("lballocator_speaker_address_conflicts_total", "Times a probe or an announcement found an address this node should announce claimed by a host that is not a speaker.");
         _alive = factory.CreateGauge("lballocator_speaker_alive", "1 while this speaker's lease is fresh and it may answer.");
         registry.AddBeforeCollectCallback(() => Export(announcer.Counters()));
     }
 
     public void RenewFailed() => _renewFailures.Inc();
+
+    public void ConflictDetected() => _conflicts.Inc();
 
     public void SetAlive(bool alive) => _alive.Set(alive ? 1 : 0);
 

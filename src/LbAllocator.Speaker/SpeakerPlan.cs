@@ -3,8 +3,8 @@ using LbAllocator.Core;
 
 namespace LbAllocator.Speaker;
 
-/// <summary>A ServiceL2Status as the plan needs it: its name, the Service it is about and the node it names.</summary>
-public readonly record struct StatusView(string Name, string ServiceKey, string? Node);
+/// <summary>A ServiceL2Status as the plan needs it: its name, the Service it is about, the node it names, and whether it reports an address conflict.</summary>
+public readonly record struct StatusView(string Name, string ServiceKey, string? Node, bool AddressConflict = false);
 
 /// <summary>A Service this node announces: its addresses and the interfaces it answers on.</summary>
 public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Interfaces)
@@ -15,8 +15,17 @@ public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Int
     public string InterfaceText => string.Join(", ", Interfaces);
 }
 
-/// <summary>An event on a Service, decided by the plan and sent by the status writer; for an event on this Node, ServiceKey is "node/NAME".</summary>
-public sealed record PlannedEvent(string ServiceKey, string Type, string Reason, string Message);
+/// <summary>
+/// An event on a Service, decided by the plan and sent by the status writer; for an event on this Node, ServiceKey is
+/// "node/NAME". Each topic's last event is sent once; conflicts have a topic of their own, so they do not reset the
+/// announcement's.
+/// </summary>
+public sealed record PlannedEvent(string ServiceKey, string Type, string Reason, string Message, string Topic = PlannedEvent.AnnounceTopic)
+{
+    public const string AnnounceTopic = "announce";
+    public const string ConflictTopic = "conflict";
+    public const string VerifyTopic = "verify";
+}
 
 /// <summary>
 /// What this node does, decided without I/O from the election, this node's interfaces and the
@@ -28,15 +37,20 @@ public sealed record PlannedEvent(string ServiceKey, string Type, string Reason,
 /// <param name="Failed">Services this node won but cannot announce, with the event message.</param>
 /// <param name="NotAnnounced">Services nobody announces, with the event message; only the janitor (see <see cref="Make"/>) reports them.</param>
 /// <param name="StaleStatuses">ServiceL2Statuses to delete.</param>
+/// <param name="Unproven">
+/// Owned addresses to probe for conflicts before answering (<see cref="AddressGuard"/>): those of Services without a
+/// ServiceL2Status (never announced) or whose status reports an address conflict.
+/// </param>
 public sealed record SpeakerPlan(
     IReadOnlyDictionary<Ip, string[]> Owned,
     IReadOnlyDictionary<string, Ours> Announced,
     IReadOnlyDictionary<string, string> Failed,
     IReadOnlyDictionary<string, string> NotAnnounced,
-    IReadOnlyList<string> StaleStatuses)
+    IReadOnlyList<string> StaleStatuses,
+    IReadOnlySet<Ip> Unproven)
 {
     public static readonly SpeakerPlan Empty = new(
-        new Dictionary<Ip, string[]>(), new Dictionary<string, Ours>(), new Dictionary<string, string>(), new Dictionary<string, string>(), []);
+        new Dictionary<Ip, string[]>(), new Dictionary<string, Ours>(), new Dictionary<string, string>(), new Dictionary<string, string>(), [], new HashSet<Ip>());
 
     /// <param name="node">This node.</param>
     /// <param name="janitor">
@@ -70,13 +84,17 @@ public sealed record SpeakerPlan(
             ? election.NotAnnounced().ToDictionary(d => d.ServiceKey, d => $"no node announces {Join(d.Addresses)}: {d.Reason}", StringComparer.Ordinal)
             : new Dictionary<string, string>(StringComparer.Ordinal);
 
+        var statusList = statuses.ToList();
+        var proven = statusList.Where(s => !s.AddressConflict).Select(s => s.ServiceKey).ToHashSet(StringComparer.Ordinal);
+        var unproven = announced.Where(kv => !proven.Contains(kv.Key)).SelectMany(kv => kv.Value.Addresses).ToHashSet();
+
         // This node's own statuses for Services it no longer announces; and, for the janitor, those of
         // Services that are gone or announced by nobody.
-        var stale = statuses
+        var stale = statusList
             .Where(s => s.Node == node ? !announced.ContainsKey(s.ServiceKey) : janitor && election.Get(s.ServiceKey)?.Node is null)
             .Select(s => s.Name)
             .ToList();
-        return new SpeakerPlan(owned, announced, failed, notAnnounced, stale);
+        return new SpeakerPlan(owned, announced, failed, notAnnounced, stale, unproven);
     }
 
     /// <summary>The events that telling the change from <paramref name="previous"/> takes: each state is reported once, when it starts.</summary>

@@ -57,6 +57,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Health _health;
     private readonly L2StatusWriter _writer;
     private readonly SpeakerEffects _effects;
+    private readonly Verifier _verifier;
     private readonly Func<IReadOnlyList<NetworkInterfaceInfo>> _scan;
 
     // What changed since the last pass, filled by the caches' callbacks.
@@ -104,6 +105,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
         _writer = new L2StatusWriter(client, options, _statuses, time, loggers.CreateLogger<L2StatusWriter>());
         _effects = new SpeakerEffects(announcer, _writer, metrics, options, time, loggers.CreateLogger<SpeakerEffects>());
+        _verifier = new Verifier(options.NodeName, announcer, _writer, time, loggers.CreateLogger<Verifier>());
 
         _services.Changed += (old, now) => Changed(_changedServices, ObjectKey.Of((now ?? old)!));
         _nodes.Changed += (old, now) => Changed(_changedNodes, (now ?? old)!.Metadata.Name);
@@ -120,11 +122,28 @@ public sealed partial class SpeakerReconciler : IDisposable
                 _queue.Add(Pass);
             }
         };
+        // A status naming a new owner or MACs (a takeover) changes what this node verifies; condition writes do not.
+        _statuses.Changed += (old, now) =>
+        {
+            if (old?.Status?.Node != now?.Status?.Node
+                || !(old?.Status?.Interfaces?.Select(i => (i.Name, i.Mac)) ?? []).SequenceEqual(now?.Status?.Interfaces?.Select(i => (i.Name, i.Mac)) ?? []))
+            {
+                _queue.Add(Pass);
+            }
+        };
         lease.HealthChanged += () => _queue.Add(Pass);
         lease.Renewed += RestartWatchesIfStalled;
         announcer.HeartbeatHeard += heartbeat =>
         {
             if (_lan.Heard(heartbeat))
+            {
+                _queue.Add(Pass);
+            }
+        };
+        // Another host claims an address this node probes or announces: a pass stops answering it.
+        announcer.AddressClaimed += (address, claimant) =>
+        {
+            if (_effects.Claimed(address, claimant))
             {
                 _queue.Add(Pass);
             }
@@ -152,7 +171,7 @@ public sealed partial class SpeakerReconciler : IDisposable
             _queue.Add(Pass);
             _beat = new Thread(Beat) { IsBackground = true, Name = "heartbeat", Priority = ThreadPriority.AboveNormal };
             _beat.Start();
-            await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
+            await Task.WhenAll([.. caches, _writer.RunAsync(cancellationToken), _verifier.RunAsync(cancellationToken), WorkAsync(cancellationToken), RescanAsync(cancellationToken)]);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -174,6 +193,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _queue.Dispose();
         _effects.Dispose();
         _writer.Dispose();
+        _verifier.Dispose();
     }
 
     /// <summary>The heartbeat this speaker sends now; leaving says it stopped answering, so peers take over at once.</summary>
@@ -355,11 +375,13 @@ public sealed partial class SpeakerReconciler : IDisposable
         _alive = alive;
         var janitor = view.Self == SelfState.Candidate && alive.Min(StringComparer.Ordinal) == _options.NodeName;
         var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
-        _effects.Apply(plan, key => _services.TryGet(key, out var service) ? service : null, cancellationToken);
+        Func<string, V1Service?> serviceOf = key => _services.TryGet(key, out var service) ? service : null;
+        var guardDue = _effects.Apply(plan, serviceOf, cancellationToken);
+        _verifier.Set(VerifyTargets(alive, _election), serviceOf);
         _metrics.SetOwned(_options.NodeName, plan.Owned.Keys);
         Report(view, cannotAnswer);
 
-        TimeSpan?[] due = [nextExpiry, view.NextChange, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
+        TimeSpan?[] due = [nextExpiry, view.NextChange, guardDue, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
         return due.Where(d => d is not null).Min();
     }
 
@@ -456,8 +478,41 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
+    /// <summary>
+    /// The Services this node checks (<see cref="Verifier"/>): announced by another live node that its status names
+    /// with its MACs and the election agrees on, and for which this node ranks first among the others. Only a node
+    /// standing for election checks.
+    /// </summary>
+    private List<VerifyTarget> VerifyTargets(HashSet<string> alive, ElectionTable election)
+    {
+        var targets = new List<VerifyTarget>();
+        if (!alive.Contains(_options.NodeName))
+        {
+            return targets;
+        }
+
+        foreach (var status in _statuses.Items)
+        {
+            if (status.Status is not { Node: { } owner } s || owner == _options.NodeName || !alive.Contains(owner))
+            {
+                continue;
+            }
+
+            var key = $"{s.ServiceNamespace}/{s.ServiceName}";
+            var macs = (s.Interfaces ?? []).Select(i => MacAddress.TryParse(i.Mac, out var mac) ? mac : (MacAddress?)null).OfType<MacAddress>().ToList();
+            // A status an older speaker wrote has no MACs: nothing to check the answers against.
+            if (macs.Count > 0 && election.Get(key) is { } decision && decision.Node == owner && Verifier.VerifierOf(key, owner, alive) == _options.NodeName)
+            {
+                targets.Add(new VerifyTarget(key, status.Metadata.Name, owner, decision.Addresses, macs));
+            }
+        }
+
+        return targets;
+    }
+
     private IEnumerable<StatusView> Statuses() => _statuses.Items.Select(s =>
-        new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node));
+        new StatusView(s.Metadata.Name, $"{s.Status?.ServiceNamespace}/{s.Status?.ServiceName}", s.Status?.Node,
+            s.Status?.Conditions?.Any(c => c.Type == L2Conditions.AddressConflict && c.Status == "True") == true));
 
     private static ElectionNode ToElectionNode(V1Node node, HashSet<string> alive) => new(
         node.Metadata.Name,

@@ -35,9 +35,10 @@ public class KubectlTests(Lab lab) : IAsyncLifetime
         await Eventually.HoldsAsync(async () =>
         {
             var text = await lab.Server.KubectlMustAsync("get", "servicel2statuses", "-n", Lab.InstallNamespace);
-            Assert.Equal(["NAME", "SERVICE NAMESPACE", "SERVICE", "NODE", "INTERFACES", "AGE"], KubectlTable.Header(text));
+            Assert.Equal(["NAME", "SERVICE NAMESPACE", "SERVICE", "NODE", "INTERFACES", "CONFLICT", "VERIFIED", "AGE"], KubectlTable.Header(text));
             var rows = KubectlTable.Parse(text).Where(r => r["SERVICE"] == "shown").ToList();
-            return rows is [var row] && row["SERVICE NAMESPACE"] == "default" && row["NODE"] == node && row["INTERFACES"] == "eth0" && row["NAME"].Length > 0 && row["AGE"].Length > 0
+            return rows is [var row] && row["SERVICE NAMESPACE"] == "default" && row["NODE"] == node && row["INTERFACES"] == "eth0" && row["CONFLICT"] == "False" && row["VERIFIED"] == "True"
+                && row["NAME"].Length > 0 && row["AGE"].Length > 0
                 ? null
                 : $"ARP is answered by {node}, but kubectl shows:\n{text}";
         }, TimeSpan.FromSeconds(10));

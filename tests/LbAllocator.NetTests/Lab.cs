@@ -384,6 +384,25 @@ public sealed partial class Lab : IAsyncLifetime
     public async Task SendFromClientAsync(string ip) =>
         await Shell.MustAsync("ip", "netns", "exec", ClientNs, "bash", "-c", $"echo > /dev/udp/{ip}/9");
 
+    /// <summary>Every MAC that answers three broadcast ARP requests for the address from the client (empty: nobody).</summary>
+    public async Task<HashSet<string>> ArpAnswerersAsync(string ip)
+    {
+        var (_, output) = await Shell.RunAsync("ip", "netns", "exec", ClientNs, "arping", "-b", "-c", "3", "-w", "3", "-I", "eth0", ip);
+        return [.. ReplyMac().Matches(output).Select(m => m.Groups[1].Value.ToLowerInvariant())];
+    }
+
+    /// <summary>
+    /// Every MAC that answers two Neighbor Solicitations for the address from the client (empty: nobody), as seen on
+    /// the wire: ndisc6 itself ignores advertisements from a link-local source, which is where speakers send them from.
+    /// </summary>
+    public async Task<HashSet<string>> NeighborAnswerersAsync(string ip)
+    {
+        using var capture = await Shell.CaptureAsync(ClientNs, "-n", "-e", "-l", "icmp6 and ip6[40] = 136");
+        await Shell.RunAsync("ip", "netns", "exec", ClientNs, "ndisc6", "-m", "-r", "2", "-w", "1000", ip, "eth0");
+        await Task.Delay(TimeSpan.FromMilliseconds(200)); // tcpdump prints what it saw
+        return [.. capture.Lines.Select(l => AdvertisementFrom().Match(l)).Where(m => m.Success && m.Groups["target"].Value == ip).Select(m => m.Groups["from"].Value)];
+    }
+
     /// <summary>The node whose MAC answers ARP for the address, waiting until someone does.</summary>
     public Task<string> WaitForArpOwnerAsync(string ip, string? not = null, TimeSpan? timeout = null) =>
         WaitForOwnerAsync("ARP", ArpingAsync, ip, not, timeout);
@@ -503,6 +522,61 @@ public sealed partial class Lab : IAsyncLifetime
         ClientMac = (await Shell.MustAsync("ip", "netns", "exec", ClientNs, "cat", "/sys/class/net/eth0/address")).Trim();
     }
 
+    /// <summary>
+    /// A host on the LAN that is not a node and runs no speaker, using <paramref name="addresses"/> (ADDR/LEN) as any
+    /// Linux host does (its kernel answers ARP and NDP for them); <paramref name="name"/> at most 13 characters (its
+    /// bridge port is f-NAME). Its namespace is deleted by the returned object, and
+    /// with the lab's others should a test fail first.
+    /// </summary>
+    public async Task<ForeignHost> AddForeignHostAsync(string name, params string[] addresses)
+    {
+        var ns = $"{_prefix}-{name}";
+        await Shell.MustAsync("ip", "netns", "add", ns);
+        var host = new ForeignHost(ns);
+        await Shell.MustAsync("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0");
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "add", $"f-{name}", "type", "veth", "peer", "name", "eth0", "netns", ns);
+        await Shell.MustAsync("ip", "-n", LanNs, "link", "set", $"f-{name}", "master", "br0", "up");
+        await Shell.MustAsync("ip", "-n", ns, "link", "set", "eth0", "up");
+        foreach (var address in addresses)
+        {
+            string[] add = ["-n", ns, "addr", "add", address, "dev", "eth0"];
+            await Shell.MustAsync("ip", address.Contains(':', StringComparison.Ordinal) ? [.. add, "nodad"] : add);
+        }
+
+        host.Mac = (await Shell.MustAsync("ip", "netns", "exec", ns, "cat", "/sys/class/net/eth0/address")).Trim();
+        return host;
+    }
+
+    /// <summary>
+    /// Drops the node's ARP replies on the LAN bridge (nft, bridge family: the speaker sends through a packet socket,
+    /// which no netfilter hook of its own namespace sees) until the returned object is disposed; heartbeats and
+    /// everything else still pass.
+    /// </summary>
+    public async Task<IAsyncDisposable> DropArpRepliesAsync(string node)
+    {
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "table", "bridge", "lbt");
+        var undo = new Undo(() => Shell.RunAsync("ip", "netns", "exec", LanNs, "nft", "delete", "table", "bridge", "lbt"));
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "chain", "bridge", "lbt", "forward", "{ type filter hook forward priority 0; }");
+        await Shell.MustAsync("ip", "netns", "exec", LanNs, "nft", "add", "rule", "bridge", "lbt", "forward", "ether", "saddr", Macs[node], "arp", "operation", "reply", "drop");
+        return undo;
+    }
+
+    private sealed class Undo(Func<Task> action) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await action();
+    }
+
+    /// <summary>A host made by <see cref="AddForeignHostAsync"/>: its namespace and MAC.</summary>
+    public sealed class ForeignHost(string ns) : IAsyncDisposable
+    {
+        public string Namespace { get; } = ns;
+
+        public string Mac { get; internal set; } = "";
+
+        /// <summary>Deletes the namespace, and with it the host's link to the LAN: the host is gone.</summary>
+        public async ValueTask DisposeAsync() => await Shell.RunAsync("ip", "netns", "delete", Namespace);
+    }
+
     /// <summary>Deletes the node's LAN interface (eth0, and with it its bridge port), as a removed NIC or a deleted VLAN would.</summary>
     public async Task DeleteLanLinkAsync(string node) =>
         await Shell.MustAsync("ip", "-n", NodeNs(node), "link", "delete", "eth0");
@@ -546,7 +620,7 @@ public sealed partial class Lab : IAsyncLifetime
         }
 
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
-            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "2001:db8::200-2001:db8::21f"] } },
+            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "192.0.2.226-192.0.2.227", "2001:db8::200-2001:db8::22f"] } },
             Api.Group, Api.Version, InstallNamespace, "ipaddresspools");
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
             new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new L2AdvertisementSpec { Interfaces = ["eth0"] } },
@@ -609,6 +683,11 @@ public sealed partial class Lab : IAsyncLifetime
 
     [GeneratedRegex(@"\[([0-9A-Fa-f:]{17})\]")]
     private static partial Regex ReplyMac();
+
+    // tcpdump -n -e: "12:00:00.000000 02:00:00:00:00:01 > 33:33:00:00:00:01, ethertype IPv6 (0x86dd), length 86:
+    // fe80::1 > ff02::1: ICMP6, neighbor advertisement, tgt is 2001:db8::21a, length 32"
+    [GeneratedRegex(@"(?<from>[0-9a-f:]{17}) > [0-9a-f:]{17}, .*: ICMP6, neighbor advertisement, tgt is (?<target>[0-9a-f:]+),")]
+    private static partial Regex AdvertisementFrom();
 
     // "2001:db8::200 lladdr 02:..:01 REACHABLE" in `ip -6 neigh show`; none while INCOMPLETE or FAILED.
     [GeneratedRegex(@"lladdr ([0-9A-Fa-f:]{17})")]

@@ -9,7 +9,7 @@ namespace LbAllocator.NetTests;
 [Collection(LabCollection.Name)]
 public class PreferenceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
 {
-    private const string Ip = "2001:db8::21c";
+    private const string Ip = "2001:db8::221";
     private const string ServiceName = "preferred";
     private const string Advertisement = "prefer-one-node";
 
@@ -81,7 +81,7 @@ public class PreferenceTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
     private async Task WaitForNdpOwnerAsync(string node) =>
         await Eventually.HoldsAsync(async () =>
         {
-            var mac = await lab.Ndisc6Async(Ip);
+            var mac = await lab.NdpAsync(Ip);
             return mac == lab.Macs[node] ? null : $"{Ip} answered by {lab.Macs.FirstOrDefault(kv => kv.Value == mac).Key ?? mac ?? "nobody"}, not {node}";
         }, TimeSpan.FromSeconds(30));
 }

@@ -210,6 +210,79 @@ public class FramesTests
         Assert.Equal(0x21cb, sum);
     }
 
+    [Fact]
+    public void Arp_probe_is_a_request_from_sender_address_zero_byte_for_byte()
+    {
+        var probe = Frames.ArpProbe(Ip.Parse("192.0.2.10"), Ours);
+        Assert.Equal(
+            "ffffffffffff" + "020000000001" + "0806" + "0001" + "0800" + "06" + "04" + "0001"
+            + "020000000001" + "00000000" + "000000000000" + "c000020a",
+            Convert.ToHexStringLower(probe));
+        var parsed = Assert.IsType<ArpPacket>(Packet.ParsePacket(LinkLayers.Ethernet, probe).PayloadPacket);
+        Assert.Equal(ArpOperation.Request, parsed.Operation);
+        Assert.Equal(IPAddress.Any, parsed.SenderProtocolAddress);
+
+        // Another speaker owning the address answers it (RFC 5227: the owner defends); it claims nothing.
+        Assert.True(Frames.TryReadArpRequest(probe, Asker, out var target));
+        Assert.Equal(Ip.Parse("192.0.2.10"), target);
+        Assert.False(Frames.TryReadClaim(probe, Asker, out _, out _));
+    }
+
+    [Fact]
+    public void Duplicate_address_probe_is_a_solicitation_from_the_unspecified_address_to_the_solicited_node_group()
+    {
+        var probe = Frames.DuplicateAddressProbe(Ip.Parse("2001:db8::12:3456"), Ours);
+        Assert.Equal(14 + 40 + 24, probe.Length);
+        Assert.Equal("3333ff123456" + "020000000001" + "86dd", Convert.ToHexStringLower(probe.AsSpan(0, 14)));
+        var ip6 = Assert.IsType<IPv6Packet>(Packet.ParsePacket(LinkLayers.Ethernet, probe).PayloadPacket);
+        Assert.Equal(IPAddress.IPv6Any, ip6.SourceAddress);
+        Assert.Equal(IPAddress.Parse("ff02::1:ff12:3456"), ip6.DestinationAddress);
+        Assert.Equal(255, ip6.HopLimit);
+        var icmp = Assert.IsType<IcmpV6Packet>(ip6.PayloadPacket);
+        Assert.True(icmp.ValidIcmpChecksum);
+        var solicitation = Assert.IsType<NdpNeighborSolicitationPacket>(icmp.PayloadPacket);
+        Assert.Equal(IPAddress.Parse("2001:db8::12:3456"), solicitation.TargetAddress);
+        Assert.Empty(solicitation.OptionsCollection); // RFC 4862: no link-layer option from the unspecified address
+
+        // A speaker owning the address answers it as duplicate address detection.
+        Assert.True(Frames.TryReadNeighborSolicitation(probe, Asker, out var target));
+        Assert.Equal(Ip.Parse("2001:db8::12:3456"), target);
+    }
+
+    [Fact]
+    public void Claims_are_read_from_arp_senders_and_advertisement_targets_of_other_hosts()
+    {
+        AssertClaim(Convert.FromHexString(ArpRequest), "192.0.2.100", "02:00:00:00:00:99"); // the asker uses its own address
+        AssertClaim(Frames.GratuitousArp(Ip.Parse("192.0.2.10"), Asker, reply: false), "192.0.2.10", "02:00:00:00:00:99");
+        AssertClaim(Frames.GratuitousArp(Ip.Parse("192.0.2.10"), Asker, reply: true), "192.0.2.10", "02:00:00:00:00:99");
+        AssertClaim(Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Asker, LinkLocal), "2001:db8::10", "02:00:00:00:00:99");
+
+        // An advertisement's target link-layer option names the claimant, whatever the frame's source.
+        var relayed = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Asker, LinkLocal);
+        Convert.FromHexString("0200000000aa").CopyTo(relayed, 6);
+        AssertClaim(relayed, "2001:db8::10", "02:00:00:00:00:99");
+
+        // Our own frames, probes, solicitations and broken advertisements claim nothing.
+        Assert.False(Frames.TryReadClaim(Frames.GratuitousArp(Ip.Parse("192.0.2.10"), Ours, reply: true), Ours, out _, out _));
+        Assert.False(Frames.TryReadClaim(Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Ours, LinkLocal), Ours, out _, out _));
+        Assert.False(Frames.TryReadClaim(Frames.ArpProbe(Ip.Parse("192.0.2.10"), Asker), Ours, out _, out _));
+        Assert.False(Frames.TryReadClaim(WithChecksum(Solicitation), Ours, out _, out _));
+        var corrupt = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Asker, LinkLocal);
+        corrupt[^1] ^= 1;
+        Assert.False(Frames.TryReadClaim(corrupt, Ours, out _, out _));
+        var hopped = Frames.UnsolicitedAdvertisement(Ip.Parse("2001:db8::10"), Asker, LinkLocal);
+        hopped[14 + 7] = 64;
+        Assert.False(Frames.TryReadClaim(hopped, Ours, out _, out _));
+        Assert.False(Frames.TryReadClaim(Convert.FromHexString(ArpRequest).AsSpan(0, 41), Ours, out _, out _));
+    }
+
+    private static void AssertClaim(byte[] frame, string address, string mac)
+    {
+        Assert.True(Frames.TryReadClaim(frame, Ours, out var claimed, out var claimant));
+        Assert.Equal(Ip.Parse(address), claimed);
+        Assert.Equal(mac, claimant.ToString());
+    }
+
     /// <summary>Fills the CSUM placeholder with the ICMPv6 checksum computed independently by PacketDotNet.</summary>
     internal static byte[] WithChecksum(string hex)
     {

@@ -59,6 +59,42 @@ internal sealed class RecordingAnnouncer : IAnnouncer
 
     public event Action? CaptureTrouble;
 
+    public event Action<Ip, MacAddress>? AddressClaimed;
+
+    public event Action<Ip, MacAddress>? AddressAnswered;
+
+    /// <summary>The addresses it was last told to verify.</summary>
+    public IReadOnlyCollection<Ip> Verifying { get; private set; } = [];
+
+    public IReadOnlyDictionary<string, MacAddress> Interfaces =>
+        Listening.Where(i => !Broken.ContainsKey(i)).ToDictionary(i => i, i => new MacAddress(0x02_00_00_00_00_01), StringComparer.Ordinal);
+
+    public void Verify(IReadOnlyCollection<Ip> addresses) => Verifying = [.. addresses];
+
+    /// <summary>Delivers an answer for a verified address as if heard on the LAN.</summary>
+    public void Answer(Ip address, MacAddress from) => AddressAnswered?.Invoke(address, from);
+
+    /// <summary>The addresses it was last told to watch for claims.</summary>
+    public IReadOnlyCollection<Ip> Guarded { get; private set; } = [];
+
+    /// <summary>Every probe sent, in order.</summary>
+    public List<(Ip Address, string Interface)> Probes { get; } = [];
+
+    public void Guard(IReadOnlyCollection<Ip> addresses) => Guarded = [.. addresses];
+
+    public bool Probe(Ip address, string interfaceName)
+    {
+        lock (Probes)
+        {
+            Probes.Add((address, interfaceName));
+        }
+
+        return true;
+    }
+
+    /// <summary>Delivers a claim as if a host that is not a speaker said it uses the address.</summary>
+    public void Claim(Ip address, MacAddress claimant) => AddressClaimed?.Invoke(address, claimant);
+
     /// <summary>Delivers a heartbeat as if heard on the LAN.</summary>
     public void Hear(Heartbeat heartbeat) => HeartbeatHeard?.Invoke(heartbeat);
 

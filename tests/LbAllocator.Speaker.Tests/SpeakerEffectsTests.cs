@@ -28,6 +28,7 @@ public sealed class SpeakerEffectsTests : IDisposable
     private readonly L2StatusWriter _writer;
     private readonly SpeakerEffects _effects;
     private readonly ElectionTable _election;
+    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly Task _writing;
 
     public SpeakerEffectsTests()
@@ -35,10 +36,9 @@ public sealed class SpeakerEffectsTests : IDisposable
         // The handler answers nothing and forwards nothing: no request leaves the process.
         var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = "http://127.0.0.1:9" }, _api);
         var statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, _options.Namespace), NullLogger.Instance);
-        var registry = Metrics.NewCustomRegistry();
         _writer = new L2StatusWriter(client, _options, statuses, _time, NullLogger<L2StatusWriter>.Instance);
         _effects = new SpeakerEffects(
-            _announcer, _writer, new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, _announcer), _options, _time, NullLogger<SpeakerEffects>.Instance);
+            _announcer, _writer, new SpeakerMetrics(Metrics.WithCustomRegistry(_registry), _registry, _announcer), _options, _time, NullLogger<SpeakerEffects>.Instance);
         var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"])], [new Core.L2AdvertisementSpec("all")]);
         _election = ElectionTable.Build(
             config.Pools,
@@ -59,7 +59,7 @@ public sealed class SpeakerEffectsTests : IDisposable
 
         // This node's speaker is fenced: the next decision gives the address up, without waiting for anything.
         _election.SetNode(new ElectionNode("node-a", new Dictionary<string, string>(), SpeakerAlive: false));
-        await Task.Run(Apply).WaitAsync(TimeSpan.FromSeconds(5)); // throws if the decision waited on the API
+        await Task.Run(() => Apply()).WaitAsync(TimeSpan.FromSeconds(5)); // throws if the decision waited on the API
         Assert.Empty(_announcer.Owned);
         Assert.True(_api.InFlight(StatusPath) >= 1, "the hung write is still pending");
 
@@ -90,6 +90,42 @@ public sealed class SpeakerEffectsTests : IDisposable
         });
     }
 
+    [Fact]
+    public void A_service_never_announced_is_probed_first_and_an_address_another_host_claims_is_no_longer_answered()
+    {
+        var other = new MacAddress(0x02_00_00_00_00_99);
+        Assert.Equal(TimeSpan.FromMilliseconds(300), Apply(statuses: []));
+        Assert.Empty(_announcer.Owned);
+        Assert.Equal([(Address, "eth0")], _announcer.Probes);
+        Assert.Equal([Address], _announcer.Guarded);
+        _time.Advance(AddressGuard.ProbeSpacing);
+        Assert.Equal(2, _announcer.Probes.Count);
+
+        _time.Advance(AddressGuard.ProbeWait);
+        Assert.Null(Apply(statuses: []));
+        Assert.Equal([Address], _announcer.Owned.Keys);
+        Assert.Equal(2, _announcer.Probes.Count);
+
+        // A claim while answering is checked with a probe; the same host answering it is a conflict.
+        Assert.True(_effects.Claimed(Address, other));
+        Apply(statuses: []);
+        Assert.Equal([Address], _announcer.Owned.Keys);
+        Assert.Equal(3, _announcer.Probes.Count);
+        Assert.True(_effects.Claimed(Address, other));
+        Assert.Equal(AddressGuard.FirstRetry, Apply(statuses: []));
+        Assert.Empty(_announcer.Owned);
+        Assert.Equal([Address], _announcer.Guarded); // still watched while held back
+        Assert.Equal(1, Metrics.WithCustomRegistry(_registry).CreateCounter("lballocator_speaker_address_conflicts_total", "").Value);
+
+        // Probed again after the backoff; nobody answers now, so it is answered again.
+        _time.Advance(AddressGuard.FirstRetry); // the challenge's second probe goes out meanwhile
+        Apply(statuses: []);
+        Assert.Equal(5, _announcer.Probes.Count);
+        _time.Advance(AddressGuard.ProbeSpacing + AddressGuard.ProbeWait);
+        Apply(statuses: []);
+        Assert.Equal([Address], _announcer.Owned.Keys);
+    }
+
     public void Dispose()
     {
         _stop.Cancel();
@@ -102,8 +138,12 @@ public sealed class SpeakerEffectsTests : IDisposable
     private const string StatusPath = "servicel2statuses";
     private const string EventPath = "/events";
 
-    private void Apply() =>
-        _effects.Apply(SpeakerPlan.Make("node-a", _election, janitor: false, [], [Eth0], new Regex("^lo$")), key => key == "default/web" ? Web : null, _stop.Token);
+    /// <param name="statuses">The ServiceL2Statuses seen; by default one naming another node, so this is a takeover (not probed).</param>
+    private TimeSpan? Apply(StatusView[]? statuses = null) =>
+        _effects.Apply(
+            SpeakerPlan.Make("node-a", _election, janitor: false, statuses ?? [new StatusView("status", "default/web", "node-b")], [Eth0], new Regex("^lo$")),
+            key => key == "default/web" ? Web : null,
+            _stop.Token);
 
     private async Task Eventually(Func<bool> condition)
     {

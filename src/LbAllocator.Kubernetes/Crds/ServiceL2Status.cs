@@ -40,10 +40,56 @@ public sealed class ServiceL2StatusStatus
 
     [JsonPropertyName("interfaces")]
     public IList<InterfaceInfo>? Interfaces { get; set; }
+
+    /// <summary>
+    /// Two writers share these: the announcing node (<see cref="L2Conditions.AddressConflict"/>) and, later, a
+    /// verifier on another node. Each changes only its own types, by read-modify-write on the resourceVersion.
+    /// </summary>
+    [JsonPropertyName("conditions")]
+    public IList<V1Condition>? Conditions { get; set; }
+}
+
+/// <summary>The condition types of a ServiceL2Status.</summary>
+public static class L2Conditions
+{
+    /// <summary>True while another host (not a speaker) claims one of the Service's addresses, which is then not announced.</summary>
+    public const string AddressConflict = "AddressConflict";
+
+    /// <summary>Written by another node's speaker: whether the owner's MAC answers ARP / NDP for every address, checked every 10 s.</summary>
+    public const string Verified = "Verified";
+
+    /// <summary>
+    /// Replaces the condition of <paramref name="wanted"/>'s type in <paramref name="conditions"/>, keeping the others
+    /// (another writer's) untouched; the transition time moves only when the status flips.
+    /// </summary>
+    public static List<V1Condition> Set(IEnumerable<V1Condition>? conditions, V1Condition wanted)
+    {
+        var list = conditions?.ToList() ?? [];
+        var old = list.FindIndex(c => c.Type == wanted.Type);
+        if (old >= 0 && list[old].Status == wanted.Status)
+        {
+            wanted.LastTransitionTime = list[old].LastTransitionTime;
+        }
+
+        if (old >= 0)
+        {
+            list[old] = wanted;
+        }
+        else
+        {
+            list.Add(wanted);
+        }
+
+        return list;
+    }
 }
 
 public sealed class InterfaceInfo
 {
     [JsonPropertyName("name")]
     public string? Name { get; set; }
+
+    /// <summary>The interface's MAC, which answers for the Service there: what a verifier expects, and what an operator looks for on the wire.</summary>
+    [JsonPropertyName("mac")]
+    public string? Mac { get; set; }
 }
