@@ -27,8 +27,11 @@ if (args is ["footprint", ..])
 
 const int Trials = 20;
 const string Vip = "192.0.2.210";
+// "answering" runs the answering sections only (ARP latency and rate, a few minutes instead of the failover trials').
+var answeringOnly = args is ["answering", ..];
 // Any other arguments are speaker options for every speaker, e.g. --lease-duration 1.5 --renew-interval 0.5.
-var lab = new Lab { SpeakerOptions = args };
+string[] speakerOptions = answeringOnly ? args[1..] : args;
+var lab = new Lab { SpeakerOptions = speakerOptions };
 await lab.InitializeAsync();
 try
 {
@@ -36,7 +39,7 @@ try
     var owner = await lab.WaitForArpOwnerAsync(Vip);
     // The kernel's own answer for comparison: the owner node's address on the same interface.
     var kernelIp = $"192.0.2.{11 + Array.IndexOf(Lab.Nodes, owner)}";
-    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(args.Length == 0 ? "defaults" : string.Join(' ', args))}; {Load()}");
+    Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(speakerOptions.Length == 0 ? "defaults" : string.Join(' ', speakerOptions))}; {Load()}");
     Console.WriteLine();
 
     Console.WriteLine("## ARP reply latency (from the client namespace, 1,000 requests one at a time, sent and captured with libpcap)");
@@ -71,6 +74,10 @@ try
     await Task.Delay(TimeSpan.FromSeconds(10));
     Console.WriteLine($"Speaker idle (one Service, lease renewals only): CPU {(CpuSeconds(pid) - idleBefore) / 10 * 100:F2} % of a core over 10 s; RSS {Rss(pid) / 1024} MiB; peak RSS {PeakRss(pid) / 1024} MiB after the floods.");
     Console.WriteLine();
+    if (answeringOnly)
+    {
+        return 0;
+    }
 
     Console.WriteLine($"## Failover ({Trials} trials of each fault; {Load()})");
     Console.WriteLine();

@@ -21,9 +21,9 @@ namespace LbAllocator.Speaker;
 public sealed partial class L2StatusWriter : IDisposable
 {
     private const int Workers = 4;
-    private const int WriteAttempts = 3;
+    private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff
     private const string VerifiedItem = "verified:"; // queue items for the Verified condition: status names hold no colon
-    private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromSeconds(60); // an unchanged result is rewritten this often, for its check time // read-modify-write rounds lost to another writer before the queue's backoff
+    private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromSeconds(60); // an unchanged result is rewritten this often, for its check time
     private const string Plural = "servicel2statuses";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
