@@ -19,6 +19,7 @@ public sealed partial class SpeakerEffects(
     private readonly AddressGuard _guard = new(time);
     private SpeakerPlan _applied = SpeakerPlan.Empty;
     private IReadOnlyDictionary<Ip, AddressConflict> _conflicts = new Dictionary<Ip, AddressConflict>();
+    private readonly HashSet<string> _told = new(StringComparer.Ordinal); // Services whose nodeAssigned event is out
 
     /// <param name="service">The Service object for a key, for events about it; null when it is gone.</param>
     /// <param name="cancellationToken">Ends the gratuitous announcements and probes still being sent.</param>
@@ -59,7 +60,7 @@ public sealed partial class SpeakerEffects(
 
         var previousConflicts = _conflicts;
         _conflicts = guarded.Conflicts;
-        foreach (var planned in plan.EventsSince(previous, options.NodeName).Concat(ConflictEvents(plan, previousConflicts, guarded)))
+        foreach (var planned in plan.EventsSince(previous).Concat(AssignedEvents(plan, guarded)).Concat(ConflictEvents(plan, previousConflicts, guarded)))
         {
             if (service(planned.ServiceKey) is { } target)
             {
@@ -88,6 +89,23 @@ public sealed partial class SpeakerEffects(
                 return true;
             default:
                 return false;
+        }
+    }
+
+    /// <summary>
+    /// nodeAssigned for each Service announced, once, when an address of it is first answered: not while its first
+    /// probe or a conflict holds every address back.
+    /// </summary>
+    private IEnumerable<PlannedEvent> AssignedEvents(SpeakerPlan plan, GuardDecision guarded)
+    {
+        _told.IntersectWith(plan.Announced.Keys);
+        foreach (var (key, ours) in plan.Announced)
+        {
+            if (!_told.Contains(key) && ours.Addresses.Any(guarded.Allowed.ContainsKey))
+            {
+                _told.Add(key);
+                yield return SpeakerPlan.Assigned(key, ours, options.NodeName);
+            }
         }
     }
 

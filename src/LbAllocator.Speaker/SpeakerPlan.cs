@@ -97,14 +97,13 @@ public sealed record SpeakerPlan(
         return new SpeakerPlan(owned, announced, failed, notAnnounced, stale, unproven);
     }
 
-    /// <summary>The events that telling the change from <paramref name="previous"/> takes: each state is reported once, when it starts.</summary>
-    public IEnumerable<PlannedEvent> EventsSince(SpeakerPlan previous, string node)
+    /// <summary>
+    /// The events that telling the change from <paramref name="previous"/> takes: each state is reported once, when it
+    /// starts. That a Service is announced is told by the effects (<see cref="Assigned"/>), once an address of it is
+    /// answered: a probe or a conflict may hold it back.
+    /// </summary>
+    public IEnumerable<PlannedEvent> EventsSince(SpeakerPlan previous)
     {
-        foreach (var (key, ours) in StartedSince(previous))
-        {
-            yield return new PlannedEvent(key, "Normal", "nodeAssigned", $"announcing {ours.AddressText} from node {node} ({ours.InterfaceText})");
-        }
-
         foreach (var (key, message) in Failed.Where(kv => previous.Failed.GetValueOrDefault(kv.Key) != kv.Value))
         {
             yield return new PlannedEvent(key, "Warning", "AnnounceFailed", message);
@@ -115,6 +114,10 @@ public sealed record SpeakerPlan(
             yield return new PlannedEvent(key, "Warning", "NotAnnounced", message);
         }
     }
+
+    /// <summary>The event that <paramref name="node"/> announces a Service.</summary>
+    public static PlannedEvent Assigned(string key, Ours ours, string node) =>
+        new(key, "Normal", "nodeAssigned", $"announcing {ours.AddressText} from node {node} ({ours.InterfaceText})");
 
     /// <summary>Services this node announces and did not in <paramref name="previous"/>.</summary>
     public IEnumerable<KeyValuePair<string, Ours>> StartedSince(SpeakerPlan previous) => Announced.Where(kv => !previous.Announced.ContainsKey(kv.Key));

@@ -126,6 +126,20 @@ public sealed class SpeakerEffectsTests : IDisposable
         Assert.Equal([Address], _announcer.Owned.Keys);
     }
 
+    [Fact]
+    public async Task A_service_is_told_announced_only_once_its_first_probe_has_passed()
+    {
+        Apply(statuses: []);
+        await Task.Delay(200);
+        Assert.Empty(_announcer.Owned);
+        Assert.Equal(0, _api.Sent(EventPath)); // held back by the probe: not announced yet, so not told
+
+        _time.Advance(AddressGuard.ProbeSpacing + AddressGuard.ProbeWait);
+        Apply(statuses: []);
+        Assert.Equal([Address], _announcer.Owned.Keys);
+        await Eventually(() => _api.Sent(EventPath) == 1);
+    }
+
     public void Dispose()
     {
         _stop.Cancel();
