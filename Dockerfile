@@ -7,9 +7,9 @@ WORKDIR /src
 COPY . .
 RUN scripts/build.sh /out
 
-# Runtime: the ASP.NET Core runtime (the status endpoint uses Kestrel) and libpcap for the speaker;
+# Runtime: the .NET runtime (the status endpoint is served without ASP.NET Core) and libpcap for the speaker;
 # no SDK, compilers or package caches.
-FROM mcr.microsoft.com/dotnet/aspnet:10.0
+FROM mcr.microsoft.com/dotnet/runtime:10.0
 RUN apt-get update \
     && (apt-get install -y --no-install-recommends libpcap0.8t64 || apt-get install -y --no-install-recommends libpcap0.8) \
     && rm -rf /var/lib/apt/lists/*
