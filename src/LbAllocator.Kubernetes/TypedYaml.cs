@@ -20,7 +20,7 @@ namespace LbAllocator.Kubernetes;
 internal sealed class TypedYaml : IDisposable
 {
     /// <summary>Aliases may repeat a subtree many times over; a manifest never needs anywhere near this.</summary>
-    internal const int MaxValues = 1_000_000;
+    internal const int MaxValues = 100_000;
 
     /// <summary>The same bound the reader puts on the text's nesting: a cycle of aliases must end somewhere.</summary>
     private const int MaxDepth = 100;
@@ -118,7 +118,7 @@ internal sealed class TypedYaml : IDisposable
 
         var properties = info.Properties.ToDictionary(p => p.Name, StringComparer.Ordinal);
         writer.WriteStartObject();
-        foreach (var (key, value) in Pairs(map))
+        foreach (var (key, value) in Distinct(Pairs(map)))
         {
             var name = KeyName(key);
             if (!properties.TryGetValue(name, out var property) || property.Set is null)
@@ -170,7 +170,7 @@ internal sealed class TypedYaml : IDisposable
 
         var element = options.GetTypeInfo(info.ElementType!);
         writer.WriteStartObject();
-        foreach (var (key, value) in Pairs(map))
+        foreach (var (key, value) in Distinct(Pairs(map), reportAt: map))
         {
             // KubernetesYaml's words for a dictionary's key, unlike a property's, did not name what it found.
             CheckTag(key);
@@ -276,7 +276,7 @@ internal sealed class TypedYaml : IDisposable
         {
             case YamlMappingNode map:
                 writer.WriteStartObject();
-                foreach (var (key, value) in Pairs(map))
+                foreach (var (key, value) in Distinct(Pairs(map)))
                 {
                     var name = KeyName(key);
                     writer.WritePropertyName(name);
@@ -342,7 +342,7 @@ internal sealed class TypedYaml : IDisposable
 
     /// <summary>
     /// A mapping's pairs with merge keys (<c>&lt;&lt;: *base</c>, <c>&lt;&lt;: [*a, *b]</c>) spliced in where they stand,
-    /// as YamlDotNet's MergingParser did; a key given twice is an error strictly, else the later one counts.
+    /// as YamlDotNet's MergingParser did. Each mapping is spliced once, however often aliases repeat it.
     /// </summary>
     private List<KeyValuePair<YamlNode, YamlNode>> Pairs(YamlMappingNode map)
     {
@@ -352,7 +352,6 @@ internal sealed class TypedYaml : IDisposable
         }
 
         var spliced = new List<KeyValuePair<YamlNode, YamlNode>>();
-        var index = new Dictionary<string, int>(StringComparer.Ordinal);
         merged[map] = spliced; // a mapping merging itself sees itself as it stands so far
         foreach (var pair in map.Children)
         {
@@ -360,39 +359,56 @@ internal sealed class TypedYaml : IDisposable
             {
                 foreach (var source in MergeSources(mergeKey, pair.Value))
                 {
-                    foreach (var inner in Pairs(source))
-                    {
-                        Add(inner);
-                    }
+                    spliced.AddRange(Pairs(source));
                 }
             }
             else
             {
-                Add(pair);
+                spliced.Add(pair);
             }
         }
 
         return spliced;
+    }
 
-        void Add(KeyValuePair<YamlNode, YamlNode> pair)
+    /// <summary>
+    /// A key given twice (a merged one included) is an error strictly, met in order as KubernetesYaml met it;
+    /// else the later one counts. KubernetesYaml pointed at a dictionary's duplicate by the dictionary, an object's by the key.
+    /// </summary>
+    private IEnumerable<KeyValuePair<YamlNode, YamlNode>> Distinct(List<KeyValuePair<YamlNode, YamlNode>> pairs, YamlNode? reportAt = null)
+    {
+        static string? Name(YamlNode key) => key is YamlScalarNode { Value: var name } ? name ?? "" : null;
+
+        if (strict)
         {
-            var name = pair.Key is YamlScalarNode { Value: var key } ? key ?? "" : null;
-            if (name is null || !index.TryGetValue(name, out var at))
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var pair in pairs)
             {
-                if (name is not null)
+                if (Name(pair.Key) is { } name && !seen.Add(name))
                 {
-                    index[name] = spliced.Count;
+                    throw new TypedYamlException((reportAt ?? pair.Key).Start, $"Encountered duplicate key {name}");
                 }
 
-                spliced.Add(pair);
+                yield return pair;
             }
-            else if (strict)
+
+            yield break;
+        }
+
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < pairs.Count; i++)
+        {
+            if (Name(pairs[i].Key) is { } name)
             {
-                throw new TypedYamlException(pair.Key.Start, $"Encountered duplicate key {name}");
+                last[name] = i;
             }
-            else
+        }
+
+        for (var i = 0; i < pairs.Count; i++)
+        {
+            if (Name(pairs[i].Key) is not { } name || last[name] == i)
             {
-                spliced[at] = pair;
+                yield return pairs[i];
             }
         }
     }
