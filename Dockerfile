@@ -7,14 +7,14 @@ WORKDIR /src
 COPY . .
 RUN scripts/build.sh /out
 
-# Runtime: the ASP.NET Core runtime (the status endpoint uses Kestrel) and libpcap for the speaker;
-# no SDK, compilers or package caches.
-FROM mcr.microsoft.com/dotnet/aspnet:10.0
+# Runtime: the NativeAOT binary needs no .NET runtime, only the system libraries .NET's runtime-deps image has
+# (libc, OpenSSL, ICU) and libpcap for the speaker; no SDK, compilers or package caches.
+FROM mcr.microsoft.com/dotnet/runtime-deps:10.0
 RUN apt-get update \
     && (apt-get install -y --no-install-recommends libpcap0.8t64 || apt-get install -y --no-install-recommends libpcap0.8) \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out /app
 # Non-root by default (the controller). The speaker's DaemonSet runs it as root with NET_RAW as its only capability.
 USER 65532:65532
-ENTRYPOINT ["dotnet", "/app/lballocator.dll"]
+ENTRYPOINT ["/app/lballocator"]
 CMD ["--help"]

@@ -5,10 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-out}"
 
-# ReadyToRun: the assemblies ship precompiled, so a started controller does not spend its first bursts in the
-# JIT (bench/RESULTS.md, issue 10). Framework-dependent (the image's aspnet runtime runs it); ReadyToRun needs a RID.
+# NativeAOT: one native executable, no JIT and no runtime to load. It is the footprint's main lever (issue 14,
+# bench/RESULTS.md): the JIT runtime's mapped code alone was 86 MiB of each process. The compiler links with clang.
+if ! command -v clang >/dev/null && ! command -v clang-14 >/dev/null; then
+    echo "installing clang (NativeAOT links with it) and zlib1g-dev"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang zlib1g-dev >/dev/null
+fi
+linker=$(command -v clang || command -v clang-14)
 dotnet publish src/LbAllocator.Cli/LbAllocator.Cli.csproj --configuration Release --output "$out" --nologo \
-    --runtime linux-x64 --self-contained false -p:PublishReadyToRun=true
+    --runtime linux-x64 -p:PublishAot=true -p:CppCompilerAndLinker="$linker"
 # The published binary must run on its own: plan the bundled samples.
-dotnet "$out/lballocator.dll" plan >/dev/null
+"$out/lballocator" plan >/dev/null
 echo "published to $out"

@@ -26,6 +26,13 @@ if [ ! -x "${KUBEBUILDER_ASSETS:-}/kube-apiserver" ]; then
     real_api="real-API tier skipped: set KUBEBUILDER_ASSETS to a directory holding kube-apiserver v1.28+ (CI uses ../shared/kube; envtest's setup-envtest downloads one)"
 fi
 
+# The tests that run lballocator as a process (the lab's speakers, the CLI's and the controller's process tests) run
+# the published NativeAOT binary, the one the image ships: LBALLOCATOR_CLI, published here unless given.
+if [ -z "${LBALLOCATOR_CLI:-}" ]; then
+    scripts/build.sh out
+    export LBALLOCATOR_CLI="$PWD/out/lballocator"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -11,11 +11,11 @@ using LbAllocator.TestApiServer;
 // Controller benchmark on a real kube-apiserver (KUBEBUILDER_ASSETS, with etcd), against a plain client
 // doing the same writes in the same run. The controller runs as its own process (`lballocator controller`),
 // so its CPU time and peak memory are its own. Usage:
-//   LbAllocator.ControllerBench PATH/TO/lballocator.dll [--one N] [--burst N] [--clients N] [--rounds N]
-//   LbAllocator.ControllerBench PATH/TO/lballocator.dll --footprint 1000,10000 [--baseline PATH/TO/lballocator.dll]
+//   LbAllocator.ControllerBench PATH/TO/lballocator[.dll] [--one N] [--burst N] [--clients N] [--rounds N]
+//   LbAllocator.ControllerBench PATH/TO/lballocator[.dll] --footprint 1000,10000 [--baseline PATH/TO/lballocator[.dll]]
 if (args.Length < 1 || !File.Exists(args[0]))
 {
-    Console.Error.WriteLine("usage: LbAllocator.ControllerBench PATH/TO/lballocator.dll [--one 200] [--burst 1000] [--clients 16] [--rounds 1] | --footprint 1000,10000 [--baseline PATH/TO/lballocator.dll]");
+    Console.Error.WriteLine("usage: LbAllocator.ControllerBench PATH/TO/lballocator[.dll] [--one 200] [--burst 1000] [--clients 16] [--rounds 1] | --footprint 1000,10000 [--baseline PATH/TO/lballocator[.dll]]");
     return 2;
 }
 
@@ -303,7 +303,8 @@ internal sealed class ControllerProcess : IDisposable
 
     public ControllerProcess(string cli, string kubeconfig)
     {
-        var info = new ProcessStartInfo("dotnet", [cli, "controller", "--kubeconfig", kubeconfig, "--no-leader-election", "--log-level", "Information", "--status-address", $"127.0.0.1:{_statusPort}"])
+        string[] launch = cli.EndsWith(".dll", StringComparison.Ordinal) ? ["dotnet", cli] : [cli];
+        var info = new ProcessStartInfo(launch[0], [.. launch[1..], "controller", "--kubeconfig", kubeconfig, "--no-leader-election", "--log-level", "Information", "--status-address", $"127.0.0.1:{_statusPort}"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

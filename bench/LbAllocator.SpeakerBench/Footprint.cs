@@ -20,20 +20,29 @@ internal static class Footprint
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(30);
     private const string Pool = "footprint";
 
-    /// <summary>`footprint --cli PATH/TO/lballocator.dll [--baseline-cli PATH/TO/lballocator.dll] [--vips 100,1000] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
+    /// <summary>`footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator.dll");
+        var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator");
         var baseline = Option(args, "--baseline-cli") is { } b ? Path.GetFullPath(b) : null;
         if (!File.Exists(cli) || (baseline is not null && !File.Exists(baseline)))
         {
-            Console.Error.WriteLine("usage: footprint --cli PATH/TO/lballocator.dll [--baseline-cli PATH/TO/lballocator.dll] [--vips 100,1000] (binaries published by scripts/build.sh)");
+            Console.Error.WriteLine("usage: footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] (binaries published by scripts/build.sh)");
             return 2;
         }
 
         var steps = (Option(args, "--vips") ?? "100,1000").Split(',').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
         var lab = new Lab { SpeakerCli = cli, SpeakerLogLevel = "Information", SpeakersInCluster = true };
-        await lab.InitializeAsync();
+        try
+        {
+            await lab.InitializeAsync();
+        }
+        catch
+        {
+            await lab.DisposeAsync(); // keeps the speakers' output where LBALLOCATOR_LAB_LOGS says
+            throw;
+        }
+
         try
         {
             await lab.Client.CustomObjects.CreateNamespacedCustomObjectAsync(

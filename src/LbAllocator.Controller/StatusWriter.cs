@@ -251,20 +251,16 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
         return parts.Count == 0 ? "0" : string.Join(", ", parts);
     }
 
-    private static bool SameStatus(IPAddressPoolStatus a, IPAddressPoolStatus b)
-    {
-        static string Key(IPAddressPoolStatus s) => KubernetesJson.Serialize(new
-        {
-            s.AssignedIPv4,
-            s.AvailableIPv4,
-            s.AssignedIPv6,
-            s.AvailableIPv6,
-            s.Assigned,
-            s.Available,
-            Conditions = s.Conditions?.Select(c => new { c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration }),
-        });
-        return Key(a) == Key(b);
-    }
+    /// <summary>Whether two statuses say the same (the conditions' transition times aside).</summary>
+    private static bool SameStatus(IPAddressPoolStatus a, IPAddressPoolStatus b) =>
+        a.AssignedIPv4 == b.AssignedIPv4 && a.AvailableIPv4 == b.AvailableIPv4
+        && a.AssignedIPv6 == b.AssignedIPv6 && a.AvailableIPv6 == b.AvailableIPv6
+        && a.Assigned == b.Assigned && a.Available == b.Available
+        && (a.Conditions is null) == (b.Conditions is null)
+        && Conditions(a).SequenceEqual(Conditions(b));
+
+    private static IEnumerable<(string Type, string Status, string Reason, string Message, long? ObservedGeneration)> Conditions(IPAddressPoolStatus s) =>
+        (s.Conditions ?? []).Select(c => (c.Type, c.Status, c.Reason, c.Message, c.ObservedGeneration));
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Status of Service {Namespace}/{Name} changed under us (attempt {Attempt}); retrying from a fresh read")]
     private partial void LogConflict(string @namespace, string name, int attempt);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography;
+using System.Text.Json;
 using System.Text;
 using k8s;
 using k8s.Autorest;
@@ -316,7 +317,7 @@ public sealed partial class L2StatusWriter : IDisposable
         }
     }
 
-    private static V1Alpha1ServiceL2Status Typed(object raw) => KubernetesJson.Deserialize<V1Alpha1ServiceL2Status>(KubernetesJson.Serialize(raw));
+    private static V1Alpha1ServiceL2Status Typed(object raw) => KubernetesJson.Deserialize<V1Alpha1ServiceL2Status>((JsonElement)raw);
 
     private async Task DeleteAsync(string name, CancellationToken cancellationToken)
     {

@@ -14,17 +14,24 @@ internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
     }
 
     /// <summary>
-    /// Runs the built lballocator.dll as its own process, on the dotnet host running the tests: only there
-    /// does an exception nobody catches show as what a user sees (a stack trace and the runtime's exit code).
+    /// Runs lballocator as its own process: only there does an exception nobody catches show as what a user sees (a
+    /// stack trace and the runtime's exit code). The binary is LBALLOCATOR_CLI when set (the test command sets it to
+    /// the published NativeAOT binary, the one the image ships), else the built lballocator.dll on the dotnet host
+    /// running the tests.
     /// </summary>
     public static CliRun OfProcess(params string[] args)
     {
-        var start = new ProcessStartInfo(Environment.ProcessPath!)
+        var cli = Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } published ? System.IO.Path.GetFullPath(published) : null;
+        var start = new ProcessStartInfo(cli ?? Environment.ProcessPath!)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "lballocator.dll"));
+        if (cli is null)
+        {
+            start.ArgumentList.Add(System.IO.Path.Combine(AppContext.BaseDirectory, "lballocator.dll"));
+        }
+
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);

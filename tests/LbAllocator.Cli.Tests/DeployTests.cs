@@ -174,7 +174,7 @@ public class DeployTests
         Assert.Equal(2, dockerfile.Count(l => l.StartsWith("FROM ", StringComparison.Ordinal)));
         var user = dockerfile.Last(l => l.StartsWith("USER ", StringComparison.Ordinal));
         Assert.NotEqual("0", user["USER ".Length..].Split(':')[0]);
-        Assert.Contains(dockerfile, l => l.StartsWith("ENTRYPOINT", StringComparison.Ordinal) && l.Contains("lballocator.dll", StringComparison.Ordinal));
+        Assert.Contains(dockerfile, l => l.StartsWith("ENTRYPOINT", StringComparison.Ordinal) && l.Contains("/app/lballocator\"", StringComparison.Ordinal));
     }
 
     private static void AssertArgsAccepted(IList<string> args)

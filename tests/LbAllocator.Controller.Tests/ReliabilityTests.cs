@@ -75,15 +75,19 @@ public sealed class ReliabilityTests(RealCluster cluster, ITestOutputHelper outp
         }
     }
 
-    /// <summary>`lballocator controller` as its own process (one replica, as a restarted pod), from the CLI's output folder.</summary>
+    /// <summary>
+    /// `lballocator controller` as its own process (one replica, as a restarted pod): LBALLOCATOR_CLI when set (the
+    /// test command sets it to the published NativeAOT binary), else from the CLI's output folder.
+    /// </summary>
     private Process StartControllerProcess()
     {
         // .../tests/LbAllocator.Controller.Tests/bin/<Configuration>/<tfm>/
         var tfm = new DirectoryInfo(AppContext.BaseDirectory);
         var repo = tfm.Parent!.Parent!.Parent!.Parent!.Parent!;
         var dll = Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", tfm.Parent!.Name, tfm.Name, "lballocator.dll");
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { dll, "controller", "--kubeconfig", _f.Kubeconfig, "-n", _f.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning" })
+        var published = Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } cli ? Path.GetFullPath(cli) : null;
+        var info = new ProcessStartInfo(published ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in (published is null ? [dll] : Array.Empty<string>()).Concat(["controller", "--kubeconfig", _f.Kubeconfig, "-n", _f.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning"]))
         {
             info.ArgumentList.Add(arg);
         }

@@ -80,7 +80,7 @@ public sealed partial class Lab : IAsyncLifetime
     public IReadOnlyList<string> SpeakerOptions { get; init; } =
         ["--gratuitous-refresh-interval", RefreshInterval.TotalSeconds.ToString(CultureInfo.InvariantCulture)];
 
-    /// <summary>The lballocator.dll speakers started from now on run: by default the CLI's build output; the footprint benchmark's published binaries.</summary>
+    /// <summary>The lballocator binary speakers started from now on run (see <see cref="CliPath"/>); the footprint benchmark's published binaries.</summary>
     public string SpeakerCli { get; set; } = CliPath;
 
     /// <summary>
@@ -218,7 +218,7 @@ public sealed partial class Lab : IAsyncLifetime
         string[] speaker =
         [
             "setpriv", netRaw ? "--bounding-set=-all,+net_raw" : "--bounding-set=-all", "--inh-caps=-all", "--",
-            "dotnet", SpeakerCli, "speaker", .. SpeakersInCluster ? Array.Empty<string>() : ["--kubeconfig", _speakerKubeconfig],
+            .. Launch(SpeakerCli), "speaker", .. SpeakersInCluster ? Array.Empty<string>() : ["--kubeconfig", _speakerKubeconfig],
             "--log-level", SpeakerLogLevel, "--log-format", "json", "--status-address", "0.0.0.0:7472", .. SpeakerOptions,
         ];
         var environment = new Dictionary<string, string>(SpeakerEnvironment) { ["NODE_NAME"] = node };
@@ -305,11 +305,20 @@ public sealed partial class Lab : IAsyncLifetime
 
     public Shell.Background Speaker(string node) => _speakers[node];
 
-    /// <summary>lballocator.dll in the CLI's output folder of the same configuration as this test build.</summary>
+    /// <summary>
+    /// The binary the speakers run: LBALLOCATOR_CLI when set (the test command sets it to the published NativeAOT
+    /// binary, the one the image ships), else lballocator.dll in the CLI's output folder of this test build's
+    /// configuration.
+    /// </summary>
     private static string CliPath
     {
         get
         {
+            if (Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } cli)
+            {
+                return Path.GetFullPath(cli);
+            }
+
             // .../tests/LbAllocator.NetTests/bin/<Configuration>/<tfm>/
             var tfm = new DirectoryInfo(AppContext.BaseDirectory);
             var configuration = tfm.Parent!;
@@ -317,6 +326,9 @@ public sealed partial class Lab : IAsyncLifetime
             return Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", configuration.Name, tfm.Name, "lballocator.dll");
         }
     }
+
+    /// <summary>The command line that runs a binary: an assembly through dotnet, a native executable as it is.</summary>
+    public static string[] Launch(string cli) => cli.EndsWith(".dll", StringComparison.Ordinal) ? ["dotnet", cli] : [cli];
 
     /// <summary>Waits until every named speaker has a lease (it started and reached the API server).</summary>
     /// <param name="ready">

@@ -1,4 +1,4 @@
-using System.Text.Json.Serialization;
+using System.Text.Json;
 using k8s;
 using k8s.Models;
 using LbAllocator.Kubernetes.Crds;
@@ -78,7 +78,7 @@ public static class Sources
         async ct =>
         {
             var raw = await client.CustomObjects.ListNamespacedCustomObjectAsync(Api.Group, Api.Version, ns, plural, cancellationToken: ct);
-            var list = KubernetesJson.Deserialize<CustomList<T>>(KubernetesJson.Serialize(raw));
+            var list = KubernetesJson.Deserialize<CustomList<T>>((JsonElement)raw);
             return (list.Items ?? [], list.Metadata?.ResourceVersion ?? "");
         },
         // The client has no typed watch for custom objects that takes a resourceVersion, only this one.
@@ -87,13 +87,4 @@ public static class Sources
             .ListNamespacedCustomObjectWithHttpMessagesAsync(Api.Group, Api.Version, ns, plural, allowWatchBookmarks: true, resourceVersion: version, timeoutSeconds: WatchTimeoutSeconds, watch: true, cancellationToken: ct)
             .WatchAsync<T, object>(onError, ct));
 #pragma warning restore CS0618
-
-    private sealed class CustomList<T>
-    {
-        [JsonPropertyName("metadata")]
-        public V1ListMeta? Metadata { get; set; }
-
-        [JsonPropertyName("items")]
-        public IList<T>? Items { get; set; }
-    }
 }
