@@ -68,9 +68,9 @@ public static partial class ManifestReader
     };
 
     /// <summary>
-    /// KubernetesJson's own options (internal to the client; this hands them out), so the types read here with
-    /// the resolvers and converters every other KubernetesJson call uses. Taken at first use: taking type
-    /// information locks the options, and resolvers may be added until then.
+    /// KubernetesJson's own options (internal to the client; AddJsonOptions hands them out), so the kinds are
+    /// read with the resolvers and converters every other KubernetesJson call uses: under NativeAOT, our kinds
+    /// need <see cref="CrdJson.Register"/> to have run first, as the binary's Main does.
     /// </summary>
     private static readonly Lazy<JsonSerializerOptions> JsonOptions = new(() =>
     {
@@ -348,7 +348,7 @@ public static partial class ManifestReader
     private static string? Scalar(YamlMappingNode map, string key) =>
         map.Children.TryGetValue(new YamlScalarNode(key), out var value) && value is YamlScalarNode scalar ? scalar.Value : null;
 
-    /// <summary>The most specific message, in the manifest's terms rather than .NET's or YamlDotNet's.</summary>
+    /// <summary>The most specific message, in the manifest's terms rather than .NET's.</summary>
     internal static string Message(Exception e)
     {
         var message = e.Message;
@@ -357,23 +357,15 @@ public static partial class ManifestReader
             message = inner.Message;
         }
 
-        message = UnknownProperty().Replace(message, "unknown field \"$1\"");
-        message = InvalidCast().Replace(message, m => $"expected {Shape(m.Groups[2].Value)}, found {Shape(m.Groups[1].Value)}");
-        message = UnexpectedEvent().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}, found {Shape(m.Groups[2].Value)}");
-        message = NotCreatable().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
         message = NotANumber().Replace(message, "\"$1\" is not a number");
-        message = OutOfRange().Replace(message, "number out of range");
-        message = NoDeserializer().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
         // One error, one line.
         return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).TrimEnd('.');
     }
 
-    /// <summary>What a .NET type or a parser event is in YAML.</summary>
+    /// <summary>What a .NET type is in YAML.</summary>
     internal static string Shape(string name) => name switch
     {
-        "System.String" or "Scalar" => "a string",
-        "SequenceStart" => "a list",
-        "MappingStart" => "a mapping",
+        "System.String" => "a string",
         _ when name.Contains("IDictionary", StringComparison.Ordinal) => "a mapping",
         _ when name.Contains("IList", StringComparison.Ordinal) => "a list",
         _ when name.StartsWith("System.Int", StringComparison.Ordinal) || name.StartsWith("System.Double", StringComparison.Ordinal) => "a number",
@@ -381,24 +373,6 @@ public static partial class ManifestReader
         _ when name.StartsWith("k8s.Models.", StringComparison.Ordinal) || name.StartsWith("LbAllocator.", StringComparison.Ordinal) => "a mapping",
         _ => name,
     };
-
-    [GeneratedRegex("Property '([^']+)' not found on type '[^']+'")]
-    private static partial Regex UnknownProperty();
-
-    [GeneratedRegex(@"Invalid cast from '([^']+)' to '([^']+)'")]
-    private static partial Regex InvalidCast();
-
-    [GeneratedRegex(@"Expected '(\w+)', got '(\w+)' \(at [^)]*\)")]
-    private static partial Regex UnexpectedEvent();
-
-    [GeneratedRegex(@"Cannot dynamically create an instance of type '([^']+)'.*")]
-    private static partial Regex NotCreatable();
-
-    [GeneratedRegex(@"No node deserializer was able to deserialize the node into type ([^,]+),.*", RegexOptions.Singleline)]
-    private static partial Regex NoDeserializer();
-
-    [GeneratedRegex(@"Value was either too large or too small for an? \w+")]
-    private static partial Regex OutOfRange();
 
     [GeneratedRegex(@"The input string '(.*)' was not in a correct format")]
     private static partial Regex NotANumber();

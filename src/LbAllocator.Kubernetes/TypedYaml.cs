@@ -3,8 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
-using k8s;
-using k8s.Models;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -238,7 +236,7 @@ internal sealed class TypedYaml : IDisposable
                     {
                         // What converters read from strings (IntOrString, ResourceQuantity, dates, enums): each is
                         // tried here, where its node is known, as a converter's error carries no JSON path.
-                        Check(text, type);
+                        Check(node, text, type);
                         writer.WriteStringValue(text);
                     }
 
@@ -251,7 +249,7 @@ internal sealed class TypedYaml : IDisposable
         }
     }
 
-    private void Check(string text, Type type)
+    private void Check(YamlNode node, string text, Type type)
     {
         var json = new ArrayBufferWriter<byte>();
         using (var value = new Utf8JsonWriter(json))
@@ -265,7 +263,7 @@ internal sealed class TypedYaml : IDisposable
         }
         catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException or NotSupportedException or OverflowException)
         {
-            throw new FormatException(e is JsonException j ? JsonMessage(j) : ManifestReader.Message(e), e);
+            throw new TypedYamlException(node.Start, e is JsonException j ? JsonMessage(j) : ManifestReader.Message(e), e);
         }
     }
 
