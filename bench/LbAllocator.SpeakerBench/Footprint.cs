@@ -176,6 +176,7 @@ internal static class Footprint
         var before = pids.Select(Proc.CpuSeconds).ToArray();
         await Task.Delay(IdleWindow);
         var cells = pids.Select((pid, i) => $"{Memory(pid)} | {(Proc.CpuSeconds(pid) - before[i]) / IdleWindow.TotalSeconds * 100:F2} %");
+        Console.Error.WriteLine($"{settings}, {vips} VIPs, {Lab.Nodes[0]}'s largest mappings: {Proc.TopMappings(pids[0], 8)}");
         return $"| {settings} | {vips:N0} | {string.Join(" | ", cells)} |";
     }
 

@@ -15,4 +15,27 @@ internal static class Proc
     /// <summary>A "Name:   N kB" field of /proc/PID/status, in kB.</summary>
     public static long StatusKb(int pid, string field) =>
         long.Parse(File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(field, StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+
+    /// <summary>The largest resident mappings of a process from /proc/PID/smaps: "NAME RSS MiB (anonymous MiB)", biggest first.</summary>
+    public static string TopMappings(int pid, int count)
+    {
+        var rss = new Dictionary<string, (long Rss, long Anon)>();
+        var name = "";
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps"))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length > 0 && fields[0].Contains('-', StringComparison.Ordinal) && !fields[0].EndsWith(':'))
+            {
+                name = fields.Length >= 6 ? Path.GetFileName(fields[5]) : "[anonymous]";
+            }
+            else if (fields.Length >= 2 && fields[0] is "Rss:" or "Anonymous:")
+            {
+                var (r, a) = rss.GetValueOrDefault(name);
+                var value = long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
+                rss[name] = fields[0] == "Rss:" ? (r + value, a) : (r, a + value);
+            }
+        }
+
+        return string.Join(", ", rss.OrderByDescending(p => p.Value.Rss).Take(count).Select(p => $"{p.Key} {p.Value.Rss / 1024.0:F1} MiB ({p.Value.Anon / 1024.0:F1} anonymous)"));
+    }
 }
