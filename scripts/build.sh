@@ -13,7 +13,7 @@ if ! command -v clang >/dev/null && ! command -v clang-14 >/dev/null; then
 fi
 linker=$(command -v clang || command -v clang-14)
 dotnet publish src/LbAllocator.Cli/LbAllocator.Cli.csproj --configuration Release --output "$out" --nologo \
-    --runtime linux-x64 -p:PublishAot=true -p:CppCompilerAndLinker="$linker"
+    --runtime linux-x64 -p:CppCompilerAndLinker="$linker"
 # The published binary must run on its own: plan the bundled samples.
 "$out/lballocator" plan >/dev/null
 echo "published to $out"
