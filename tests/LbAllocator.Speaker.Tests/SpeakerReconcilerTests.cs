@@ -91,7 +91,8 @@ public class SpeakerReconcilerTests
         // either finds nothing changed (it made a pass every dead interval, 0.4 s, before).
         var passes = speaker.Announcer.Listens;
         await Task.Delay(TimeSpan.FromSeconds(3));
-        Assert.True(speaker.Announcer.Listens - passes <= 1, $"{speaker.Announcer.Listens - passes} passes in 3 s with nothing changed");
+        // Slack for one heartbeat late on a busy machine (node-b dead, then back: two passes); 7 or more before.
+        Assert.True(speaker.Announcer.Listens - passes <= 2, $"{speaker.Announcer.Listens - passes} passes in 3 s with nothing changed");
         Assert.True(speaker.Answers("192.0.2.10"), "still answered");
         Assert.Contains("ok lan: answering; 1 peers heard", speaker.Readiness, StringComparison.Ordinal);
     }
