@@ -1,4 +1,5 @@
 using LbAllocator.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -14,12 +15,12 @@ public static class ControllerHost
     public static IHost Build(IReadOnlyDictionary<string, string?> settings, Action<ILoggingBuilder>? logging = null)
     {
         var builder = ComponentHost.CreateBuilder(Component, settings, logging);
-        builder.AddValidatedOptions<ControllerOptions>(ControllerOptions.Section);
+        builder.AddValidatedOptions<ControllerOptions>(ControllerOptions.Section, static (section, options) => section.Bind(options));
         // The controller writes in bursts (a status per Service): writes off the watches' connection.
         builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
         builder.Services.AddSingleton<ControllerMetrics>();
         builder.Services.AddSingleton<Reconciler>();
         builder.Services.AddHostedService<ControllerService>();
-        return builder.BuildValidated(typeof(ControllerOptions));
+        return builder.BuildValidated();
     }
 }

@@ -1,5 +1,5 @@
 using System.Net;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
@@ -66,7 +66,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             // the status there (as for custom resources) gets the annotation in a patch of its own.
             if (PoolAnnotation(written) != outcome.Pool)
             {
-                var patch = JsonSerializer.Serialize(new { metadata = new { annotations = new Dictionary<string, string?> { [ServiceAnnotations.AllocatedFromPool] = outcome.Pool } } });
+                // Built as a JSON tree: serializing an anonymous type needs reflection, which NativeAOT lacks.
+                var patch = new JsonObject { ["metadata"] = new JsonObject { ["annotations"] = new JsonObject { [ServiceAnnotations.AllocatedFromPool] = outcome.Pool } } }.ToJsonString();
                 await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
             }
         }

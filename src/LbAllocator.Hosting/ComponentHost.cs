@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using k8s;
 using LbAllocator.Kubernetes;
 using Microsoft.Extensions.Configuration;
@@ -39,21 +40,26 @@ public static class ComponentHost
         var metrics = Metrics.WithCustomRegistry(registry);
         builder.Services.AddSingleton(registry);
         builder.Services.AddSingleton<IMetricFactory>(metrics);
-        builder.AddValidatedOptions<StatusOptions>(StatusOptions.Section);
+        builder.AddValidatedOptions<StatusOptions>(StatusOptions.Section, static (section, options) => section.Bind(options));
         builder.Services.AddSingleton<StatusServer>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<StatusServer>());
         return builder;
     }
 
-    /// <summary>Binds <typeparamref name="T"/> from its section and validates it (data annotations and IValidatableObject).</summary>
-    public static void AddValidatedOptions<T>(this HostApplicationBuilder builder, string section)
+    /// <summary>
+    /// Registers <typeparamref name="T"/>, bound from its section by <paramref name="bind"/> and validated at start
+    /// (data annotations, then IValidatableObject). The caller binds, as <c>(section, options) =&gt; section.Bind(options)</c>,
+    /// because the configuration binding generator replaces the reflection binder only where the type is concrete.
+    /// </summary>
+    public static void AddValidatedOptions<[DynamicallyAccessedMembers(DataAnnotationsValidator.Members)] T>(
+        this HostApplicationBuilder builder, string section, Action<IConfiguration, T> bind)
         where T : class
     {
-        builder.Services.AddOptions<T>()
-            .Bind(builder.Configuration.GetSection(section))
-            .ValidateDataAnnotations()
-            .ValidateOnStart();
+        var configuration = builder.Configuration.GetSection(section);
+        builder.Services.AddOptions<T>().Configure(options => bind(configuration, options)).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<T>, DataAnnotationsValidator<T>>();
         builder.Services.AddSingleton(sp => sp.GetRequiredService<IOptions<T>>().Value);
+        builder.Services.AddSingleton(new OptionsCheck(sp => _ = sp.GetRequiredService<IOptions<T>>().Value));
     }
 
     /// <summary>
@@ -92,18 +98,23 @@ public static class ComponentHost
         }
     }
 
-    /// <summary>Builds the host and validates the options now, so bad options are one clear error, not a failed start.</summary>
-    public static IHost BuildValidated(this HostApplicationBuilder builder, params Type[] optionTypes)
+    /// <summary>
+    /// Builds the host and validates the options now, in the order they were added (the status endpoint's first),
+    /// so bad options are one clear error, not a failed start.
+    /// </summary>
+    public static IHost BuildValidated(this HostApplicationBuilder builder)
     {
         var host = builder.Build();
-        _ = host.Services.GetRequiredService<IOptions<StatusOptions>>().Value;
-        foreach (var type in optionTypes)
+        foreach (var check in host.Services.GetServices<OptionsCheck>())
         {
-            _ = ((IOptions<object>)host.Services.GetRequiredService(typeof(IOptions<>).MakeGenericType(type))).Value;
+            check.Resolve(host.Services);
         }
 
         return host;
     }
+
+    /// <summary>Resolves one options type, which binds and validates it (and throws <see cref="OptionsValidationException"/>).</summary>
+    private sealed record OptionsCheck(Action<IServiceProvider> Resolve);
 
     /// <summary>One line per log entry; JSON (one object per line, fields as properties) when asked for.</summary>
     private static void ConfigureLogging(ILoggingBuilder logging, string? format)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Text.Unicode;
 using k8s;
@@ -45,31 +46,38 @@ public sealed class ManifestSet
 
 /// <summary>
 /// Reads Kubernetes YAML (multi-document files, v1 List objects, directories recursively) holding the
-/// kinds lballocator understands. YamlDotNet finds the documents and their positions; KubernetesClient's
-/// KubernetesYaml turns each into its typed object, strictly for our own kinds so that a misspelt field is
-/// an error rather than silently ignored. Whatever the input, reading never throws: every way it can be
-/// unreadable becomes one error in <see cref="ManifestSet.Errors"/>.
+/// kinds lballocator understands. YamlDotNet finds the documents and their positions; <see cref="TypedYaml"/>
+/// turns each into its typed object through KubernetesClient's JSON options (no reflection, so NativeAOT
+/// reads manifests as the JIT build does), strictly for our own kinds so that a misspelt field is an error
+/// rather than silently ignored. Whatever the input, reading never throws: every way it can be unreadable
+/// becomes one error in <see cref="ManifestSet.Errors"/>.
 /// </summary>
 public static partial class ManifestReader
 {
-    private sealed record Kind(Func<string, object> Deserialize, Action<ManifestSet, SourcePosition, object> Add);
+    private sealed record Kind(Type Type, bool Strict, Action<ManifestSet, SourcePosition, object> Add);
 
     private static readonly Dictionary<string, Kind> Kinds = new(StringComparer.Ordinal)
     {
         [$"{Api.GroupVersion}/IPAddressPool"] = new(
-            text => KubernetesYaml.Deserialize<V1Alpha1IPAddressPool>(text, strict: true),
-            (set, at, o) => set.Pools.Add(new(at, (V1Alpha1IPAddressPool)o))),
+            typeof(V1Alpha1IPAddressPool), Strict: true, (set, at, o) => set.Pools.Add(new(at, (V1Alpha1IPAddressPool)o))),
         [$"{Api.GroupVersion}/L2Advertisement"] = new(
-            text => KubernetesYaml.Deserialize<V1Alpha1L2Advertisement>(text, strict: true),
-            (set, at, o) => set.Advertisements.Add(new(at, (V1Alpha1L2Advertisement)o))),
+            typeof(V1Alpha1L2Advertisement), Strict: true, (set, at, o) => set.Advertisements.Add(new(at, (V1Alpha1L2Advertisement)o))),
         // Core kinds leniently: newer API servers add fields this client does not know.
-        ["v1/Service"] = new(
-            text => KubernetesYaml.Deserialize<V1Service>(text),
-            (set, at, o) => set.Services.Add(new(at, (V1Service)o))),
-        ["v1/Namespace"] = new(
-            text => KubernetesYaml.Deserialize<V1Namespace>(text),
-            (set, at, o) => set.Namespaces.Add(new(at, (V1Namespace)o))),
+        ["v1/Service"] = new(typeof(V1Service), Strict: false, (set, at, o) => set.Services.Add(new(at, (V1Service)o))),
+        ["v1/Namespace"] = new(typeof(V1Namespace), Strict: false, (set, at, o) => set.Namespaces.Add(new(at, (V1Namespace)o))),
     };
+
+    /// <summary>
+    /// KubernetesJson's own options (internal to the client; AddJsonOptions hands them out), so the kinds are
+    /// read with the resolvers and converters every other KubernetesJson call uses: under NativeAOT, our kinds
+    /// need <see cref="CrdJson.Register"/> to have run first, as the binary's Main does.
+    /// </summary>
+    private static readonly Lazy<JsonSerializerOptions> JsonOptions = new(() =>
+    {
+        JsonSerializerOptions? options = null;
+        KubernetesJson.AddJsonOptions(o => options = o);
+        return options!;
+    });
 
     private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
 
@@ -145,13 +153,13 @@ public static partial class ManifestReader
             return;
         }
 
-        if (Scan(file, content, into) is not { } scanned)
+        if (Scan(file, content, into) is not { } events)
         {
             return;
         }
 
         var stream = new YamlStream();
-        var replay = new Replay(scanned.Events);
+        var replay = new Replay(events);
         try
         {
             stream.Load(replay);
@@ -172,7 +180,7 @@ public static partial class ManifestReader
                 continue; // an empty document, e.g. after a trailing "---"
             }
 
-            ReadObject(file, content, scanned.Ends, root, into);
+            ReadObject(file, root, into);
         }
     }
 
@@ -184,19 +192,16 @@ public static partial class ManifestReader
     /// </summary>
     private static bool IsUnreadable(Exception e) => e is not OutOfMemoryException;
 
-    private sealed record Scanned(List<ParsingEvent> Events, Dictionary<long, long> Ends);
-
     /// <summary>
-    /// Tokenizes the text once, into the events the rest replays, and notes where each mapping and sequence
-    /// ends (the representation model only keeps where nodes start). Every syntax error surfaces here.
+    /// Tokenizes the text once, into the events the rest replays, and checks what loading them would report
+    /// badly or not at all. Every syntax error surfaces here.
     /// </summary>
-    private static Scanned? Scan(string file, string content, ManifestSet into)
+    private static List<ParsingEvent>? Scan(string file, string content, ManifestSet into)
     {
         var scanner = new BracketScanner(new Scanner(new StringReader(content), skipComments: true));
         var parser = new Parser(scanner);
         var events = new List<ParsingEvent>();
-        var ends = new Dictionary<long, long>();
-        var open = new Stack<ParsingEvent>();
+        var depth = 0;
         var anchors = new HashSet<AnchorName>();
         try
         {
@@ -220,16 +225,14 @@ public static partial class ManifestReader
 
                 switch (current)
                 {
-                    case MappingStart or SequenceStart when open.Count == MaxDepth:
+                    case MappingStart or SequenceStart when depth == MaxDepth:
                         into.Errors.Add($"{new SourcePosition(file, current.Start)}: nested more than {MaxDepth} levels deep");
                         return null;
                     case MappingStart or SequenceStart:
-                        open.Push(current);
+                        depth++;
                         break;
                     case MappingEnd or SequenceEnd:
-                        // A flow collection's end event points at its closing bracket; keep the bracket.
-                        var end = current.End.Index;
-                        ends[open.Pop().Start.Index] = end < content.Length && content[(int)end] is '}' or ']' ? end + 1 : end;
+                        depth--;
                         break;
                 }
             }
@@ -250,10 +253,10 @@ public static partial class ManifestReader
             return null;
         }
 
-        return new Scanned(events, ends);
+        return events;
     }
 
-    private static void ReadObject(string file, string content, Dictionary<long, long> ends, YamlNode node, ManifestSet into)
+    private static void ReadObject(string file, YamlNode node, ManifestSet into)
     {
         var at = new SourcePosition(file, node.Start);
         if (node is not YamlMappingNode map)
@@ -271,7 +274,7 @@ public static partial class ManifestReader
                 case YamlSequenceNode list:
                     foreach (var item in list)
                     {
-                        ReadObject(file, content, ends, item, into);
+                        ReadObject(file, item, into);
                     }
 
                     break;
@@ -304,18 +307,20 @@ public static partial class ManifestReader
             return;
         }
 
-        // Re-parse just this object's text, indented as in the file so error columns stay right.
-        var text = new string(' ', (int)node.Start.Column - 1) + content[(int)node.Start.Index..(int)ends[node.Start.Index]];
         object parsed;
         try
         {
-            parsed = type.Deserialize(text);
+            parsed = TypedYaml.Deserialize(map, type.Type, JsonOptions.Value, type.Strict);
+        }
+        catch (TypedYamlException e)
+        {
+            into.Errors.Add($"{new SourcePosition(file, e.At)}: {kind}: {e.Message}");
+            return;
         }
         catch (Exception e) when (IsUnreadable(e))
         {
-            // A YamlException's line counts from the object's first line; others point nowhere in particular.
-            var position = e is YamlException y ? new SourcePosition(file, node.Start.Line + y.Start.Line - 1, y.Start.Column) : at;
-            into.Errors.Add($"{position}: {kind}: {Message(e)}");
+            // A converter's own failure, with no node to point at.
+            into.Errors.Add($"{at}: {kind}: {Message(e)}");
             return;
         }
 
@@ -338,15 +343,13 @@ public static partial class ManifestReader
         };
     }
 
-    /// <summary>YAML's null: nothing, ~ or null, unquoted.</summary>
-    private static bool IsNull(YamlNode node) =>
-        node is YamlScalarNode { Style: ScalarStyle.Plain or ScalarStyle.Any, Value: null or "" or "~" or "null" or "Null" or "NULL" };
+    private static bool IsNull(YamlNode node) => TypedYaml.IsNull(node);
 
     private static string? Scalar(YamlMappingNode map, string key) =>
         map.Children.TryGetValue(new YamlScalarNode(key), out var value) && value is YamlScalarNode scalar ? scalar.Value : null;
 
-    /// <summary>The most specific message, in the manifest's terms rather than .NET's or YamlDotNet's.</summary>
-    private static string Message(Exception e)
+    /// <summary>The most specific message, in the manifest's terms rather than .NET's.</summary>
+    internal static string Message(Exception e)
     {
         var message = e.Message;
         for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
@@ -354,23 +357,15 @@ public static partial class ManifestReader
             message = inner.Message;
         }
 
-        message = UnknownProperty().Replace(message, "unknown field \"$1\"");
-        message = InvalidCast().Replace(message, m => $"expected {Shape(m.Groups[2].Value)}, found {Shape(m.Groups[1].Value)}");
-        message = UnexpectedEvent().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}, found {Shape(m.Groups[2].Value)}");
-        message = NotCreatable().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
         message = NotANumber().Replace(message, "\"$1\" is not a number");
-        message = OutOfRange().Replace(message, "number out of range");
-        message = NoDeserializer().Replace(message, m => $"expected {Shape(m.Groups[1].Value)}");
         // One error, one line.
         return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).TrimEnd('.');
     }
 
-    /// <summary>What a .NET type or a parser event is in YAML.</summary>
-    private static string Shape(string name) => name switch
+    /// <summary>What a .NET type is in YAML.</summary>
+    internal static string Shape(string name) => name switch
     {
-        "System.String" or "Scalar" => "a string",
-        "SequenceStart" => "a list",
-        "MappingStart" => "a mapping",
+        "System.String" => "a string",
         _ when name.Contains("IDictionary", StringComparison.Ordinal) => "a mapping",
         _ when name.Contains("IList", StringComparison.Ordinal) => "a list",
         _ when name.StartsWith("System.Int", StringComparison.Ordinal) || name.StartsWith("System.Double", StringComparison.Ordinal) => "a number",
@@ -378,24 +373,6 @@ public static partial class ManifestReader
         _ when name.StartsWith("k8s.Models.", StringComparison.Ordinal) || name.StartsWith("LbAllocator.", StringComparison.Ordinal) => "a mapping",
         _ => name,
     };
-
-    [GeneratedRegex("Property '([^']+)' not found on type '[^']+'")]
-    private static partial Regex UnknownProperty();
-
-    [GeneratedRegex(@"Invalid cast from '([^']+)' to '([^']+)'")]
-    private static partial Regex InvalidCast();
-
-    [GeneratedRegex(@"Expected '(\w+)', got '(\w+)' \(at [^)]*\)")]
-    private static partial Regex UnexpectedEvent();
-
-    [GeneratedRegex(@"Cannot dynamically create an instance of type '([^']+)'.*")]
-    private static partial Regex NotCreatable();
-
-    [GeneratedRegex(@"No node deserializer was able to deserialize the node into type ([^,]+),.*", RegexOptions.Singleline)]
-    private static partial Regex NoDeserializer();
-
-    [GeneratedRegex(@"Value was either too large or too small for an? \w+")]
-    private static partial Regex OutOfRange();
 
     [GeneratedRegex(@"The input string '(.*)' was not in a correct format")]
     private static partial Regex NotANumber();

@@ -1,4 +1,5 @@
 using LbAllocator.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -14,7 +15,7 @@ public static class SpeakerHost
     public static IHost Build(IReadOnlyDictionary<string, string?> settings, Action<ILoggingBuilder>? logging = null)
     {
         var builder = ComponentHost.CreateBuilder(Component, settings, logging);
-        builder.AddValidatedOptions<SpeakerOptions>(SpeakerOptions.Section);
+        builder.AddValidatedOptions<SpeakerOptions>(SpeakerOptions.Section, static (section, options) => section.Bind(options));
         // A short shutdown: withdraw and hand over, the DaemonSet's grace period is short too.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{SpeakerOptions.Section}:{nameof(SpeakerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
@@ -24,6 +25,6 @@ public static class SpeakerHost
         builder.Services.AddSingleton<IAnnouncer>(services => services.GetRequiredService<Announcer>());
         builder.Services.AddSingleton<SpeakerReconciler>();
         builder.Services.AddHostedService<SpeakerService>();
-        return builder.BuildValidated(typeof(SpeakerOptions));
+        return builder.BuildValidated();
     }
 }
