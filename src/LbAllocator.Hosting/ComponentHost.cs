@@ -25,7 +25,10 @@ public static class ComponentHost
     /// <param name="settings">Option overrides from the command line, as "Section:Name" keys.</param>
     public static HostApplicationBuilder CreateBuilder(string component, IReadOnlyDictionary<string, string?> settings, Action<ILoggingBuilder>? logging)
     {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        // No reloading of appsettings.json on change: that watches the content root (the working directory) and every
+        // directory below it with inotify, and a busy tree there (a build, logs) kept the idle speaker's CPU up
+        // (bench/RESULTS.md, issue 14). Settings come from the command line and the environment, read once.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
         builder.Configuration.AddInMemoryCollection(settings);
         ConfigureLogging(builder.Logging, settings.GetValueOrDefault(LogFormatKey));
         logging?.Invoke(builder.Logging);

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Collections.Frozen;
+using System.Diagnostics;
 using System.Net;
+using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using LbAllocator.Core;
 using Microsoft.Extensions.Logging;
@@ -75,7 +77,7 @@ public interface IAnnouncer
 /// forward the solicitations for it to this node, and it sends Neighbor Advertisements from the interface's
 /// link-local address.
 /// </summary>
-public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, IDisposable
+public sealed partial class Announcer : IAnnouncer, IDisposable
 {
     // Only what we may answer or must hear, filtered in the kernel: ARP (requests to answer; requests and replies
     // from a host claiming a guarded address), ICMPv6 types 135 and 136 without extension headers, heartbeats.
@@ -92,6 +94,15 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
     // Every MAC a heartbeat came from: a speaker taking over (or still answering during a handover) is no conflict.
     private readonly ConcurrentDictionary<MacAddress, bool> _speakerMacs = new();
+
+    private readonly ILogger<Announcer> _logger;
+    private int _addressChanges; // the kernel's address changes reported so far: a link-local read before the last one is stale
+
+    public Announcer(ILogger<Announcer> logger)
+    {
+        _logger = logger;
+        NetworkChange.NetworkAddressChanged += OnAddressChanged;
+    }
 
     public event Action<Heartbeat>? HeartbeatHeard;
 
@@ -252,7 +263,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
             if (address.Family == IpFamily.IPv6)
             {
-                listener.ReadLinkLocal(advertising: true); // it may have come (DAD done) or gone since the last pass
+                // It may have come (DAD done) or gone since the last pass; the refresh asks for one address after another.
+                listener.ReadLinkLocalIfStale(Volatile.Read(ref _addressChanges));
             }
         }
 
@@ -273,6 +285,7 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
     /// <summary>Stops answering for everything and closes every capture.</summary>
     public void Dispose()
     {
+        NetworkChange.NetworkAddressChanged -= OnAddressChanged;
         lock (_lock)
         {
             _owned = FrozenDictionary<Ip, Owned>.Empty;
@@ -290,6 +303,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         error is PcapError.PermissionDenied or PcapError.PromiscuousPermissionDenied
             ? $"cannot capture: {message} (the speaker needs the NET_RAW capability)"
             : $"cannot capture: {message}";
+
+    private void OnAddressChanged(object? sender, EventArgs e) => Interlocked.Increment(ref _addressChanges);
 
     /// <summary>Called on the capture thread of <paramref name="listener"/> for every frame the filter lets through.</summary>
     private void OnFrame(Listener listener, ReadOnlySpan<byte> frame)
@@ -373,6 +388,9 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
 
     private sealed class Listener : IDisposable
     {
+        // Read again for an announcement when older than this, even without an address change reported (one may be missed).
+        private static readonly TimeSpan LinkLocalMaxAge = TimeSpan.FromSeconds(1);
+
         private readonly LibPcapLiveDevice _device;
         private readonly Announcer _owner;
         private readonly int _index;
@@ -380,6 +398,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         private readonly List<Socket> _groupSockets = [];
         private readonly HashSet<Ip> _joinFailures = []; // as logged: each pass retries, saying nothing new
         private volatile byte[]? _linkLocal;
+        private long _linkLocalReadAt; // Stopwatch timestamp of the last read
+        private int _linkLocalReadAfter; // the owner's address changes counted when it was read
         private bool _noLinkLocalLogged;
         private volatile bool _sendFailing;
 
@@ -413,6 +433,8 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
         /// </summary>
         public void ReadLinkLocal(bool advertising)
         {
+            _linkLocalReadAfter = Volatile.Read(ref _owner._addressChanges);
+            _linkLocalReadAt = Stopwatch.GetTimestamp();
             var now = NetworkInterfaces.LinkLocal(Name);
             if (now is not null)
             {
@@ -425,6 +447,19 @@ public sealed partial class Announcer(ILogger<Announcer> logger) : IAnnouncer, I
             }
 
             _linkLocal = now;
+        }
+
+        /// <summary>
+        /// <see cref="ReadLinkLocal"/> for an announcement, unless read since the last address change the kernel reported
+        /// and within <see cref="LinkLocalMaxAge"/>: the refresh announces address after address (many a second with a
+        /// short interval), and reading /proc/net/if_inet6 for each was a good part of the speaker's idle CPU.
+        /// </summary>
+        public void ReadLinkLocalIfStale(int addressChanges)
+        {
+            if (addressChanges != _linkLocalReadAfter || Stopwatch.GetElapsedTime(_linkLocalReadAt) >= LinkLocalMaxAge)
+            {
+                ReadLinkLocal(advertising: true);
+            }
         }
 
         /// <summary>

@@ -38,6 +38,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
+    private readonly Lock _wakeLock = new(); // the last pass's judgement and the timer armed from it go together
+    private Judged? _judged;
     private readonly CancellationTokenSource _beating = new();
     private Thread? _beat; // the heartbeat: a thread of its own, so a starved thread pool cannot make us look dead
     private readonly IAnnouncer _announcer;
@@ -88,7 +90,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _logger = loggers.CreateLogger<SpeakerReconciler>();
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
-        _wake = time.CreateTimer(_ => _queue.Add(Pass), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _wake = time.CreateTimer(_ => OnWake(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _announcer = announcer;
         _metrics = metrics;
         _lan = new LanLiveness(options.NodeName, options.DeadInterval, time);
@@ -281,8 +283,13 @@ public sealed partial class SpeakerReconciler : IDisposable
             (_, token) =>
             {
                 // Each pass knows best when the next expiry is due, so it re-arms the one timer.
-                var next = Reconcile(token);
-                _wake.Change(next ?? Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                var judged = Reconcile(token);
+                lock (_wakeLock)
+                {
+                    _judged = judged;
+                    Arm(judged.View.NextChange, judged.NextExpiry, judged.UntilUnhealthy, judged.OtherDueAt);
+                }
+
                 return Task.CompletedTask;
             },
             (_, e, delay) =>
@@ -296,6 +303,45 @@ public sealed partial class SpeakerReconciler : IDisposable
                 LogReconcileFailed(e, delay);
             },
             cancellationToken);
+
+    /// <summary>
+    /// The timer is due: a pass, unless what was due is who is alive and that has not changed. Peers heard again since
+    /// the last pass (every heartbeat interval) and leases renewed (every renew interval) push the next change further
+    /// out, so a pass then would find nothing new; with peers around that was a full pass every dead interval, most of
+    /// the idle speaker's work. The views are judged again here, as the pass would, and the timer set for their next change.
+    /// </summary>
+    private void OnWake()
+    {
+        lock (_wakeLock)
+        {
+            if (_judged is { } last && !(last.OtherDueAt is { } at && _time.GetTimestamp() >= at))
+            {
+                var (leaseAlive, nextExpiry) = _liveness.Others();
+                var healthy = _lease.Healthy;
+                if (healthy == last.LeaseHealthy && leaseAlive.SetEquals(last.LeaseAlive))
+                {
+                    var view = _lan.Judge(last.Members, leaseAlive, healthy);
+                    if (view.Self == last.View.Self && view.HeardPeers == last.View.HeardPeers && view.Alive.SetEquals(last.View.Alive))
+                    {
+                        Arm(view.NextChange, nextExpiry, UntilUnhealthy(), last.OtherDueAt);
+                        return;
+                    }
+                }
+            }
+        }
+
+        _queue.Add(Pass);
+    }
+
+    /// <summary>Sets the timer for the earliest of these (<paramref name="otherDueAt"/> a timestamp); never when none is.</summary>
+    private void Arm(TimeSpan? lanChange, TimeSpan? leaseExpiry, TimeSpan? untilUnhealthy, long? otherDueAt)
+    {
+        TimeSpan?[] due = [lanChange, leaseExpiry, untilUnhealthy, otherDueAt is { } at ? _time.GetElapsedTime(_time.GetTimestamp(), at) : null];
+        _wake.Change(due.Where(d => d is not null).Min() is { } first ? (first > TimeSpan.Zero ? first : TimeSpan.Zero) : Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>When this speaker's lease health runs out unless renewed; null when it has already.</summary>
+    private TimeSpan? UntilUnhealthy() => _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null;
 
     private async Task RescanAsync(CancellationToken cancellationToken)
     {
@@ -318,11 +364,12 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
-    /// <summary>One pass: the election brought up to date, planned and applied; returns when the next pass is due without any change (a lease expiring).</summary>
-    private TimeSpan? Reconcile(CancellationToken cancellationToken)
+    /// <summary>One pass: the election brought up to date, planned and applied; returns what it judged and when the next pass is due without any change (a lease expiring).</summary>
+    private Judged Reconcile(CancellationToken cancellationToken)
     {
         var cannotAnswer = Listen();
-        var (view, nextExpiry) = LiveSpeakers();
+        var judged = LiveSpeakers();
+        var view = judged.View;
         var alive = view.Alive;
         bool rebuild;
         List<string> services, nodes;
@@ -381,8 +428,11 @@ public sealed partial class SpeakerReconciler : IDisposable
         _metrics.SetOwned(_options.NodeName, plan.Owned.Keys);
         Report(view, cannotAnswer);
 
-        TimeSpan?[] due = [nextExpiry, view.NextChange, guardDue, _lease.UntilUnhealthy is { } fresh && fresh > TimeSpan.Zero ? fresh : null, cannotAnswer is null ? null : RetryInterval];
-        return due.Where(d => d is not null).Min();
+        // Besides who is alive (judged again when due, see OnWake): a probe or a retry.
+        TimeSpan?[] due = [guardDue, cannotAnswer is null ? null : RetryInterval];
+        return due.Where(d => d is not null).Min() is { } other
+            ? judged with { UntilUnhealthy = UntilUnhealthy(), OtherDueAt = _time.GetTimestamp() + (long)(other.TotalSeconds * _time.TimestampFrequency) }
+            : judged with { UntilUnhealthy = UntilUnhealthy() };
     }
 
     /// <summary>
@@ -413,13 +463,21 @@ public sealed partial class SpeakerReconciler : IDisposable
     }
 
     /// <summary>Who is alive (this node only while it stands for election), and when the lease view next changes by itself.</summary>
-    private (LivenessView View, TimeSpan? NextExpiry) LiveSpeakers()
+    private Judged LiveSpeakers()
     {
         var (leaseAlive, next) = _liveness.Others();
         _lease.CheckHealth();
         var members = _leases.Items.Select(l => l.Spec?.HolderIdentity).OfType<string>().ToHashSet(StringComparer.Ordinal);
-        return (_lan.Judge(members, leaseAlive, _lease.Healthy), next);
+        var healthy = _lease.Healthy;
+        return new Judged(_lan.Judge(members, leaseAlive, healthy), members, leaseAlive, healthy, next, null, null);
     }
+
+    /// <summary>A pass's view of who is alive, what it was judged from, and when its other reasons for a pass are due.</summary>
+    /// <param name="NextExpiry">When the lease view next changes by itself.</param>
+    /// <param name="UntilUnhealthy">When this speaker's lease health runs out unless renewed.</param>
+    /// <param name="OtherDueAt">Timestamp of the next pass due for anything but who is alive (a probe, a retry).</param>
+    private sealed record Judged(
+        LivenessView View, IReadOnlyCollection<string> Members, IReadOnlySet<string> LeaseAlive, bool LeaseHealthy, TimeSpan? NextExpiry, TimeSpan? UntilUnhealthy, long? OtherDueAt);
 
     /// <summary>Readiness, the alive metric and, when it starts or ends, a Node event saying where this node cannot answer.</summary>
     private void Report(LivenessView view, string? cannotAnswer)

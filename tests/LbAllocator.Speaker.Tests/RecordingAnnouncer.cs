@@ -39,8 +39,14 @@ internal sealed class RecordingAnnouncer : IAnnouncer
 
     public List<Heartbeat> Sent { get; } = [];
 
+    private int _listens;
+
+    /// <summary>How many times it was told to listen: once a pass.</summary>
+    public int Listens => Volatile.Read(ref _listens);
+
     public IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces)
     {
+        Interlocked.Increment(ref _listens);
         Listening = [.. interfaces];
         return Broken.Where(kv => interfaces.Contains(kv.Key)).ToDictionary(StringComparer.Ordinal);
     }

@@ -76,6 +76,28 @@ public class SpeakerReconcilerTests
     }
 
     [Fact]
+    public async Task A_node_that_keeps_hearing_its_peer_makes_no_pass_while_nothing_changes()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddMember(server.Store, "node-b");
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        await using var speaker = SpeakerRun.Start(server);
+        using var peer = new Timer(_ => speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false)), null, 0, 100);
+        await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
+        await Task.Delay(TimeSpan.FromSeconds(4)); // node-b's lease (never renewed here) expires meanwhile: a change, and a pass
+
+        // Each heartbeat pushes node-b's expiry on the LAN further out, each renewal our lease's: a timer set for
+        // either finds nothing changed (it made a pass every dead interval, 0.4 s, before).
+        var passes = speaker.Announcer.Listens;
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        // Slack for one heartbeat late on a busy machine (node-b dead, then back: two passes); 7 or more before.
+        Assert.True(speaker.Announcer.Listens - passes <= 2, $"{speaker.Announcer.Listens - passes} passes in 3 s with nothing changed");
+        Assert.True(speaker.Answers("192.0.2.10"), "still answered");
+        Assert.Contains("ok lan: answering; 1 peers heard", speaker.Readiness, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_node_whose_capture_cannot_open_stands_down_says_why_and_rejoins_when_it_can()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
