@@ -13,7 +13,8 @@ FROM mcr.microsoft.com/dotnet/runtime-deps:10.0
 RUN apt-get update \
     && (apt-get install -y --no-install-recommends libpcap0.8t64 || apt-get install -y --no-install-recommends libpcap0.8) \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out /app
+# The one executable: the publish folder also holds its debug symbols (lballocator.dbg, 70 MB), not shipped.
+COPY --from=build /out/lballocator /app/lballocator
 # Non-root by default (the controller). The speaker's DaemonSet runs it as root with NET_RAW as its only capability.
 USER 65532:65532
 ENTRYPOINT ["/app/lballocator"]

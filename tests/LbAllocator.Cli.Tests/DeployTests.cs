@@ -113,7 +113,6 @@ public class DeployTests
         var settings = runtimeConfig.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
         Assert.Equal(4 * 1024 * 1024, settings.GetProperty("System.GC.Gen0MaxBudget").GetInt32());
         Assert.False(settings.GetProperty("System.GC.Concurrent").GetBoolean());
-        Assert.False(settings.GetProperty("System.Runtime.EnableWriteXorExecute").GetBoolean());
     }
 
     [Fact]
