@@ -21,7 +21,7 @@ internal sealed record CliRun(int ExitCode, string Stdout, string Stderr)
     /// </summary>
     public static CliRun OfProcess(params string[] args)
     {
-        var cli = Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } published ? System.IO.Path.GetFullPath(published) : null;
+        var cli = LbAllocator.TestApiServer.PublishedCli.Path;
         var start = new ProcessStartInfo(cli ?? Environment.ProcessPath!)
         {
             RedirectStandardOutput = true,

@@ -85,7 +85,7 @@ public sealed class ReliabilityTests(RealCluster cluster, ITestOutputHelper outp
         var tfm = new DirectoryInfo(AppContext.BaseDirectory);
         var repo = tfm.Parent!.Parent!.Parent!.Parent!.Parent!;
         var dll = Path.Combine(repo.FullName, "src", "LbAllocator.Cli", "bin", tfm.Parent!.Name, tfm.Name, "lballocator.dll");
-        var published = Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } cli ? Path.GetFullPath(cli) : null;
+        var published = LbAllocator.TestApiServer.PublishedCli.Path;
         var info = new ProcessStartInfo(published ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var arg in (published is null ? [dll] : Array.Empty<string>()).Concat(["controller", "--kubeconfig", _f.Kubeconfig, "-n", _f.Ns, "--no-leader-election", "--status-address", "127.0.0.1:0", "--log-level", "Warning"]))
         {

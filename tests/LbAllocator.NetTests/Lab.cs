@@ -314,9 +314,9 @@ public sealed partial class Lab : IAsyncLifetime
     {
         get
         {
-            if (Environment.GetEnvironmentVariable("LBALLOCATOR_CLI") is { Length: > 0 } cli)
+            if (LbAllocator.TestApiServer.PublishedCli.Path is { } cli)
             {
-                return Path.GetFullPath(cli);
+                return cli;
             }
 
             // .../tests/LbAllocator.NetTests/bin/<Configuration>/<tfm>/
