@@ -65,7 +65,7 @@ internal static class HostCommand
             stderr.WriteLine($"lballocator {verb}: invalid options: {string.Join("; ", e.Failures)}");
             return CliApp.Usage;
         }
-        catch (Exception e) when (e is k8s.Exceptions.KubeConfigException or FileNotFoundException)
+        catch (Exception e) when (e is LbAllocator.Kubernetes.Client.KubeConfigException or FileNotFoundException)
         {
             stderr.WriteLine($"lballocator {verb}: cannot load the cluster configuration: {e.Message}");
             return CliApp.Invalid;

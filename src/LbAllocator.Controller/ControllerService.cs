@@ -1,7 +1,5 @@
-using k8s;
-using k8s.LeaderElection;
-using k8s.LeaderElection.ResourceLock;
 using LbAllocator.Hosting;
+using LbAllocator.Kubernetes.Client;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -13,7 +11,7 @@ namespace LbAllocator.Controller;
 /// replicas run safely: the standby has warm caches and takes over within the lease duration.
 /// </summary>
 public sealed partial class ControllerService(
-    IKubernetes client, Reconciler reconciler, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, ILogger<ControllerService> logger)
+    KubeApi client, Reconciler reconciler, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, TimeProvider time, ILogger<ControllerService> logger)
     : BackgroundService
 {
     private const string CachesGate = "caches";
@@ -42,13 +40,11 @@ public sealed partial class ControllerService(
     {
         while (!stoppingToken.IsCancellationRequested)
         {
-            var config = new LeaderElectionConfig(new LeaseLock(client, _options.Namespace, _options.LeaseName, _options.Identity))
-            {
-                LeaseDuration = _options.LeaseDuration,
-                RenewDeadline = _options.RenewDeadline,
-                RetryPeriod = _options.RetryPeriod,
-            };
-            using var elector = new LeaderElector(config);
+            var elector = new LeaderElector(
+                client,
+                new LeaderElectionSettings(_options.Namespace, _options.LeaseName, _options.Identity, _options.LeaseDuration, _options.RenewDeadline, _options.RetryPeriod),
+                time,
+                logger);
             using var term = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             Task? work = null;
             elector.OnStartedLeading += () =>

@@ -5,6 +5,7 @@ using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Controller;
 
@@ -33,7 +34,7 @@ public sealed partial class Reconciler
     private long _lastTaken;
     private bool _poolStatusScheduled;
 
-    public Reconciler(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
+    public Reconciler(KubeApi client, ControllerOptions options, ControllerMetrics metrics, ILoggerFactory loggers)
     {
         _options = options;
         _metrics = metrics;

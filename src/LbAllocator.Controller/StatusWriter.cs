@@ -1,12 +1,13 @@
 using System.Net;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Controller;
 
@@ -14,7 +15,7 @@ namespace LbAllocator.Controller;
 /// The controller's side effects: a Service's status.loadBalancer.ingress and pool annotation, events on
 /// Services and pools, and pool status. Writes only what differs; retries conflicts from a fresh read.
 /// </summary>
-internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions options, ControllerMetrics metrics, ILogger<StatusWriter> logger)
+internal sealed partial class StatusWriter(KubeApi client, ControllerOptions options, ControllerMetrics metrics, ILogger<StatusWriter> logger)
 {
     private const int ConflictRetries = 5;
 
@@ -68,7 +69,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             {
                 // Built as a JSON tree: serializing an anonymous type needs reflection, which NativeAOT lacks.
                 var patch = new JsonObject { ["metadata"] = new JsonObject { ["annotations"] = new JsonObject { [ServiceAnnotations.AllocatedFromPool] = outcome.Pool } } }.ToJsonString();
-                await client.CoreV1.PatchNamespacedServiceAsync(new V1Patch(patch, V1Patch.PatchType.MergePatch), service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                await client.PatchAsync(KubeResources.Services, service.Metadata.NamespaceProperty, service.Metadata.Name, patch, cancellationToken: cancellationToken);
             }
         }
 
@@ -120,7 +121,7 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             {
                 ApiVersion = service.ApiVersion,
                 Kind = service.Kind,
-                Metadata = KubernetesJson.Deserialize<V1ObjectMeta>(KubernetesJson.Serialize(service.Metadata)),
+                Metadata = KubeJson.Clone(service.Metadata),
                 Spec = service.Spec,
                 Status = new V1ServiceStatus
                 {
@@ -140,12 +141,12 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
 
             try
             {
-                return await client.CoreV1.ReplaceNamespacedServiceStatusAsync(update, service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                return await client.ReplaceAsync(KubeResources.Services, service.Metadata.NamespaceProperty, service.Metadata.Name, update, "status", cancellationToken);
             }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
+            catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
             {
                 LogConflict(service.Metadata.NamespaceProperty, service.Metadata.Name, attempt);
-                service = await client.CoreV1.ReadNamespacedServiceStatusAsync(service.Metadata.Name, service.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                service = await client.GetAsync(KubeResources.Services, service.Metadata.NamespaceProperty, service.Metadata.Name, "status", cancellationToken);
             }
         }
     }
@@ -176,9 +177,8 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             return;
         }
 
-        var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = status });
-        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
-            new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, pool.Metadata.NamespaceProperty, "ipaddresspools", pool.Metadata.Name, cancellationToken: cancellationToken);
+        var patch = new JsonObject { ["status"] = JsonSerializer.SerializeToNode(status, KubeJson.Default.IPAddressPoolStatus) }.ToJsonString();
+        await client.PatchAsync(KubeResources.Pools, pool.Metadata.NamespaceProperty, pool.Metadata.Name, patch, "status", cancellationToken);
     }
 
     /// <summary>Writes an advertisement's Valid condition when it changed, with a warning event when invalid.</summary>
@@ -195,9 +195,9 @@ internal sealed partial class StatusWriter(IKubernetes client, ControllerOptions
             return;
         }
 
-        var patch = KubernetesJson.Serialize(new Dictionary<string, object> { ["status"] = new L2AdvertisementStatus { Conditions = [condition] } });
-        await client.CustomObjects.PatchNamespacedCustomObjectStatusAsync(
-            new V1Patch(patch, V1Patch.PatchType.MergePatch), Api.Group, Api.Version, advertisement.Metadata.NamespaceProperty, "l2advertisements", advertisement.Metadata.Name, cancellationToken: cancellationToken);
+        var status = new L2AdvertisementStatus { Conditions = [condition] };
+        var patch = new JsonObject { ["status"] = JsonSerializer.SerializeToNode(status, KubeJson.Default.L2AdvertisementStatus) }.ToJsonString();
+        await client.PatchAsync(KubeResources.Advertisements, advertisement.Metadata.NamespaceProperty, advertisement.Metadata.Name, patch, "status", cancellationToken);
     }
 
     public static string PoolEventKey(string pool) => $"pool/{pool}";

@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
-using k8s;
 using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -63,39 +63,20 @@ public static class ComponentHost
     }
 
     /// <summary>
-    /// The client, loaded now so a missing kubeconfig is one clear error before anything starts. Its
+    /// The client, its connection read now so a missing kubeconfig is one clear error before anything starts. Its
     /// requests carry the component's User-Agent and are counted in the metrics.
     /// </summary>
     /// <param name="requestsOffWatchConnection">Requests other than watches on connections of their own (<see cref="RequestsOffWatchConnection"/>).</param>
     public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig, bool requestsOffWatchConnection = false)
     {
-        var configuration = KubeClientConfiguration.Load(kubeconfig);
-        configuration.FirstMessageHandlerSetup = PingWatchConnections;
-        builder.Services.AddSingleton<IKubernetes>(sp =>
+        var connection = KubeClientConfiguration.Load(kubeconfig);
+        builder.Services.AddSingleton(sp =>
         {
             var metrics = new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>());
             return requestsOffWatchConnection
-                ? new k8s.Kubernetes(configuration, metrics, new RequestsOffWatchConnection())
-                : new k8s.Kubernetes(configuration, metrics);
+                ? new KubeApi(connection, metrics, new RequestsOffWatchConnection())
+                : new KubeApi(connection, metrics);
         });
-    }
-
-    /// <summary>
-    /// After a network cut, connections may hang silently: TCP backs off its retransmissions (and a connection
-    /// attempt its SYNs) and may not try again for a minute or more after the network heals. Pings every 5 s while
-    /// requests are open find a dead HTTP/2 connection (the watches') within 10 s and close it; a connection attempt
-    /// gives up after 5 s, so the next one starts afresh. Either way the requests go on over a new connection soon
-    /// after the network is back.
-    /// </summary>
-    private static void PingWatchConnections(HttpMessageHandler handler)
-    {
-        if (handler is SocketsHttpHandler sockets)
-        {
-            sockets.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
-            sockets.KeepAlivePingDelay = TimeSpan.FromSeconds(5);
-            sockets.KeepAlivePingTimeout = TimeSpan.FromSeconds(5);
-            sockets.ConnectTimeout = TimeSpan.FromSeconds(5);
-        }
     }
 
     /// <summary>

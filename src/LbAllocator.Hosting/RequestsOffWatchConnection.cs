@@ -3,7 +3,7 @@ using System.Net;
 namespace LbAllocator.Hosting;
 
 /// <summary>
-/// KubernetesClient sends every request as HTTP/2 on one connection, so a burst's writes queue behind the
+/// The client sends every request as HTTP/2 on one connection, so a burst's writes queue behind the
 /// watch streams' data (and each other) in one TCP stream; measured on kube-apiserver, a Service's status
 /// write then took 2-4 times as long as the same write from a client of its own. This sends every request
 /// but watches over HTTP/1.1, a pooled connection per request in flight. Watches stay on HTTP/2, where the

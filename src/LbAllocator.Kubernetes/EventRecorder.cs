@@ -1,16 +1,16 @@
 using System.Net;
 using System.Threading.Channels;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Kubernetes;
 
 /// <summary>How an <see cref="EventRecorder"/> queues and writes.</summary>
 /// <param name="Capacity">Events that may wait to be sent.</param>
 /// <param name="DropOldest">When full: drop the oldest waiting event (while the API hangs, news beats history); otherwise the newest.</param>
-/// <param name="AttemptTimeout">Each write's own timeout (the client's default is 100 s).</param>
+/// <param name="AttemptTimeout">Each write's own timeout (the client gives up after 100 s).</param>
 /// <param name="Attempts">Writes of one event at most, for answers worth retrying (timeouts, 429, 5xx).</param>
 public sealed record EventQueueSettings(int Capacity, bool DropOldest, TimeSpan AttemptTimeout, int Attempts = 3);
 
@@ -27,7 +27,7 @@ public sealed partial class EventRecorder
     private static readonly TimeSpan MaxYield = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan YieldStep = TimeSpan.FromMilliseconds(10);
 
-    private readonly IKubernetes _client;
+    private readonly KubeApi _client;
     private readonly string _component;
     private readonly string _instance;
     private readonly string _defaultNamespace;
@@ -39,7 +39,7 @@ public sealed partial class EventRecorder
     private readonly Channel<QueuedEvent> _queue;
     private int _unsent;
 
-    public EventRecorder(IKubernetes client, string component, string instance, string defaultNamespace, EventQueueSettings settings, TimeProvider time, ILogger logger)
+    public EventRecorder(KubeApi client, string component, string instance, string defaultNamespace, EventQueueSettings settings, TimeProvider time, ILogger logger)
     {
         _client = client;
         _component = component;
@@ -126,10 +126,10 @@ public sealed partial class EventRecorder
             using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             try
             {
-                await _client.CoreV1.CreateNamespacedEventAsync(item.Body, item.Body.Metadata.NamespaceProperty, cancellationToken: call.Token);
+                await _client.CreateAsync(KubeResources.Events, item.Body.Metadata.NamespaceProperty, item.Body, call.Token);
                 return;
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is KubeApiException or HttpRequestException or OperationCanceledException)
             {
                 if (attempt >= _settings.Attempts || !Transient(e))
                 {
@@ -157,8 +157,8 @@ public sealed partial class EventRecorder
     }
 
     /// <summary>Worth another attempt: no answer in time, no connection, throttled or a server error.</summary>
-    private static bool Transient(Exception e) => e is not HttpOperationException http
-        || http.Response.StatusCode is HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError;
+    private static bool Transient(Exception e) => e is not KubeApiException api
+        || api.StatusCode is HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError;
 
     /// <summary>The event to write, or null when it repeats the key's last one.</summary>
     private QueuedEvent? Prepare(IKubernetesObject<V1ObjectMeta> target, string key, string type, string reason, string message)

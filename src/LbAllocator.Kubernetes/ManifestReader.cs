@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using System.Text.Unicode;
 using k8s;
 using k8s.Models;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using YamlDotNet.Core;
 using YamlDotNet.Core.Events;
@@ -67,17 +68,8 @@ public static partial class ManifestReader
         ["v1/Namespace"] = new(typeof(V1Namespace), Strict: false, (set, at, o) => set.Namespaces.Add(new(at, (V1Namespace)o))),
     };
 
-    /// <summary>
-    /// KubernetesJson's own options (internal to the client; AddJsonOptions hands them out), so the kinds are
-    /// read with the resolvers and converters every other KubernetesJson call uses: under NativeAOT, our kinds
-    /// need <see cref="CrdJson.Register"/> to have run first, as the binary's Main does.
-    /// </summary>
-    private static readonly Lazy<JsonSerializerOptions> JsonOptions = new(() =>
-    {
-        JsonSerializerOptions? options = null;
-        KubernetesJson.AddJsonOptions(o => options = o);
-        return options!;
-    });
+    /// <summary>The options every exchange with the API server uses (<see cref="KubeJson"/>), so a manifest reads as the server's objects do.</summary>
+    private static readonly Lazy<JsonSerializerOptions> JsonOptions = new(() => KubeJson.Default.Options);
 
     private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
 

@@ -3,13 +3,13 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Speaker;
 
@@ -25,11 +25,10 @@ public sealed partial class L2StatusWriter : IDisposable
     private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff
     private const string VerifiedItem = "verified:"; // queue items for the Verified condition: status names hold no colon
     private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromSeconds(60); // an unchanged result is rewritten this often, for its check time
-    private const string Plural = "servicel2statuses";
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
 
-    private readonly IKubernetes _client;
+    private readonly KubeApi _client;
     private readonly SpeakerOptions _options;
     private readonly ResourceCache<V1Alpha1ServiceL2Status> _statuses;
     private readonly TimeProvider _time;
@@ -42,7 +41,7 @@ public sealed partial class L2StatusWriter : IDisposable
     private readonly Dictionary<string, OwnCondition> _verified = new(StringComparer.Ordinal); // status name: the Verified condition wanted
     private readonly Dictionary<string, (OwnCondition Condition, long At)> _verifiedWritten = new(StringComparer.Ordinal);
 
-    public L2StatusWriter(IKubernetes client, SpeakerOptions options, ResourceCache<V1Alpha1ServiceL2Status> statuses, TimeProvider time, ILogger<L2StatusWriter> logger)
+    public L2StatusWriter(KubeApi client, SpeakerOptions options, ResourceCache<V1Alpha1ServiceL2Status> statuses, TimeProvider time, ILogger<L2StatusWriter> logger)
     {
         _client = client;
         _options = options;
@@ -272,10 +271,10 @@ public sealed partial class L2StatusWriter : IDisposable
             };
             try
             {
-                await _client.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
+                await _client.ReplaceAsync(KubeResources.ServiceL2Statuses, _options.Namespace, name, body, "status", cancellationToken);
                 return;
             }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < WriteAttempts)
+            catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.Conflict && attempt < WriteAttempts)
             {
                 current = await GetAsync(name, cancellationToken);
             }
@@ -296,9 +295,9 @@ public sealed partial class L2StatusWriter : IDisposable
         };
         try
         {
-            return Typed(await _client.CustomObjects.CreateNamespacedCustomObjectAsync(body, Api.Group, Api.Version, _options.Namespace, Plural, cancellationToken: cancellationToken));
+            return await _client.CreateAsync(KubeResources.ServiceL2Statuses, _options.Namespace, body, cancellationToken);
         }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+        catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.Conflict)
         {
             // Created meanwhile (by us before a restart, or a previous owner).
             return await GetAsync(name, cancellationToken) ?? throw new InvalidOperationException($"ServiceL2Status {name} exists and does not: created and deleted meanwhile");
@@ -309,23 +308,21 @@ public sealed partial class L2StatusWriter : IDisposable
     {
         try
         {
-            return Typed(await _client.CustomObjects.GetNamespacedCustomObjectAsync(Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken));
+            return await _client.GetAsync(KubeResources.ServiceL2Statuses, _options.Namespace, name, cancellationToken: cancellationToken);
         }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
             return null;
         }
     }
 
-    private static V1Alpha1ServiceL2Status Typed(object raw) => KubernetesJson.Deserialize<V1Alpha1ServiceL2Status>((JsonElement)raw);
-
     private async Task DeleteAsync(string name, CancellationToken cancellationToken)
     {
         try
         {
-            await _client.CustomObjects.DeleteNamespacedCustomObjectAsync(Api.Group, Api.Version, _options.Namespace, Plural, name, cancellationToken: cancellationToken);
+            await _client.DeleteAsync(KubeResources.ServiceL2Statuses, _options.Namespace, name, cancellationToken);
         }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
         }
     }

@@ -1,9 +1,9 @@
 using System.Net;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using LbAllocator.Hosting;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Speaker;
 
@@ -17,7 +17,7 @@ namespace LbAllocator.Speaker;
 /// enough that nobody judging by the lease can have given up on it yet; <see cref="LanLiveness"/> decides
 /// what that means for answering (a speaker that still hears its peers keeps answering).
 /// </summary>
-public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions options, SpeakerMetrics metrics, Health health, TimeProvider time, ILogger<SpeakerLease> logger)
+public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options, SpeakerMetrics metrics, Health health, TimeProvider time, ILogger<SpeakerLease> logger)
 {
     private const string RenewLoop = "lease-renewal";
 
@@ -93,7 +93,7 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
                     _saidCannotAnswer = cannotAnswer is not null;
                     Renewed?.Invoke();
                 }
-                catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is HttpOperationException or HttpRequestException or OperationCanceledException)
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is KubeApiException or HttpRequestException or OperationCanceledException)
                 {
                     _current = null; // read afresh next time: someone may have changed or deleted it
                     metrics.RenewFailed();
@@ -144,10 +144,10 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         CheckHealth();
         try
         {
-            await client.CoordinationV1.DeleteNamespacedLeaseAsync(Name, options.Namespace, cancellationToken: cancellationToken);
+            await client.DeleteAsync(KubeResources.Leases, options.Namespace, Name, cancellationToken);
             LogReleased(Name);
         }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
         {
         }
     }
@@ -159,16 +159,16 @@ public sealed partial class SpeakerLease(IKubernetes client, SpeakerOptions opti
         {
             try
             {
-                _current = await client.CoordinationV1.ReadNamespacedLeaseAsync(Name, options.Namespace, cancellationToken: cancellationToken);
+                _current = await client.GetAsync(KubeResources.Leases, options.Namespace, Name, cancellationToken: cancellationToken);
             }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
             {
-                _current = await client.CoordinationV1.CreateNamespacedLeaseAsync(NewLease(now, cannotAnswer), options.Namespace, cancellationToken: cancellationToken);
+                _current = await client.CreateAsync(KubeResources.Leases, options.Namespace, NewLease(now, cannotAnswer), cancellationToken);
                 return;
             }
         }
 
-        _current = await client.CoordinationV1.ReplaceNamespacedLeaseAsync(Stamp(_current, now, cannotAnswer), Name, options.Namespace, cancellationToken: cancellationToken);
+        _current = await client.ReplaceAsync(KubeResources.Leases, options.Namespace, Name, Stamp(_current, now, cannotAnswer), cancellationToken: cancellationToken);
     }
 
     private V1Lease NewLease(DateTime now, string? cannotAnswer) => Stamp(

@@ -8,6 +8,7 @@ using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Speaker;
 
@@ -78,7 +79,7 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     /// <param name="scanInterfaces">This node's interfaces; /sys/class/net unless given.</param>
     public SpeakerReconciler(
-        IKubernetes client, SpeakerOptions options, SpeakerLease lease, IAnnouncer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers,
+        KubeApi client, SpeakerOptions options, SpeakerLease lease, IAnnouncer announcer, SpeakerMetrics metrics, Health health, TimeProvider time, ILoggerFactory loggers,
         Func<IReadOnlyList<NetworkInterfaceInfo>>? scanInterfaces = null)
     {
         _scan = scanInterfaces ?? (() => NetworkInterfaces.Scan());

@@ -1,3 +1,5 @@
+using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
 using LbAllocator.Kubernetes.Crds;
@@ -18,7 +20,7 @@ public sealed class ControllerFixture : IAsyncDisposable
     private readonly List<RunningController> _controllers = [];
     private readonly TestApiServer.TestApiServer? _double;
     private readonly KubeApiServer? _real;
-    private readonly KubernetesClientConfiguration _configuration;
+    private readonly KubeConnection _connection;
     private readonly DirectoryInfo? _ownDirectory;
 
     private ControllerFixture(string kubeconfig, string ns, string serviceNs, TestApiServer.TestApiServer? fake, KubeApiServer? real, DirectoryInfo? ownDirectory)
@@ -29,8 +31,8 @@ public sealed class ControllerFixture : IAsyncDisposable
         _double = fake;
         _real = real;
         _ownDirectory = ownDirectory;
-        _configuration = KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig);
-        Client = new k8s.Kubernetes(_configuration);
+        Client = new k8s.Kubernetes(KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig));
+        _connection = KubeClientConfiguration.Load(kubeconfig); // the components' own reader, as the binary uses it
     }
 
     /// <summary>The controllers' namespace: pools, advertisements and the leader Lease.</summary>
@@ -117,10 +119,10 @@ public sealed class ControllerFixture : IAsyncDisposable
             RenewDeadline = TimeSpan.FromSeconds(2),
             RetryPeriod = TimeSpan.FromMilliseconds(500),
         };
-        var client = new k8s.Kubernetes(_configuration, ControllerRequests.NewHandler());
+        var client = new KubeApi(_connection, ControllerRequests.NewHandler());
         var metrics = new ControllerMetrics(Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry()));
         var reconciler = new Reconciler(client, options, metrics, NullLoggerFactory.Instance);
-        var service = new ControllerService(client, reconciler, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), NullLogger<ControllerService>.Instance);
+        var service = new ControllerService(client, reconciler, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), TimeProvider.System, NullLogger<ControllerService>.Instance);
         await service.StartAsync(CancellationToken.None);
         var running = new RunningController(reconciler, service);
         _controllers.Add(running);

@@ -27,8 +27,9 @@ public sealed class CacheTrimTests(KubeApiServerFixture api) : IClassFixture<Kub
         };
         await client.CoreV1.ReplaceNodeStatusAsync(node, "worker-1");
 
-        var services = new ResourceCache<V1Service>(Sources.Services(client), NullLogger.Instance);
-        var nodes = new ResourceCache<V1Node>(Sources.Nodes(client), NullLogger.Instance);
+        using var kube = api.Server.CreateApi();
+        var services = new ResourceCache<V1Service>(Sources.Services(kube), NullLogger.Instance);
+        var nodes = new ResourceCache<V1Node>(Sources.Nodes(kube), NullLogger.Instance);
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var running = Task.WhenAll(services.RunAsync(stop.Token), nodes.RunAsync(stop.Token));
         await services.WaitForSyncAsync(stop.Token);

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using k8s;
-using k8s.Exceptions;
+using LbAllocator.Kubernetes.Client;
 using Xunit;
 
 namespace LbAllocator.Kubernetes.Tests;
@@ -21,7 +21,7 @@ public sealed class KubeClientConfigurationTests : IDisposable
     }
 
     [Fact]
-    public void Reads_what_the_client_reads()
+    public async Task Reads_what_the_client_reads()
     {
         // A CA certificate beside the file, named relative to it; the current context is the second one.
         using (var key = ECDsa.Create())
@@ -65,12 +65,12 @@ public sealed class KubeClientConfigurationTests : IDisposable
         Assert.Equal("https://192.0.2.1:6443", ours.Host);
         Assert.Equal(theirs.Namespace, ours.Namespace);
         Assert.Equal("lballocator-system", ours.Namespace);
-        Assert.Equal(theirs.AccessToken, ours.AccessToken);
-        Assert.Equal("abc.def", ours.AccessToken);
+        Assert.Equal(theirs.AccessToken, await ours.Token!.GetAsync(CancellationToken.None));
+        Assert.Equal("abc.def", await ours.Token!.GetAsync(CancellationToken.None));
         Assert.Equal(theirs.TlsServerName, ours.TlsServerName);
         Assert.Equal(theirs.SkipTlsVerify, ours.SkipTlsVerify);
         Assert.Equal(theirs.CurrentContext, ours.CurrentContext);
-        Assert.Equal(theirs.SslCaCerts!.Select(c => c.Thumbprint), ours.SslCaCerts!.Select(c => c.Thumbprint));
+        Assert.Equal(theirs.SslCaCerts!.Select(c => c.Thumbprint), ours.CaCertificates!.Select(c => c.Thumbprint));
     }
 
     [Fact]

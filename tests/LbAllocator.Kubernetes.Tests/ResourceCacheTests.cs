@@ -20,7 +20,7 @@ public sealed class ResourceCacheTests
         var source = new ResourceSource<V1Node>(
             "nodes",
             _ => Task.FromResult<(IList<V1Node>, string)>(([Node("a", "5")], "10")),
-            (version, _, cancellationToken) => Hang(version, watchedFrom.Writer, cancellationToken));
+            (version, cancellationToken) => Hang(version, watchedFrom.Writer, cancellationToken));
         var cache = new ResourceCache<V1Node>(source, NullLogger.Instance);
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var running = cache.RunAsync(stop.Token);

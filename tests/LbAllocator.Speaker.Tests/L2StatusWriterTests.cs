@@ -1,4 +1,6 @@
+using System.Text.Json;
 using System.Text.RegularExpressions;
+using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
@@ -70,7 +72,7 @@ public sealed class L2StatusWriterTests(KubeApiServerFixture fixture) : IClassFi
 
     private static async Task<(L2StatusWriter Writer, Task Run)> StartAsync(KubeApiServer server, string node, CancellationToken cancellationToken)
     {
-        var client = server.CreateClient();
+        var client = server.CreateApi();
         var statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, Ns), NullLogger.Instance);
         var writer = new L2StatusWriter(client, new SpeakerOptions { NodeName = node }, statuses, TimeProvider.System, NullLogger<L2StatusWriter>.Instance);
         var run = Task.WhenAll(statuses.RunAsync(cancellationToken), writer.RunAsync(cancellationToken));
@@ -104,27 +106,26 @@ public sealed class L2StatusWriterTests(KubeApiServerFixture fixture) : IClassFi
 
     private static async Task<V1Alpha1ServiceL2Status> EventuallyAsync(KubeApiServer server, string name, Func<V1Alpha1ServiceL2Status, bool> done)
     {
-        var client = server.CreateClient();
+        using var client = server.CreateApi();
         V1Alpha1ServiceL2Status? status = null;
         for (var i = 0; i < 200; i++)
         {
             try
             {
-                status = KubernetesJson.Deserialize<V1Alpha1ServiceL2Status>(KubernetesJson.Serialize(
-                    await client.CustomObjects.GetNamespacedCustomObjectAsync(Api.Group, Api.Version, Ns, "servicel2statuses", name)));
+                status = await client.GetAsync(KubeResources.ServiceL2Statuses, Ns, name);
                 if (done(status))
                 {
                     return status;
                 }
             }
-            catch (k8s.Autorest.HttpOperationException)
+            catch (KubeApiException)
             {
             }
 
             await Task.Delay(50);
         }
 
-        Assert.Fail($"not reached; status now: {KubernetesJson.Serialize(status)}");
+        Assert.Fail($"not reached; status now: {(status is null ? "none" : JsonSerializer.Serialize(status, KubeJson.Default.V1Alpha1ServiceL2Status))}");
         return null!;
     }
 }

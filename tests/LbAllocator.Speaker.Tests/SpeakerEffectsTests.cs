@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
@@ -34,7 +35,7 @@ public sealed class SpeakerEffectsTests : IDisposable
     public SpeakerEffectsTests()
     {
         // The handler answers nothing and forwards nothing: no request leaves the process.
-        var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = "http://127.0.0.1:9" }, _api);
+        var client = new KubeApi(new KubeConnection { Host = "http://127.0.0.1:9" }, _api);
         var statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, _options.Namespace), NullLogger.Instance);
         _writer = new L2StatusWriter(client, _options, statuses, _time, NullLogger<L2StatusWriter>.Instance);
         _effects = new SpeakerEffects(

@@ -1,5 +1,6 @@
 using System.Globalization;
 using LbAllocator.Hosting;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.TestApiServer;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
@@ -15,14 +16,14 @@ public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
     private readonly SpeakerOptions _options = new() { NodeName = "node-a", Namespace = "lballocator-system" };
     private readonly CancellationTokenSource _stop = new();
     private TestApiServer.TestApiServer _server = null!;
-    private k8s.Kubernetes _client = null!;
+    private KubeApi _client = null!;
     private SpeakerLease _lease = null!;
     private Task _loop = Task.CompletedTask;
 
     public async Task InitializeAsync()
     {
         _server = await TestApiServer.TestApiServer.StartAsync();
-        _client = _server.CreateClient();
+        _client = _server.CreateApi();
         var registry = Metrics.NewCustomRegistry();
         var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, new RecordingAnnouncer());
         _lease = new SpeakerLease(_client, _options, metrics, new Health(_time), _time, NullLogger<SpeakerLease>.Instance);

@@ -337,7 +337,7 @@ public class SpeakerReconcilerTests
 
         private SpeakerRun(TestApiServer.TestApiServer server, HangingGate gate)
         {
-            var client = new k8s.Kubernetes(new KubernetesClientConfiguration { Host = server.Url.ToString() }, gate);
+            var client = server.CreateApi(gate);
             var options = new SpeakerOptions { NodeName = "node-a", Namespace = Ns };
             var time = TimeProvider.System;
             _health = new Health(time);

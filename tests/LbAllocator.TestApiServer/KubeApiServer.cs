@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using k8s;
 using k8s.Models;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.TestApiServer;
 
@@ -120,6 +121,10 @@ public sealed class KubeApiServer : IAsyncDisposable
     /// <summary>A client for the admin, or for the given bearer token (a ServiceAccount's, say).</summary>
     public k8s.Kubernetes CreateClient(string token = AdminToken) =>
         new(new KubernetesClientConfiguration { Host = Url.ToString(), AccessToken = token, SkipTlsVerify = true });
+
+    /// <summary>The components' client (<see cref="KubeApi"/>) for the admin, or for the given bearer token.</summary>
+    public KubeApi CreateApi(string token = AdminToken) =>
+        new(new KubeConnection { Host = Url.ToString(), Token = new StaticToken(token), SkipTlsVerify = true });
 
     /// <summary>Writes a kubeconfig for the token into the server's directory and returns its path.</summary>
     public string WriteKubeconfig(string user, string token, Uri? url = null)

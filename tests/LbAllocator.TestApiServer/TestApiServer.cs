@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
 using k8s;
+using LbAllocator.Kubernetes.Client;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -81,6 +82,9 @@ public sealed class TestApiServer : IAsyncDisposable
         """;
 
     public k8s.Kubernetes CreateClient() => new(new KubernetesClientConfiguration { Host = Url.ToString() });
+
+    /// <summary>The components' client (<see cref="KubeApi"/>) for this server, through the given handlers.</summary>
+    public KubeApi CreateApi(params DelegatingHandler[] handlers) => new(new KubeConnection { Host = Url.ToString() }, handlers);
 
     /// <summary>Closes every open watch stream abruptly.</summary>
     public void DropWatches() => Store.DropWatches();

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
+using LbAllocator.Kubernetes.Client;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Kubernetes.Watching;
@@ -26,13 +26,13 @@ public static class ObjectChange
 }
 
 /// <summary>
-/// How to list and watch one kind of object. The watch reports ERROR events (such as 410 Gone) through its
-/// error callback, which is how KubernetesClient surfaces them: the stream itself just ends.
+/// How to list and watch one kind of object. The watch ends when the server ends it; an ERROR event (such as 410
+/// Gone) ends it with an exception (<see cref="KubeApi.WatchAsync"/>).
 /// </summary>
 public sealed record ResourceSource<T>(
     string Resource,
     Func<CancellationToken, Task<(IList<T> Items, string ResourceVersion)>> List,
-    Func<string, Action<Exception>, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch)
+    Func<string, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch)
 {
     /// <summary>Drops fields of this kind that no decision reads before the cache keeps an object (see <see cref="ResourceCache{T}"/>).</summary>
     public Action<T>? Trim { get; init; }
@@ -105,18 +105,13 @@ public sealed partial class ResourceCache<T> : IWatchedCache where T : class, IK
                 }
 
                 Watches++;
-                Exception? error = null;
-                await foreach (var (type, item) in _source.Watch(version, e => error ??= e, attempt.Token))
+                await foreach (var (type, item) in _source.Watch(version, attempt.Token))
                 {
                     version = Apply(type, item) ?? version;
                     backoff = _options.InitialBackoff;
                 }
 
                 attempt.Token.ThrowIfCancellationRequested();
-                if (error is not null)
-                {
-                    throw error;
-                }
 
                 // The server ended the watch (timeout or dropped connection): resume from the last version.
                 LogWatchEnded(_source.Resource, version);
@@ -234,12 +229,7 @@ public sealed partial class ResourceCache<T> : IWatchedCache where T : class, IK
     }
 
     /// <summary>410 Gone: the version we would resume from is older than the server keeps.</summary>
-    private static bool IsGone(Exception e) => e switch
-    {
-        KubernetesException k => k.Status?.Code == (int)HttpStatusCode.Gone,
-        HttpOperationException h => h.Response?.StatusCode == HttpStatusCode.Gone,
-        _ => false,
-    };
+    private static bool IsGone(Exception e) => e is KubeApiException { StatusCode: HttpStatusCode.Gone };
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Listed {Resource}: {Count} objects at resourceVersion {ResourceVersion}")]
     private partial void LogListed(string resource, int count, string resourceVersion);
