@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using k8s;
@@ -108,6 +109,18 @@ public sealed class KubeJsonTests
         Assert.NotNull(KubeJson.Default.GetTypeInfo(typeof(WatchEvent<V1Status>)));
         Assert.NotNull(KubeJson.Default.GetTypeInfo(typeof(IPAddressPoolStatus)));
         Assert.NotNull(KubeJson.Default.GetTypeInfo(typeof(L2AdvertisementStatus)));
+    }
+
+    /// <summary>An object as the server sends it, managedFields and all, is written back as it was read (a lease renewal, a status write).</summary>
+    [Fact]
+    public void Writes_back_what_the_server_sent()
+    {
+        var sent = """{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l","resourceVersion":"5","managedFields":[{"apiVersion":"coordination.k8s.io/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:holderIdentity":{}}},"manager":"lballocator","operation":"Update","time":"2026-11-27T09:00:00Z"}]},"spec":{"holderIdentity":"a","renewTime":"2026-11-27T09:00:01.500000Z"}}""";
+
+        var lease = JsonSerializer.Deserialize(sent, KubeJson.Default.V1Lease)!;
+
+        var written = JsonSerializer.Serialize(lease, KubeJson.Default.V1Lease);
+        Assert.True(JsonNode.DeepEquals(JsonNode.Parse(sent), JsonNode.Parse(written)), written);
     }
 
     [Fact]

@@ -97,18 +97,46 @@ public sealed class KubeApi : IDisposable
                 continue;
             }
 
-            var watched = JsonSerializer.Deserialize(line, resource.Event) ?? throw new JsonException($"watch of {path}: an empty event");
-            if (watched.Type == WatchEventType.Error)
+            var json = Encoding.UTF8.GetBytes(line);
+            if (IsError(json))
             {
-                var status = JsonSerializer.Deserialize(line, KubeJson.Default.WatchEventV1Status)?.Item;
+                var status = JsonSerializer.Deserialize(json, KubeJson.Default.WatchEventV1Status)?.Item;
                 throw new KubeApiException((HttpStatusCode)(status?.Code ?? 500), status, $"watch of {path}: {status?.Code} {status?.Reason}: {status?.Message}");
             }
 
+            var watched = JsonSerializer.Deserialize(json, resource.Event) ?? throw new JsonException($"watch of {path}: an empty event");
             if (watched.Item is { } item)
             {
                 yield return (watched.Type, item);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether a watch event is an ERROR, whose object is a Status rather than the watched kind (and would not read as
+    /// one). Reads only up to the "type" property, which the API server writes first.
+    /// </summary>
+    private static bool IsError(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        {
+            return false;
+        }
+
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isType = reader.ValueTextEquals("type"u8);
+            reader.Read();
+            if (isType)
+            {
+                return reader.TokenType == JsonTokenType.String && reader.ValueTextEquals("ERROR"u8);
+            }
+
+            reader.Skip();
+        }
+
+        return false;
     }
 
     public Task<T> GetAsync<T>(KubeResource<T> resource, string? ns, string name, string? subresource = null, CancellationToken cancellationToken = default)

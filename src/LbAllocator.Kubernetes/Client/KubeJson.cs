@@ -24,6 +24,8 @@ namespace LbAllocator.Kubernetes.Client;
 [JsonSerializable(typeof(Corev1Event))]
 [JsonSerializable(typeof(V1Status))]
 [JsonSerializable(typeof(V1ObjectMeta))]
+// The models' untyped fields (managedFields[].fieldsV1) hold what was read as JsonElement, and are written back so.
+[JsonSerializable(typeof(JsonElement))]
 [JsonSerializable(typeof(V1Alpha1IPAddressPool))]
 [JsonSerializable(typeof(V1Alpha1L2Advertisement))]
 [JsonSerializable(typeof(V1Alpha1ServiceL2Status))]

@@ -1,0 +1,84 @@
+using System.Net;
+using k8s;
+using k8s.Models;
+using LbAllocator.Kubernetes.Client;
+using LbAllocator.Kubernetes.Watching;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace LbAllocator.Kubernetes.Tests;
+
+/// <summary>The client's watch against the test double's faults: dropped streams and expired versions.</summary>
+public sealed class KubeApiTests
+{
+    [Fact]
+    public async Task A_cache_follows_through_dropped_watches()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        using var setup = server.CreateClient();
+        using var api = server.CreateApi();
+        var services = new ResourceCache<V1Service>(Sources.Services(api), NullLogger.Instance, new CacheOptions { InitialBackoff = TimeSpan.FromMilliseconds(10) });
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var running = services.RunAsync(stop.Token);
+        await services.WaitForSyncAsync(stop.Token);
+
+        for (var round = 0; round < 3; round++)
+        {
+            await WaitForWatchAsync(server, stop.Token);
+            server.CompactHistory();
+            server.DropWatches();
+            await setup.CoreV1.CreateNamespacedServiceAsync(new V1Service { Metadata = new V1ObjectMeta { Name = $"s{round}" } }, "default");
+        }
+
+        while (services.Items.Count < 3)
+        {
+            await Task.Delay(20, stop.Token);
+        }
+
+        Assert.Equal(["s0", "s1", "s2"], services.Items.Select(s => s.Metadata.Name).Order());
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+    }
+
+    /// <summary>The ERROR event's object is a Status, not a Service: it ends the watch as a 410 the cache acts on.</summary>
+    [Fact]
+    public async Task A_watch_from_an_expired_version_ends_with_410_Gone()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        using var setup = server.CreateClient();
+        using var api = server.CreateApi();
+        var version = (await api.ListAsync(KubeResources.Services, ns: null)).Metadata!.ResourceVersion;
+        await setup.CoreV1.CreateNamespacedServiceAsync(new V1Service { Metadata = new V1ObjectMeta { Name = "later" } }, "default");
+        server.CompactHistory();
+
+        var e = await Assert.ThrowsAsync<KubeApiException>(async () =>
+        {
+            await foreach (var _ in api.WatchAsync(KubeResources.Services, null, null, version, 5))
+            {
+            }
+        });
+
+        Assert.Equal(HttpStatusCode.Gone, e.StatusCode);
+        Assert.Equal("Expired", e.Status?.Reason);
+    }
+
+    [Fact]
+    public async Task A_refused_request_names_the_request_and_the_servers_reason()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        using var api = server.CreateApi();
+
+        var e = await Assert.ThrowsAsync<KubeApiException>(() => api.GetAsync(KubeResources.Services, "default", "missing"));
+
+        Assert.Equal(HttpStatusCode.NotFound, e.StatusCode);
+        Assert.Equal("NotFound", e.Status?.Reason);
+        Assert.Contains("/api/v1/namespaces/default/services/missing: 404", e.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForWatchAsync(TestApiServer.TestApiServer server, CancellationToken cancellationToken)
+    {
+        while (server.OpenWatches == 0)
+        {
+            await Task.Delay(10, cancellationToken);
+        }
+    }
+}
