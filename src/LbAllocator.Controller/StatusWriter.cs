@@ -5,9 +5,9 @@ using k8s;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using Microsoft.Extensions.Logging;
-using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Controller;
 

@@ -2,8 +2,8 @@ using System.Net;
 using System.Threading.Channels;
 using k8s;
 using k8s.Models;
-using Microsoft.Extensions.Logging;
 using LbAllocator.Kubernetes.Client;
+using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Kubernetes;
 

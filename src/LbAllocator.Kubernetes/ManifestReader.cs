@@ -48,7 +48,7 @@ public sealed class ManifestSet
 /// <summary>
 /// Reads Kubernetes YAML (multi-document files, v1 List objects, directories recursively) holding the
 /// kinds lballocator understands. YamlDotNet finds the documents and their positions; <see cref="TypedYaml"/>
-/// turns each into its typed object through KubernetesClient's JSON options (no reflection, so NativeAOT
+/// turns each into its typed object through the client's JSON metadata (`KubeJson`: no reflection, so NativeAOT
 /// reads manifests as the JIT build does), strictly for our own kinds so that a misspelt field is an error
 /// rather than silently ignored. Whatever the input, reading never throws: every way it can be unreadable
 /// becomes one error in <see cref="ManifestSet.Errors"/>.

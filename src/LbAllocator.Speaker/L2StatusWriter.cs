@@ -1,15 +1,15 @@
 using System.Net;
 using System.Security.Cryptography;
-using System.Text.Json;
 using System.Text;
+using System.Text.Json;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging;
-using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Speaker;
 

@@ -5,10 +5,10 @@ using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Hosting;
 using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging;
-using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Speaker;
 

@@ -1,7 +1,7 @@
-using LbAllocator.Kubernetes;
-using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
+using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.TestApiServer;
 using Microsoft.Extensions.Logging.Abstractions;

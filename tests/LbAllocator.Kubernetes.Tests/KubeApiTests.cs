@@ -3,6 +3,7 @@ using k8s;
 using k8s.Models;
 using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Watching;
+using LbAllocator.TestApiServer;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace LbAllocator.Kubernetes.Tests;
@@ -80,5 +81,61 @@ public sealed class KubeApiTests
         {
             await Task.Delay(10, cancellationToken);
         }
+    }
+}
+
+/// <summary>
+/// The connection's TLS on the real kube-apiserver, whose certificate (self-signed, so its own CA) names 127.0.0.1 and
+/// kubernetes.default.svc: verified against the kubeconfig's certificate authority, by the address or by tls-server-name.
+/// </summary>
+public sealed class KubeConnectionTests(KubeApiServerFixture api) : IClassFixture<KubeApiServerFixture>, IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("lballocator-tls-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [RealApiTheory]
+    [InlineData(null)]
+    [InlineData("kubernetes.default.svc")]
+    public async Task Verifies_the_server_against_the_kubeconfigs_certificate_authority(string? serverName)
+    {
+        using var client = new KubeApi(KubeClientConfiguration.Load(Kubeconfig(serverName)));
+
+        var namespaces = await client.ListAsync(KubeResources.Namespaces, ns: null);
+
+        Assert.Contains(namespaces.Items!, n => n.Metadata.Name == "default");
+    }
+
+    [RealApiFact]
+    public async Task Refuses_a_server_whose_certificate_does_not_name_it()
+    {
+        using var client = new KubeApi(KubeClientConfiguration.Load(Kubeconfig("wrong.example")));
+
+        var e = await Assert.ThrowsAsync<HttpRequestException>(() => client.ListAsync(KubeResources.Namespaces, ns: null));
+
+        Assert.IsType<System.Security.Authentication.AuthenticationException>(e.InnerException);
+    }
+
+    private string Kubeconfig(string? serverName)
+    {
+        var path = Path.Combine(_dir, $"{serverName ?? "by-address"}.kubeconfig");
+        File.WriteAllText(path, $"""
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: lab
+              cluster:
+                server: {api.Server.Url.ToString().TrimEnd('/')}
+                certificate-authority: {api.Server.CertificateFile}
+            {(serverName is null ? "" : $"    tls-server-name: {serverName}")}
+            users:
+            - name: admin
+              user: {"{"}token: {KubeApiServer.AdminToken}{"}"}
+            contexts:
+            - name: lab
+              context: {"{"}cluster: lab, user: admin{"}"}
+            current-context: lab
+            """);
+        return path;
     }
 }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using k8s;
 using k8s.Models;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -19,7 +20,7 @@ public sealed class ResourceCacheTests
         var watchedFrom = Channel.CreateUnbounded<string>();
         var source = new ResourceSource<V1Node>(
             "nodes",
-            _ => Task.FromResult<(IList<V1Node>, string)>(([Node("a", "5")], "10")),
+            (_, _) => Task.FromResult<(IList<V1Node>, string)>(([Node("a", "5")], "10")),
             (version, cancellationToken) => Hang(version, watchedFrom.Writer, cancellationToken));
         var cache = new ResourceCache<V1Node>(source, NullLogger.Instance);
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -34,6 +35,47 @@ public sealed class ResourceCacheTests
 
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running); // cancelled: it stops
+    }
+
+    /// <summary>
+    /// The first list may come from the API server's watch cache (resourceVersion=0, no etcd read when every speaker
+    /// starts at once); the list after 410 Gone asks for the latest, so the cache never steps back to an older state.
+    /// </summary>
+    [Fact]
+    public async Task Lists_first_from_the_servers_cache_and_after_410_Gone_from_the_latest()
+    {
+        var listedAt = Channel.CreateUnbounded<string?>();
+        var watches = 0;
+        var source = new ResourceSource<V1Node>(
+            "nodes",
+            async (version, cancellationToken) =>
+            {
+                await listedAt.Writer.WriteAsync(version, cancellationToken);
+                return ([Node("a", "5")], "10");
+            },
+            (version, cancellationToken) => GoneFirst(Interlocked.Increment(ref watches), version, cancellationToken));
+        var cache = new ResourceCache<V1Node>(source, NullLogger.Instance);
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var running = cache.RunAsync(stop.Token);
+
+        Assert.Equal("0", await listedAt.Reader.ReadAsync(stop.Token));
+        Assert.Null(await listedAt.Reader.ReadAsync(stop.Token));
+        Assert.Equal(2, cache.Lists);
+
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+    }
+
+    /// <summary>The first watch ends with 410 Gone, as an ERROR event does; later ones hang until cancelled.</summary>
+    private static async IAsyncEnumerable<(WatchEventType, V1Node)> GoneFirst(int watch, string version, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (watch == 1)
+        {
+            throw new KubeApiException(System.Net.HttpStatusCode.Gone, null, $"watch from {version}: 410 Gone");
+        }
+
+        await Task.Delay(Timeout.Infinite, cancellationToken);
+        yield break;
     }
 
     /// <summary>Delivers one event for the first watch, then hangs until cancelled, as a stream on a dead connection.</summary>

@@ -1,9 +1,9 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using LbAllocator.TestApiServer;

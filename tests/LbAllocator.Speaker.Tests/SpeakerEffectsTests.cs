@@ -1,8 +1,8 @@
 using System.Text.RegularExpressions;
-using LbAllocator.Kubernetes.Client;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Kubernetes.Watching;
 using Microsoft.Extensions.Logging.Abstractions;

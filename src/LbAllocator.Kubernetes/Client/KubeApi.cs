@@ -47,11 +47,24 @@ public sealed class KubeApi : IDisposable
 
     public void Dispose() => _http.Dispose();
 
-    public async Task<KubeList<T>> ListAsync<T>(KubeResource<T> resource, string? ns, string? labelSelector = null, CancellationToken cancellationToken = default)
+    /// <param name="resourceVersion">"0": any recent state, from the API server's watch cache; null: the latest, from etcd.</param>
+    public async Task<KubeList<T>> ListAsync<T>(
+        KubeResource<T> resource, string? ns, string? labelSelector = null, string? resourceVersion = null, CancellationToken cancellationToken = default)
         where T : class
     {
-        var query = labelSelector is null ? "" : $"?labelSelector={Uri.EscapeDataString(labelSelector)}";
-        return await SendAsync(HttpMethod.Get, resource.CollectionPath(ns) + query, null, resource.List, cancellationToken);
+        var query = new List<string>();
+        if (labelSelector is not null)
+        {
+            query.Add($"labelSelector={Uri.EscapeDataString(labelSelector)}");
+        }
+
+        if (resourceVersion is not null)
+        {
+            query.Add($"resourceVersion={Uri.EscapeDataString(resourceVersion)}");
+        }
+
+        var path = resource.CollectionPath(ns) + (query.Count == 0 ? "" : "?" + string.Join('&', query));
+        return await SendAsync(HttpMethod.Get, path, null, resource.List, cancellationToken);
     }
 
     /// <summary>

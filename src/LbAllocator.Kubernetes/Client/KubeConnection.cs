@@ -51,11 +51,6 @@ public sealed class KubeConnection
             ConnectTimeout = TimeSpan.FromSeconds(5),
         };
         var tls = sockets.SslOptions;
-        if (TlsServerName is not null)
-        {
-            tls.TargetHost = TlsServerName;
-        }
-
         if (ClientCertificate is not null)
         {
             tls.ClientCertificates = [ClientCertificate];
@@ -91,11 +86,20 @@ public sealed class KubeConnection
         return chain.Build(certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
     }
 
-    /// <summary>Puts the bearer token (fresh for each request) or the basic credentials on every request.</summary>
+    /// <summary>
+    /// Puts the bearer token (fresh for each request) or the basic credentials on every request, and the TLS server name
+    /// as its Host: the handler takes the name it sends in the TLS handshake and checks the certificate against from
+    /// the Host header (kube-apiserver ignores the header itself).
+    /// </summary>
     private sealed class Credentials(KubeConnection connection) : DelegatingHandler
     {
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
+            if (connection.TlsServerName is { } serverName)
+            {
+                request.Headers.Host = serverName;
+            }
+
             if (connection.Token is { } token)
             {
                 request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", await token.GetAsync(cancellationToken));

@@ -26,12 +26,13 @@ public static class ObjectChange
 }
 
 /// <summary>
-/// How to list and watch one kind of object. The watch ends when the server ends it; an ERROR event (such as 410
-/// Gone) ends it with an exception (<see cref="KubeApi.WatchAsync"/>).
+/// How to list and watch one kind of object. The list takes a resourceVersion: "0" for any recent state (served from
+/// the API server's watch cache), null for the latest (read from etcd). The watch ends when the server ends it; an
+/// ERROR event (such as 410 Gone) ends it with an exception (<see cref="KubeApi.WatchAsync"/>).
 /// </summary>
 public sealed record ResourceSource<T>(
     string Resource,
-    Func<CancellationToken, Task<(IList<T> Items, string ResourceVersion)>> List,
+    Func<string?, CancellationToken, Task<(IList<T> Items, string ResourceVersion)>> List,
     Func<string, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> Watch)
 {
     /// <summary>Drops fields of this kind that no decision reads before the cache keeps an object (see <see cref="ResourceCache{T}"/>).</summary>
@@ -159,7 +160,10 @@ public sealed partial class ResourceCache<T> : IWatchedCache where T : class, IK
 
     private async Task<string> ListAsync(CancellationToken cancellationToken)
     {
-        var (items, version) = await _source.List(cancellationToken);
+        // The first list takes whatever the API server's watch cache holds, as client-go's reflector does: it costs the
+        // server no etcd read, which matters when every speaker starts at once; the watch then brings it up to date.
+        // A list after 410 Gone reads the latest, so the cache never goes back to an older state than it has seen.
+        var (items, version) = await _source.List(Lists == 0 ? "0" : null, cancellationToken);
         Lists++;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var item in items)

@@ -35,9 +35,9 @@ public static class Sources
     private static ResourceSource<T> Of<T>(KubeApi api, KubeResource<T> resource, string? ns, string? labelSelector = null)
         where T : class => new(
         resource.Plural,
-        async ct =>
+        async (version, ct) =>
         {
-            var list = await api.ListAsync(resource, ns, labelSelector, ct);
+            var list = await api.ListAsync(resource, ns, labelSelector, version, ct);
             return (list.Items ?? [], list.Metadata?.ResourceVersion ?? "");
         },
         (version, ct) => api.WatchAsync(resource, ns, labelSelector, version, WatchTimeoutSeconds, ct));
