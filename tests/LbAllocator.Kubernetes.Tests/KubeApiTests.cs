@@ -75,6 +75,32 @@ public sealed class KubeApiTests
         Assert.Contains("/api/v1/namespaces/default/services/missing: 404", e.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>A server address with a path (an authenticating proxy's) keeps it; nothing leaves the process.</summary>
+    [Fact]
+    public async Task Requests_go_below_the_servers_path()
+    {
+        var answer = new Answer();
+        using var api = new KubeApi(new KubeConnection { Host = "https://192.0.2.1:6443/k8s/clusters/lab/" }, answer);
+
+        await api.ListAsync(KubeResources.Leases, "lballocator-system", "app=x", resourceVersion: "0");
+
+        Assert.Equal(
+            "https://192.0.2.1:6443/k8s/clusters/lab/apis/coordination.k8s.io/v1/namespaces/lballocator-system/leases?labelSelector=app%3Dx&resourceVersion=0",
+            answer.Asked?.ToString());
+    }
+
+    /// <summary>Answers every request with an empty list, remembering what was asked.</summary>
+    private sealed class Answer : DelegatingHandler
+    {
+        public Uri? Asked { get; private set; }
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            Asked = request.RequestUri;
+            return Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = new StringContent("""{"metadata":{"resourceVersion":"1"},"items":[]}""") });
+        }
+    }
+
     private static async Task WaitForWatchAsync(TestApiServer.TestApiServer server, CancellationToken cancellationToken)
     {
         while (server.OpenWatches == 0)

@@ -115,4 +115,41 @@ public sealed class KubeClientConfigurationTests : IDisposable
 
         Assert.Contains("nowhere", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Reads_a_client_certificate_with_its_key_inline_or_from_files()
+    {
+        using var key = ECDsa.Create();
+        using var certificate = new CertificateRequest("CN=lballocator-speaker", key, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow, DateTimeOffset.UtcNow.AddDays(1));
+        var certificatePem = certificate.ExportCertificatePem();
+        var keyPem = key.ExportPkcs8PrivateKeyPem();
+        File.WriteAllText(Path.Combine(_dir, "client.crt"), certificatePem);
+        File.WriteAllText(Path.Combine(_dir, "client.key"), keyPem);
+        static string Base64(string pem) => Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(pem));
+
+        foreach (var user in new[]
+        {
+            $"{{client-certificate-data: {Base64(certificatePem)}, client-key-data: {Base64(keyPem)}}}",
+            "{client-certificate: client.crt, client-key: client.key}",
+        })
+        {
+            var path = Write("config", $"clusters: [{{name: c, cluster: {{server: \"https://198.51.100.9:6443\"}}}}]\nusers: [{{name: u, user: {user}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n");
+
+            var ours = KubeClientConfiguration.Load(path);
+
+            Assert.Equal(certificate.Thumbprint, ours.ClientCertificate?.Thumbprint);
+            Assert.True(ours.ClientCertificate!.HasPrivateKey);
+        }
+    }
+
+    [Fact]
+    public void An_unreadable_certificate_is_an_error_naming_the_file()
+    {
+        var path = Write("config", "clusters: [{name: c, cluster: {server: \"https://198.51.100.9:6443\", certificate-authority: missing-ca.crt}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n");
+
+        var e = Assert.Throws<KubeConfigException>(() => KubeClientConfiguration.Load(path));
+
+        Assert.StartsWith($"kubeconfig {path} could not be read:", e.Message, StringComparison.Ordinal);
+        Assert.Contains("missing-ca.crt", e.Message, StringComparison.Ordinal);
+    }
 }

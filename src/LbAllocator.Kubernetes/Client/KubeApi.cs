@@ -38,7 +38,7 @@ public sealed class KubeApi : IDisposable
         // HTTP/2 where the server offers it (TLS), as kubectl and KubernetesClient: the watches share one connection.
         _http = new HttpClient(inner)
         {
-            BaseAddress = new Uri(connection.Host),
+            BaseAddress = new Uri(connection.Host.TrimEnd('/') + "/"),
             Timeout = RequestTimeout,
             DefaultRequestVersion = HttpVersion.Version20,
             DefaultVersionPolicy = HttpVersionPolicy.RequestVersionOrLower,

@@ -11,10 +11,13 @@ public sealed record KubeResource<T>(
     string Group, string Version, string Plural, bool Namespaced, JsonTypeInfo<T> Item, JsonTypeInfo<KubeList<T>> List, JsonTypeInfo<WatchEvent<T>> Event)
     where T : class
 {
-    /// <summary>The collection: in one namespace, or across all of them when <paramref name="ns"/> is null.</summary>
+    /// <summary>
+    /// The collection: in one namespace, or across all of them when <paramref name="ns"/> is null. Relative, so a server
+    /// address with a path (an authenticating proxy's, say) keeps it.
+    /// </summary>
     public string CollectionPath(string? ns)
     {
-        var root = Group.Length == 0 ? $"/api/{Version}" : $"/apis/{Group}/{Version}";
+        var root = Group.Length == 0 ? $"api/{Version}" : $"apis/{Group}/{Version}";
         return Namespaced && ns is not null ? $"{root}/namespaces/{Uri.EscapeDataString(ns)}/{Plural}" : $"{root}/{Plural}";
     }
 
