@@ -20,9 +20,6 @@ public sealed class KubeApi : IDisposable
     /// <summary>How long a request may wait for its response headers (a watch: for its stream to start).</summary>
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(100);
 
-    private static readonly MediaTypeHeaderValue Json = new("application/json");
-    private static readonly MediaTypeHeaderValue MergePatch = new("application/merge-patch+json");
-
     private readonly HttpClient _http;
 
     /// <param name="handlers">Handlers between the client and the connection, outermost first (metrics, test gates).</param>
@@ -167,7 +164,7 @@ public sealed class KubeApi : IDisposable
         where T : class
     {
         var content = new StringContent(mergePatch, Encoding.UTF8);
-        content.Headers.ContentType = MergePatch;
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/merge-patch+json");
         return SendAsync(HttpMethod.Patch, resource.ItemPath(ns, name, subresource), content, resource.Item, cancellationToken);
     }
 
@@ -182,7 +179,7 @@ public sealed class KubeApi : IDisposable
     private static ByteArrayContent Content<T>(T body, JsonTypeInfo<T> info)
     {
         var content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body, info));
-        content.Headers.ContentType = Json;
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         return content;
     }
 
