@@ -50,13 +50,20 @@ public static class KubeClientConfiguration
         }
 
         var ns = Path.Combine(ServiceAccount, "namespace");
-        return new KubeConnection
+        try
         {
-            Host = new UriBuilder("https", host, int.Parse(port, System.Globalization.CultureInfo.InvariantCulture)).Uri.ToString().TrimEnd('/'),
-            CaCertificates = Certificates(File.ReadAllText(Path.Combine(ServiceAccount, "ca.crt"))),
-            Token = new TokenFile(token, time),
-            Namespace = File.Exists(ns) ? File.ReadAllText(ns).Trim() : null,
-        };
+            return new KubeConnection
+            {
+                Host = new UriBuilder("https", host, int.Parse(port, System.Globalization.CultureInfo.InvariantCulture)).Uri.ToString().TrimEnd('/'),
+                CaCertificates = Certificates(File.ReadAllText(Path.Combine(ServiceAccount, "ca.crt"))),
+                Token = new TokenFile(token, time),
+                Namespace = File.Exists(ns) ? File.ReadAllText(ns).Trim() : null,
+            };
+        }
+        catch (Exception e) when (e is IOException or FormatException or CryptographicException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new KubeConfigException($"the in-cluster service account ({ServiceAccount}, KUBERNETES_SERVICE_HOST {host}, PORT {port}) could not be read: {e.Message}");
+        }
     }
 
     private static KubeConnection FromFile(string path, TimeProvider time)
@@ -97,7 +104,7 @@ public static class KubeClientConfiguration
                     : null,
             };
         }
-        catch (Exception e) when (e is IOException or FormatException or CryptographicException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or FormatException or CryptographicException or UnauthorizedAccessException or ArgumentException)
         {
             throw new KubeConfigException($"kubeconfig {path} could not be read: {e.Message}");
         }
