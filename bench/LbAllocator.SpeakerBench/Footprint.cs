@@ -20,7 +20,7 @@ internal static class Footprint
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(30);
     private const string Pool = "footprint";
 
-    /// <summary>`footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] [--starts N] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
+    /// <summary>`footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] [--starts N] [--hold SECONDS] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator");
@@ -67,6 +67,13 @@ internal static class Footprint
                 await CreateServicesAsync(lab, created, vips);
                 created = vips;
                 Console.WriteLine(await MeasureAsync(lab, "this binary", vips));
+            }
+
+            // --hold SECONDS: the lab stays up this long with this binary's speakers, to profile them (perf, smaps).
+            if (Option(args, "--hold") is { } hold)
+            {
+                Console.Error.WriteLine($"holding the lab for {hold} s; speakers: {string.Join(", ", Lab.Nodes.Select(n => $"{n} pid {lab.Speaker(n).Pid}"))}");
+                await Task.Delay(TimeSpan.FromSeconds(int.Parse(hold, CultureInfo.InvariantCulture)));
             }
 
             readiness.Add($"this binary, {created:N0} VIPs: {await StartsToReadyAsync(lab, starts)}");

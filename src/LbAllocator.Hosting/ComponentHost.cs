@@ -35,6 +35,8 @@ public static class ComponentHost
 
         builder.Services.TryAddSingleton(TimeProvider.System);
         builder.Services.AddSingleton<Health>();
+        builder.Services.AddSingleton<IHeap, GcHeap>();
+        builder.Services.AddHostedService<HeapTrimmer>();
         var registry = Metrics.NewCustomRegistry();
         DotNetStats.Register(registry); // process_* and dotnet_* series: CPU, memory, GC, threads
         var metrics = Metrics.WithCustomRegistry(registry);
