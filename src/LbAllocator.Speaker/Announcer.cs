@@ -513,6 +513,9 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
                 Immediate = true,
                 ReadTimeout = 100,
                 Snaplen = 128,
+                // The kernel's ring: 1 MiB holds about 4,000 frames of this snaplen, 80 ms of a 50,000/s ARP flood, and
+                // every page of it ends up resident (libpcap's default is 2 MiB; bench/RESULTS.md, issue 14).
+                BufferSize = 1 << 20,
             });
             try
             {

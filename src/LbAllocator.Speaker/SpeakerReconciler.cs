@@ -96,13 +96,13 @@ public sealed partial class SpeakerReconciler : IDisposable
         _metrics = metrics;
         _lan = new LanLiveness(options.NodeName, options.DeadInterval, time);
         var cacheLogger = loggers.CreateLogger("LbAllocator.Speaker.Watch");
-        _services = new ResourceCache<V1Service>(Sources.Services(client), cacheLogger);
+        _services = new ResourceCache<V1Service>(Sources.Services(client) with { Trim = SpeakerTrims.Service }, cacheLogger);
         _slices = new ResourceCache<V1EndpointSlice>(Sources.EndpointSlices(client), cacheLogger);
         _nodes = new ResourceCache<V1Node>(Sources.Nodes(client), cacheLogger);
         _pools = new ResourceCache<V1Alpha1IPAddressPool>(Sources.Pools(client, options.Namespace), cacheLogger);
         _ads = new ResourceCache<V1Alpha1L2Advertisement>(Sources.Advertisements(client, options.Namespace), cacheLogger);
         _config = new ConfigSource(_pools, _ads);
-        _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace), cacheLogger);
+        _statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, options.Namespace) with { Trim = SpeakerTrims.Status }, cacheLogger);
         _leases = new ResourceCache<V1Lease>(Sources.Leases(client, options.Namespace, SpeakerLease.LabelSelector), cacheLogger);
         _caches = [_services, _slices, _nodes, _pools, _ads, _statuses, _leases];
         _liveness = new SpeakerLiveness(options.NodeName, options.LeaseDuration, options.RenewInterval, time);
