@@ -16,10 +16,11 @@ public sealed partial class HeapTrimmer(IHeap heap, TimeProvider time, ILogger<H
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Twice the gen0 budget (System.GC.Gen0MaxBudget in the CLI project, 4 MiB), so what is allocated between two
-    /// ordinary collections never counts as a burst.
+    /// Four times the gen0 budget (System.GC.Gen0MaxBudget in the CLI project, 1 MiB), so what is allocated between two
+    /// ordinary collections never counts as a burst, while garbage that reached the oldest generation (cached objects
+    /// replaced by newer versions) is returned once there are a few MiB of it.
     /// </summary>
-    public const long Growth = 8L << 20;
+    public const long Growth = 4L << 20;
 
     private readonly PeriodicTimer _timer = new(Interval, time); // from construction, so a fake clock's ticks are never missed
     private long _committedAfterTrim; // 0 until the first trim: the start is the first burst
