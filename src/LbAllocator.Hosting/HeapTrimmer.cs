@@ -9,7 +9,8 @@ namespace LbAllocator.Hosting;
 /// them: a speaker with 1,000 VIPs held 31 MiB committed for 12 MiB of live objects, a third of its RSS
 /// (bench/RESULTS.md, issue 14). Every <see cref="Interval"/>, once the committed heap has grown by more than
 /// <see cref="Growth"/> since the last trim (or since the start), one full compacting collection returns what is
-/// free. It pauses the process for about 15 ms at that size, once per burst.
+/// free. It pauses the process for about 15 ms at that size: once after a burst, and again whenever replaced versions
+/// of cached objects have added up to that much.
 /// </summary>
 public sealed partial class HeapTrimmer(IHeap heap, TimeProvider time, ILogger<HeapTrimmer> logger) : BackgroundService
 {
@@ -75,8 +76,8 @@ public sealed class GcHeap : IHeap
 
     public long Trim()
     {
-        // Aggressive: besides a blocking compacting collection of every generation, the GC decommits its free
-        // regions and shrinks its budgets now rather than over the next collections.
+        // Aggressive: a blocking compacting collection of every generation that also decommits the free regions now,
+        // rather than leaving them for later collections to release.
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         return GC.GetGCMemoryInfo().TotalCommittedBytes;
     }
