@@ -111,8 +111,9 @@ public class DeployTests
 
         using var runtimeConfig = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "lballocator.runtimeconfig.json")));
         var settings = runtimeConfig.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
-        Assert.Equal(4 * 1024 * 1024, settings.GetProperty("System.GC.Gen0MaxBudget").GetInt32());
+        Assert.Equal(1024 * 1024, settings.GetProperty("System.GC.Gen0MaxBudget").GetInt32());
         Assert.False(settings.GetProperty("System.GC.Concurrent").GetBoolean());
+        Assert.Equal(0, settings.GetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit").GetInt32());
     }
 
     [Fact]
