@@ -60,11 +60,15 @@ public static class KubeClientConfiguration
                 Namespace = File.Exists(ns) ? File.ReadAllText(ns).Trim() : null,
             };
         }
-        catch (Exception e) when (e is IOException or FormatException or CryptographicException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (Unreadable(e))
         {
             throw new KubeConfigException($"the in-cluster service account ({ServiceAccount}, KUBERNETES_SERVICE_HOST {host}, PORT {port}) could not be read: {e.Message}");
         }
     }
+
+    /// <summary>What reading a credential file or its PEM can throw: turned into a <see cref="KubeConfigException"/> that says where.</summary>
+    private static bool Unreadable(Exception e) =>
+        e is IOException or FormatException or CryptographicException or UnauthorizedAccessException or ArgumentException;
 
     private static KubeConnection FromFile(string path, TimeProvider time)
     {
@@ -104,7 +108,7 @@ public static class KubeClientConfiguration
                     : null,
             };
         }
-        catch (Exception e) when (e is IOException or FormatException or CryptographicException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (Unreadable(e))
         {
             throw new KubeConfigException($"kubeconfig {path} could not be read: {e.Message}");
         }
