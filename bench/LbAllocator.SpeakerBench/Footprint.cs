@@ -54,12 +54,13 @@ internal static class Footprint
             Console.WriteLine($"# Speaker footprint ({Environment.ProcessorCount} cores, .NET {Environment.Version}); speakers run {cli}, baseline {baseline ?? "none"}; {Proc.Load()}");
             Console.WriteLine();
             Console.WriteLine($"Each step: the Services created (IPv6, pool {Pool}), all their VIPs announced (the speakers' lballocator_speaker_addresses_announced add up), "
-                + $"{Settle.TotalSeconds:F0} s to settle, then RSS (anonymous: heap and runtime data; file: mapped code; shared: memfd, W^X double mapping of generated code) and CPU over {IdleWindow.TotalSeconds:F0} s idle of each speaker.");
+                + $"{Settle.TotalSeconds:F0} s to settle, then RSS (anonymous: heap and runtime data; file: mapped code; shared: memfd, W^X double mapping of generated code) and CPU over {IdleWindow.TotalSeconds:F0} s idle of each speaker, with how often its threads were woken (schedstat).");
             Console.WriteLine();
-            Console.WriteLine("| settings | VIPs | " + string.Join(" | ", Lab.Nodes.Select(n => $"{n} RSS (anon + file + shared) | {n} idle CPU")) + " |");
+            Console.WriteLine("| settings | VIPs | " + string.Join(" | ", Lab.Nodes.Select(n => $"{n} RSS (anon + file + shared) | {n} idle CPU (wake-ups/s)")) + " |");
             Console.WriteLine("|---|---|" + string.Concat(Lab.Nodes.Select(_ => "---|---|")));
 
-            Console.WriteLine(await BarePcapAsync(lab));
+            Console.WriteLine(await BarePcapAsync(lab, beat: false));
+            Console.WriteLine(await BarePcapAsync(lab, beat: true));
             var created = 0;
             var readiness = new List<string>();
             foreach (var vips in steps)
@@ -113,21 +114,40 @@ internal static class Footprint
         return 0;
     }
 
-    /// <summary>`pcap-idle`: what a .NET process that only opens a capture on eth0 costs (the baseline row).</summary>
-    public static int PcapIdle()
+    /// <summary>
+    /// `pcap-idle`: what a .NET process that only opens a capture on eth0 costs (a baseline row). `pcap-idle beat`: one
+    /// that only sends a 60-byte frame every 100 ms from a thread of its own, as the speaker's heartbeat does (EtherType
+    /// 0x88B6, which no speaker captures): the floor under the speaker's heartbeats on this machine.
+    /// </summary>
+    public static int PcapIdle(bool beat)
     {
         using var device = LibPcapLiveDeviceList.New().First(d => d.Name == "eth0");
         device.Open(new DeviceConfiguration { Mode = DeviceModes.Promiscuous, Immediate = true, ReadTimeout = 100 });
-        device.OnPacketArrival += (_, _) => { };
-        device.StartCapture();
+        if (!beat)
+        {
+            device.OnPacketArrival += (_, _) => { };
+            device.StartCapture();
+            Console.WriteLine("open");
+            Thread.Sleep(Timeout.Infinite);
+        }
+
+        var frame = new byte[60];
+        frame.AsSpan(0, 6).Fill(0xff);
+        frame[6] = 0x02;
+        frame[12] = 0x88;
+        frame[13] = 0xb6;
         Console.WriteLine("open");
-        Thread.Sleep(Timeout.Infinite);
-        return 0;
+        while (true)
+        {
+            device.SendPacket(frame);
+            Thread.Sleep(100);
+        }
     }
 
-    private static async Task<string> BarePcapAsync(Lab lab)
+    private static async Task<string> BarePcapAsync(Lab lab, bool beat)
     {
-        using var bare = new Shell.Background("ip", ["netns", "exec", lab.NodeNs(Lab.Nodes[0]), "dotnet", typeof(Footprint).Assembly.Location, "pcap-idle"]);
+        string[] mode = beat ? ["pcap-idle", "beat"] : ["pcap-idle"];
+        using var bare = new Shell.Background("ip", ["netns", "exec", lab.NodeNs(Lab.Nodes[0]), "dotnet", typeof(Footprint).Assembly.Location, .. mode]);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!bare.Lines.Contains("open") && DateTime.UtcNow < deadline)
         {
@@ -136,8 +156,11 @@ internal static class Footprint
 
         await Task.Delay(TimeSpan.FromSeconds(5));
         var cpu = Proc.CpuSeconds(bare.Pid);
+        var threads = Proc.Threads(bare.Pid);
         await Task.Delay(IdleWindow);
-        return $"| bare .NET process, one pcap handle open (baseline) | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
+        var wakeups = Proc.ThreadsBetween(threads, Proc.Threads(bare.Pid), IdleWindow).WakeupsPerSecond;
+        var what = beat ? "bare .NET process sending a frame every 100 ms (baseline: the heartbeat's floor)" : "bare .NET process, one pcap handle open, capturing everything (baseline)";
+        return $"| {what} | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % ({wakeups:F0}/s) |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
     }
 
     private static async Task RestartAllAsync(Lab lab)
@@ -184,9 +207,12 @@ internal static class Footprint
         await Task.Delay(Settle);
         var pids = Lab.Nodes.Select(n => lab.Speaker(n).Pid).ToArray();
         var before = pids.Select(Proc.CpuSeconds).ToArray();
+        var threadsBefore = pids.Select(Proc.Threads).ToArray();
         await Task.Delay(IdleWindow);
-        var cells = pids.Select((pid, i) => $"{Memory(pid)} | {(Proc.CpuSeconds(pid) - before[i]) / IdleWindow.TotalSeconds * 100:F2} %");
+        var threads = pids.Select((pid, i) => Proc.ThreadsBetween(threadsBefore[i], Proc.Threads(pid), IdleWindow)).ToArray();
+        var cells = pids.Select((pid, i) => $"{Memory(pid)} | {(Proc.CpuSeconds(pid) - before[i]) / IdleWindow.TotalSeconds * 100:F2} % ({threads[i].WakeupsPerSecond:F0}/s)");
         Console.Error.WriteLine($"{settings}, {vips} VIPs, {Lab.Nodes[0]}'s largest mappings: {Proc.TopMappings(pids[0], 8)}");
+        Console.Error.WriteLine($"{settings}, {vips} VIPs, {Lab.Nodes[0]}'s threads over {IdleWindow.TotalSeconds:F0} s: {threads[0].PerThread}");
         return $"| {settings} | {vips:N0} | {string.Join(" | ", cells)} |";
     }
 

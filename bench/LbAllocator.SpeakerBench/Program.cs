@@ -15,9 +15,9 @@ if (args is ["probe", ..])
     return Probe.Run(args);
 }
 
-if (args is ["pcap-idle"])
+if (args is ["pcap-idle", ..])
 {
-    return Footprint.PcapIdle();
+    return Footprint.PcapIdle(beat: args is [_, "beat"]);
 }
 
 if (args is ["footprint", ..])
@@ -27,10 +27,12 @@ if (args is ["footprint", ..])
 
 const int Trials = 20;
 const string Vip = "192.0.2.210";
-// "answering" runs the answering sections only (ARP latency and rate, a few minutes instead of the failover trials').
+// "answering" runs the answering sections only (ARP latency and rate, a few minutes instead of the failover trials');
+// "heartbeats" the heartbeats of simulated nodes only.
 var answeringOnly = args is ["answering", ..];
+var heartbeatsOnly = args is ["heartbeats", ..];
 // Any other arguments are speaker options for every speaker, e.g. --lease-duration 1.5 --renew-interval 0.5.
-string[] speakerOptions = answeringOnly ? args[1..] : args;
+string[] speakerOptions = answeringOnly || heartbeatsOnly ? args[1..] : args;
 var lab = new Lab { SpeakerOptions = speakerOptions };
 await lab.InitializeAsync();
 try
@@ -41,6 +43,11 @@ try
     var kernelIp = $"192.0.2.{11 + Array.IndexOf(Lab.Nodes, owner)}";
     Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(speakerOptions.Length == 0 ? "defaults" : string.Join(' ', speakerOptions))}; {Load()}");
     Console.WriteLine();
+    if (heartbeatsOnly)
+    {
+        await HeartbeatsAsync(lab);
+        return 0;
+    }
 
     Console.WriteLine("## ARP reply latency (from the client namespace, 1,000 requests one at a time, sent and captured with libpcap)");
     Console.WriteLine();
@@ -110,6 +117,17 @@ try
     details.ForEach(Console.WriteLine);
     Console.WriteLine();
 
+    await HeartbeatsAsync(lab);
+}
+finally
+{
+    await lab.DisposeAsync();
+}
+
+return 0;
+
+static async Task HeartbeatsAsync(Lab lab)
+{
     Console.WriteLine($"## Heartbeats of simulated nodes ({Load()})");
     Console.WriteLine();
     Console.WriteLine($"Sent from the client namespace, each simulated node at 10/s with a MAC of its own, the nodes spread evenly; {Timing.Settle.TotalSeconds:F0} s to settle, then {Timing.Window.TotalSeconds:F0} s measured. "
@@ -127,12 +145,6 @@ try
     Console.WriteLine();
     Console.WriteLine($"Finished; {Load()}");
 }
-finally
-{
-    await lab.DisposeAsync();
-}
-
-return 0;
 
 static double P(double[] sorted, double q) => sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
 

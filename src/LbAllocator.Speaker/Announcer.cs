@@ -5,6 +5,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using LbAllocator.Core;
 using Microsoft.Extensions.Logging;
 using SharpPcap;
@@ -40,8 +41,17 @@ public interface IAnnouncer
     /// <summary>Sends the heartbeat on every open capture; returns on how many it went out.</summary>
     int SendHeartbeat(Heartbeat heartbeat);
 
-    /// <summary>A heartbeat from another host arrived (on a capture thread: keep it short).</summary>
-    event Action<Heartbeat>? HeartbeatHeard;
+    /// <summary>
+    /// Raises <see cref="HeartbeatHeard"/> for each heartbeat that arrived since the last call. Peers' heartbeats wake
+    /// no thread: they wait in the kernel until read, at each beat and before judging who is alive.
+    /// </summary>
+    void ReadHeartbeats();
+
+    /// <summary>
+    /// A heartbeat from another host, and how long ago it arrived: raised by <see cref="ReadHeartbeats"/>, and at once on
+    /// a capture thread for a leaving one (keep it short).
+    /// </summary>
+    event Action<Heartbeat, TimeSpan>? HeartbeatHeard;
 
     /// <summary>A capture stopped or could not send: the interface may have gone down or away.</summary>
     event Action? CaptureTrouble;
@@ -71,8 +81,11 @@ public interface IAnnouncer
 /// <summary>
 /// Answers ARP and NDP for the addresses this node owns, on the interfaces chosen for each, and sends
 /// gratuitous announcements when it takes an address over; sends and hears the speakers' heartbeats, and reports
-/// other hosts claiming guarded addresses. One capture per interface announced on (libpcap, immediate mode, a
-/// kernel filter so only ARP, Neighbor Solicitations and Advertisements, and heartbeats reach us). For each owned
+/// other hosts claiming guarded addresses. Two captures per interface announced on (libpcap, immediate mode): one
+/// with a thread that waits for what needs an answer or an action at once (ARP, Neighbor Solicitations and
+/// Advertisements, leaving heartbeats), and one read without a thread at each beat for the peers' heartbeats. With
+/// each peer beating ten times a second, a thread woken by every beat was the idle speaker's largest cost, and grew
+/// with the cluster; read in batches, it is one read per beat whatever the number of peers. For each owned
 /// IPv6 address it joins the address's solicited-node multicast group on the interface, so switches that snoop MLD
 /// forward the solicitations for it to this node, and it sends Neighbor Advertisements from the interface's
 /// link-local address.
@@ -80,8 +93,13 @@ public interface IAnnouncer
 public sealed partial class Announcer : IAnnouncer, IDisposable
 {
     // Only what we may answer or must hear, filtered in the kernel: ARP (requests to answer; requests and replies
-    // from a host claiming a guarded address), ICMPv6 types 135 and 136 without extension headers, heartbeats.
-    private const string CaptureFilter = "arp or (icmp6 and (ip6[40] = 135 or ip6[40] = 136)) or " + Heartbeat.CaptureFilter;
+    // from a host claiming a guarded address), ICMPv6 types 135 and 136 without extension headers, leaving
+    // heartbeats. Inbound only: our own frames would wake the capture thread for nothing.
+    private const string CaptureFilter = "inbound and (arp or (icmp6 and (ip6[40] = 135 or ip6[40] = 136)) or (" + Heartbeat.LeavingFilter + "))";
+
+    // The peers' heartbeats, leaving ones too (a frame read here after the capture thread's leaving one is older, and
+    // the liveness view keeps the newest).
+    private const string HeartbeatFilter = "inbound and " + Heartbeat.CaptureFilter;
 
     private readonly Dictionary<string, Listener> _listeners = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _openFailures = new(StringComparer.Ordinal); // as last logged: a retry every second says nothing new
@@ -104,7 +122,7 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         NetworkChange.NetworkAddressChanged += OnAddressChanged;
     }
 
-    public event Action<Heartbeat>? HeartbeatHeard;
+    public event Action<Heartbeat, TimeSpan>? HeartbeatHeard;
 
     public event Action? CaptureTrouble;
 
@@ -240,6 +258,20 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         return sent;
     }
 
+    public void ReadHeartbeats()
+    {
+        Listener[] listeners;
+        lock (_lock)
+        {
+            listeners = [.. _listeners.Values];
+        }
+
+        foreach (var listener in listeners)
+        {
+            listener.ReadHeartbeats();
+        }
+    }
+
     /// <summary>The addresses answered for now (a snapshot: SetOwned swaps in a new set).</summary>
     public IReadOnlyCollection<Ip> OwnedAddresses => _owned.Keys;
 
@@ -306,17 +338,22 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
 
     private void OnAddressChanged(object? sender, EventArgs e) => Interlocked.Increment(ref _addressChanges);
 
+    /// <summary>A heartbeat frame that arrived <paramref name="age"/> ago on <paramref name="listener"/>'s interface.</summary>
+    private void OnHeartbeat(Listener listener, ReadOnlySpan<byte> frame, TimeSpan age)
+    {
+        if (Heartbeat.TryRead(frame, listener.Mac, out var heartbeat))
+        {
+            _speakerMacs.TryAdd(MacAddress.Read(frame[6..]), true);
+            HeartbeatHeard?.Invoke(heartbeat, age);
+        }
+    }
+
     /// <summary>Called on the capture thread of <paramref name="listener"/> for every frame the filter lets through.</summary>
     private void OnFrame(Listener listener, ReadOnlySpan<byte> frame)
     {
         if (Heartbeat.IsHeartbeat(frame))
         {
-            if (Heartbeat.TryRead(frame, listener.Mac, out var heartbeat))
-            {
-                _speakerMacs.TryAdd(MacAddress.Read(frame[6..]), true);
-                HeartbeatHeard?.Invoke(heartbeat);
-            }
-
+            OnHeartbeat(listener, frame, TimeSpan.Zero); // a leaving one, read as it arrived
             return;
         }
 
@@ -391,7 +428,14 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         // Read again for an announcement when older than this, even without an address change reported (one may be missed).
         private static readonly TimeSpan LinkLocalMaxAge = TimeSpan.FromSeconds(1);
 
+        // Heartbeats read at a time: a starved beat thread catches up over a few beats rather than stalling one.
+        private const int HeartbeatBatch = 256;
+
         private readonly LibPcapLiveDevice _device;
+        private readonly LibPcapLiveDevice _heartbeats; // non-blocking, read by ReadHeartbeats: no thread waits on it
+        private readonly byte[] _heartbeatFrame = new byte[Heartbeat.MaxLength];
+        private readonly Lock _heartbeatsLock = new(); // libpcap handles are not thread-safe; held while reading or closing
+        private bool _closed;
         private readonly Announcer _owner;
         private readonly int _index;
         private readonly Dictionary<Ip, Socket> _groups = []; // solicited-node groups joined, each on the socket that holds it
@@ -403,9 +447,10 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         private bool _noLinkLocalLogged;
         private volatile bool _sendFailing;
 
-        private Listener(LibPcapLiveDevice device, Announcer owner)
+        private Listener(LibPcapLiveDevice device, LibPcapLiveDevice heartbeats, Announcer owner)
         {
             _device = device;
+            _heartbeats = heartbeats;
             _owner = owner;
             Name = device.Name;
             _index = NetworkInterfaces.Index(Name) ?? throw new InvalidOperationException($"interface {Name} not found");
@@ -421,8 +466,39 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
 
         public string MacText { get; }
 
-        /// <summary>The capture stopped by itself (the interface went down or away); <see cref="Listen"/> reopens it.</summary>
+        /// <summary>A capture stopped by itself (the interface went down or away); <see cref="Listen"/> reopens it.</summary>
         public bool Failed { get; private set; }
+
+        /// <summary>Hands each heartbeat waiting in the kernel to the owner, with how long ago it arrived.</summary>
+        public void ReadHeartbeats()
+        {
+            lock (_heartbeatsLock)
+            {
+                for (var i = 0; i < HeartbeatBatch && !_closed && !Failed; i++)
+                {
+                    IntPtr header = 0, data = 0;
+                    var read = _heartbeats.GetNextPacketPointers(ref header, ref data);
+                    if (read != 1)
+                    {
+                        if (read < 0) // PCAP_ERROR: the interface went down or away
+                        {
+                            Failed = true;
+                            _owner.LogCaptureStopped(Name, CaptureStoppedEventStatus.ErrorWhileCapturing);
+                            _owner.CaptureTrouble?.Invoke();
+                        }
+
+                        return;
+                    }
+
+                    // struct pcap_pkthdr on 64-bit Linux: struct timeval (two longs), caplen, len.
+                    var arrived = DateTimeOffset.FromUnixTimeSeconds(Marshal.ReadInt64(header)).AddTicks(Marshal.ReadInt64(header, 8) * 10);
+                    var length = Math.Min(Marshal.ReadInt32(header, 16), _heartbeatFrame.Length);
+                    Marshal.Copy(data, _heartbeatFrame, 0, length);
+                    var age = DateTimeOffset.UtcNow - arrived;
+                    _owner.OnHeartbeat(this, _heartbeatFrame.AsSpan(0, length), age > TimeSpan.Zero ? age : TimeSpan.Zero);
+                }
+            }
+        }
 
         /// <summary>The link-local address advertisements go out from; empty while the interface has none.</summary>
         public ReadOnlySpan<byte> LinkLocal => _linkLocal;
@@ -505,6 +581,7 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         {
             var device = LibPcapLiveDeviceList.New().FirstOrDefault(d => d.Name == name)
                 ?? throw new InvalidOperationException($"interface {name} not found");
+            var heartbeats = new LibPcapLiveDevice(device.Interface ?? throw new InvalidOperationException($"interface {name} not found"));
             // Promiscuous so solicitations reach us whatever groups the interface has joined (the joins are for
             // switches that snoop MLD; one may fail); the kernel filter keeps everything else out.
             device.Open(new DeviceConfiguration
@@ -519,7 +596,17 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
             });
             try
             {
-                var listener = new Listener(device, owner);
+                heartbeats.Open(new DeviceConfiguration
+                {
+                    Mode = DeviceModes.None, // heartbeats go to the broadcast address
+                    Immediate = true, // each frame readable as it arrives, not when a block of them fills
+                    Snaplen = Heartbeat.MaxLength,
+                    // About 700 frames: 100 peers' beats for 0.7 s, if the beat thread is starved that long.
+                    BufferSize = 256 << 10,
+                });
+                heartbeats.NonBlockingMode = true;
+                heartbeats.Filter = HeartbeatFilter;
+                var listener = new Listener(device, heartbeats, owner);
                 device.Filter = CaptureFilter;
                 listener.ReadLinkLocal(advertising: false);
                 device.OnPacketArrival += listener.Arrived;
@@ -530,6 +617,7 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
             catch
             {
                 device.Close(); // a capture that cannot serve is not left open
+                heartbeats.Close();
                 throw;
             }
         }
@@ -569,6 +657,12 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
             }
 
             _device.Close();
+            lock (_heartbeatsLock)
+            {
+                _closed = true;
+                _heartbeats.Close();
+            }
+
             foreach (var socket in _groupSockets)
             {
                 socket.Dispose(); // the kernel leaves its groups

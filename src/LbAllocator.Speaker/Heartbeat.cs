@@ -27,8 +27,11 @@ public readonly record struct Heartbeat(string Node, uint Sequence, TimeSpan Int
     public const int MaxNameLength = 253;
     public const int MaxLength = HeaderLength + PayloadHeader + MaxNameLength;
 
-    /// <summary>What the capture filter adds for heartbeats.</summary>
+    /// <summary>Every heartbeat: read in batches at each beat, so peers' beats wake nothing (see Announcer).</summary>
     public const string CaptureFilter = "ether proto 0x88b5";
+
+    /// <summary>Leaving heartbeats only (flags, frame byte 19, bit 0): acted on the moment they arrive.</summary>
+    public const string LeavingFilter = "ether proto 0x88b5 and ether[19] & 1 != 0";
 
     public const byte Version = 1;
     private const int HeaderLength = 14;

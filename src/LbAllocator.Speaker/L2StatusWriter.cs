@@ -24,7 +24,9 @@ public sealed partial class L2StatusWriter : IDisposable
     private const int Workers = 4;
     private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff
     private const string VerifiedItem = "verified:"; // queue items for the Verified condition: status names hold no colon
-    private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromSeconds(60); // an unchanged result is rewritten this often, for its check time
+    // An unchanged result is rewritten this often, for its check time. Each write is a watch event for every speaker and
+    // the controller: once a minute made 1,000 VIPs 17 writes a second on an idle cluster (bench/RESULTS.md, issue 14).
+    private static readonly TimeSpan VerifiedRefresh = TimeSpan.FromMinutes(10);
     private const string StatusServiceNameLabel = "lballocator.io/service-name";
     private const string StatusServiceNamespaceLabel = "lballocator.io/service-namespace";
 
@@ -98,7 +100,7 @@ public sealed partial class L2StatusWriter : IDisposable
 
     /// <summary>
     /// The Verified condition this node, as verifier, wants on another node's ServiceL2Status. This node and the check
-    /// time go into the message; an unchanged result is written again only every minute, for that time.
+    /// time go into the message; an unchanged result is written again only every ten minutes, for that time.
     /// </summary>
     public void SetVerified(string statusName, bool verified, string reason, string message)
     {

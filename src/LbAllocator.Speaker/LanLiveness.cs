@@ -41,8 +41,12 @@ public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider
     private long? _servingSince; // first heartbeat sent since this node could answer, and has kept sending
     private long? _lastSent;
 
-    /// <summary>Records a heartbeat from the LAN; true when it changes who is alive (a peer came back or left), so a pass is due.</summary>
-    public bool Heard(in Heartbeat heartbeat)
+    /// <summary>
+    /// Records a heartbeat from the LAN that arrived <paramref name="age"/> ago; true when it changes who is alive (a peer
+    /// came back or left), so a pass is due. One older than the last heard from that node is ignored: heartbeats are read
+    /// in batches, and a leaving one at once, so a batch may hold a beat sent before the leaving one.
+    /// </summary>
+    public bool Heard(in Heartbeat heartbeat, TimeSpan age = default)
     {
         if (heartbeat.Node == self)
         {
@@ -52,8 +56,14 @@ public sealed class LanLiveness(string self, TimeSpan deadInterval, TimeProvider
         lock (_lock)
         {
             var now = time.GetTimestamp();
+            var at = now - (long)(age.TotalSeconds * time.TimestampFrequency);
+            if (_heard.TryGetValue(heartbeat.Node, out var last) && last.At > at)
+            {
+                return false;
+            }
+
             var wasAlive = AliveAt(heartbeat.Node, now);
-            _heard[heartbeat.Node] = (now, heartbeat.Leaving ? TimeSpan.Zero : Max(heartbeat.DeadInterval, deadInterval));
+            _heard[heartbeat.Node] = (at, heartbeat.Leaving ? TimeSpan.Zero : Max(heartbeat.DeadInterval, deadInterval));
             return wasAlive != AliveAt(heartbeat.Node, now);
         }
     }

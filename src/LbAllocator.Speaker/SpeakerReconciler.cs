@@ -136,9 +136,9 @@ public sealed partial class SpeakerReconciler : IDisposable
         };
         lease.HealthChanged += () => _queue.Add(Pass);
         lease.Renewed += RestartWatchesIfStalled;
-        announcer.HeartbeatHeard += heartbeat =>
+        announcer.HeartbeatHeard += (heartbeat, age) =>
         {
-            if (_lan.Heard(heartbeat))
+            if (_lan.Heard(heartbeat, age))
             {
                 _queue.Add(Pass);
             }
@@ -211,6 +211,8 @@ public sealed partial class SpeakerReconciler : IDisposable
             {
                 _lan.Sent();
             }
+
+            _announcer.ReadHeartbeats(); // the peers' since the last beat
         }
         while (!_beating.Token.WaitHandle.WaitOne(_options.HeartbeatInterval));
     }
@@ -317,6 +319,8 @@ public sealed partial class SpeakerReconciler : IDisposable
         {
             if (_judged is { } last && !(last.OtherDueAt is { } at && _time.GetTimestamp() >= at))
             {
+                _announcer.ReadHeartbeats(); // up to a beat's worth may wait unread: judge with them
+
                 var (leaseAlive, nextExpiry) = _liveness.Others();
                 var healthy = _lease.Healthy;
                 if (healthy == last.LeaseHealthy && leaseAlive.SetEquals(last.LeaseAlive))
@@ -470,6 +474,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         _lease.CheckHealth();
         var members = _leases.Items.Select(l => l.Spec?.HolderIdentity).OfType<string>().ToHashSet(StringComparer.Ordinal);
         var healthy = _lease.Healthy;
+        _announcer.ReadHeartbeats();
         return new Judged(_lan.Judge(members, leaseAlive, healthy), members, leaseAlive, healthy, next, null, null);
     }
 

@@ -67,6 +67,27 @@ public class LanLivenessTests
     }
 
     [Fact]
+    public void A_heartbeat_read_late_counts_from_when_it_arrived()
+    {
+        Serving();
+        Assert.True(Hear("a", age: TimeSpan.FromMilliseconds(150)));
+        Assert.Equal(Dead - TimeSpan.FromMilliseconds(150), Judge(Members, NoneByLease, true).NextChange);
+        _time.Advance(Dead - TimeSpan.FromMilliseconds(150));
+        Assert.DoesNotContain("a", Judge(Members, NoneByLease, true).Alive);
+    }
+
+    [Fact]
+    public void A_beat_read_after_a_newer_leaving_one_does_not_bring_the_peer_back()
+    {
+        Serving();
+        Hear("a", age: TimeSpan.FromMilliseconds(100));
+        Assert.True(_lan.Heard(new Heartbeat("a", 3, TimeSpan.FromMilliseconds(100), Dead, Leaving: true), TimeSpan.FromMilliseconds(20)));
+        Assert.False(Hear("a", age: TimeSpan.FromMilliseconds(50))); // sent before it left, read in the next batch
+        Assert.Equal(["self"], Judge(Members, NoneByLease, true).Alive.Order());
+        Assert.True(Hear("a")); // sent after: back
+    }
+
+    [Fact]
     public void This_node_stands_only_after_hearing_the_lan_for_one_dead_interval_since_it_could_answer()
     {
         Assert.Equal(SelfState.CannotAnswer, Judge(Members, NoneByLease, true).Self);
@@ -125,6 +146,6 @@ public class LanLivenessTests
         return _lan.Judge(members, leaseAlive, leaseHealthy);
     }
 
-    private bool Hear(string node, TimeSpan? dead = null) =>
-        _lan.Heard(new Heartbeat(node, 1, TimeSpan.FromMilliseconds(100), dead ?? Dead, Leaving: false));
+    private bool Hear(string node, TimeSpan? dead = null, TimeSpan age = default) =>
+        _lan.Heard(new Heartbeat(node, 1, TimeSpan.FromMilliseconds(100), dead ?? Dead, Leaving: false), age);
 }

@@ -61,7 +61,12 @@ internal sealed class RecordingAnnouncer : IAnnouncer
         return Listening.Count(i => !Broken.ContainsKey(i));
     }
 
-    public event Action<Heartbeat>? HeartbeatHeard;
+    public event Action<Heartbeat, TimeSpan>? HeartbeatHeard;
+
+    /// <summary>Heard ones are delivered at once by <see cref="Hear"/>.</summary>
+    public void ReadHeartbeats()
+    {
+    }
 
     public event Action? CaptureTrouble;
 
@@ -101,8 +106,8 @@ internal sealed class RecordingAnnouncer : IAnnouncer
     /// <summary>Delivers a claim as if a host that is not a speaker said it uses the address.</summary>
     public void Claim(Ip address, MacAddress claimant) => AddressClaimed?.Invoke(address, claimant);
 
-    /// <summary>Delivers a heartbeat as if heard on the LAN.</summary>
-    public void Hear(Heartbeat heartbeat) => HeartbeatHeard?.Invoke(heartbeat);
+    /// <summary>Delivers a heartbeat as if heard on the LAN <paramref name="age"/> ago.</summary>
+    public void Hear(Heartbeat heartbeat, TimeSpan age = default) => HeartbeatHeard?.Invoke(heartbeat, age);
 
     public void Trouble() => CaptureTrouble?.Invoke();
 }
