@@ -428,8 +428,8 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
         // Read again for an announcement when older than this, even without an address change reported (one may be missed).
         private static readonly TimeSpan LinkLocalMaxAge = TimeSpan.FromSeconds(1);
 
-        // Heartbeats read at a time: a starved beat thread catches up over a few beats rather than stalling one.
-        private const int HeartbeatBatch = 256;
+        // The most heartbeats read at a time: all that wait, unless a flood keeps them coming (1,000 peers send 1,000 a beat).
+        private const int HeartbeatBatch = 4096;
 
         private readonly LibPcapLiveDevice _device;
         private readonly LibPcapLiveDevice _heartbeats; // non-blocking, read by ReadHeartbeats: no thread waits on it
@@ -601,8 +601,9 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
                     Mode = DeviceModes.None, // heartbeats go to the broadcast address
                     Immediate = true, // each frame readable as it arrives, not when a block of them fills
                     Snaplen = Heartbeat.MaxLength,
-                    // About 700 frames: 100 peers' beats for 0.7 s, if the beat thread is starved that long.
-                    BufferSize = 256 << 10,
+                    // About 3,000 frames: three beats of 1,000 peers. With 256 KiB, 1,000 simulated peers overflowed it between
+                    // two reads, real peers' beats were lost with the rest, and two nodes answered (bench/RESULTS.md, issue 14).
+                    BufferSize = 1 << 20,
                 });
                 heartbeats.NonBlockingMode = true;
                 heartbeats.Filter = HeartbeatFilter;
