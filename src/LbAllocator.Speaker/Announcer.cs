@@ -433,7 +433,11 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
 
         private readonly LibPcapLiveDevice _device;
         private readonly LibPcapLiveDevice _heartbeats; // non-blocking, read by ReadHeartbeats: no thread waits on it
-        private readonly byte[] _heartbeatFrame = new byte[Heartbeat.MaxLength];
+        // Bytes kept of each frame, in both captures: ARP, NDP and heartbeats of node names up to 99 characters (longer
+        // ones are cut, and those nodes judged by their lease).
+        private const int Snaplen = 128;
+
+        private readonly byte[] _heartbeatFrame = new byte[Snaplen];
         private readonly Lock _heartbeatsLock = new(); // libpcap handles are not thread-safe; held while reading or closing
         private bool _closed;
         private readonly Announcer _owner;
@@ -589,7 +593,7 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
                 Mode = DeviceModes.Promiscuous,
                 Immediate = true,
                 ReadTimeout = 100,
-                Snaplen = 128,
+                Snaplen = Snaplen,
                 // The kernel's ring: 1 MiB holds about 4,000 frames of this snaplen, 80 ms of a 50,000/s ARP flood, and
                 // every page of it ends up resident (libpcap's default is 2 MiB; bench/RESULTS.md, issue 14).
                 BufferSize = 1 << 20,
@@ -600,7 +604,7 @@ public sealed partial class Announcer : IAnnouncer, IDisposable
                 {
                     Mode = DeviceModes.None, // heartbeats go to the broadcast address
                     Immediate = true, // each frame readable as it arrives, not when a block of them fills
-                    Snaplen = 128, // as the other capture: node names up to 99 characters; longer ones are judged by their lease
+                    Snaplen = Snaplen,
                     // About 2,800 frames: nearly three beats of 1,000 peers. With 256 KiB and whole frames, 1,000 simulated
                     // peers overflowed it between two reads, real peers' beats were lost with the rest, and two nodes
                     // answered (bench/RESULTS.md, issue 14).
