@@ -20,7 +20,7 @@ internal static class Footprint
     private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(30);
     private const string Pool = "footprint";
 
-    /// <summary>`footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] [--starts N] [--hold SECONDS] [--variant "NAME:KEY=VALUE;..."]...`.</summary>
+    /// <summary>`footprint --cli PATH/TO/lballocator[.dll] [--baseline-cli PATH/TO/lballocator[.dll]] [--vips 100,1000] [--starts N] [--hold SECONDS] [--variant "NAME:SETTING;..."]...`, a setting either an environment variable (KEY=VALUE) or a speaker option (--heartbeat-interval=1).</summary>
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = Path.GetFullPath(Option(args, "--cli") ?? "out/lballocator");
@@ -70,30 +70,41 @@ internal static class Footprint
                 Console.WriteLine(await MeasureAsync(lab, "this binary", vips));
             }
 
-            // --hold SECONDS: the lab stays up this long with this binary's speakers, to profile them (perf, smaps).
+            readiness.Add($"this binary, {created:N0} VIPs: {await StartsToReadyAsync(lab, starts)}");
+
+            // --variant "NAME:SETTING;SETTING": this binary again with those options or that environment, to weigh a setting.
+            foreach (var variant in args.Where((_, i) => i > 0 && args[i - 1] == "--variant"))
+            {
+                var (name, settings) = (variant.Split(':', 2)[0], variant.Split(':', 2)[1]);
+                lab.SpeakerEnvironment.Clear();
+                var options = new List<string>();
+                foreach (var setting in settings.Split(';'))
+                {
+                    // The speaker's own settings are command-line options: they override the environment.
+                    if (setting.StartsWith("--", StringComparison.Ordinal))
+                    {
+                        options.Add(setting);
+                    }
+                    else
+                    {
+                        lab.SpeakerEnvironment[setting.Split('=', 2)[0]] = setting.Split('=', 2)[1];
+                    }
+                }
+
+                lab.SpeakerOptions = options;
+                await RestartAllAsync(lab);
+                Console.WriteLine(await MeasureAsync(lab, $"this binary, {name} ({settings})", created));
+            }
+
+            // --hold SECONDS: the lab stays up this long with this binary's speakers (under the last variant's settings), to profile them (perf, smaps).
             if (Option(args, "--hold") is { } hold)
             {
                 Console.Error.WriteLine($"holding the lab for {hold} s; speakers: {string.Join(", ", Lab.Nodes.Select(n => $"{n} pid {lab.Speaker(n).Pid}"))}");
                 await Task.Delay(TimeSpan.FromSeconds(int.Parse(hold, CultureInfo.InvariantCulture)));
             }
 
-            readiness.Add($"this binary, {created:N0} VIPs: {await StartsToReadyAsync(lab, starts)}");
-
-            // --variant "NAME:KEY=VALUE;KEY=VALUE": this binary again with that environment, to weigh a setting.
-            foreach (var variant in args.Where((_, i) => i > 0 && args[i - 1] == "--variant"))
-            {
-                var (name, settings) = (variant.Split(':', 2)[0], variant.Split(':', 2)[1]);
-                lab.SpeakerEnvironment.Clear();
-                foreach (var setting in settings.Split(';'))
-                {
-                    lab.SpeakerEnvironment[setting.Split('=', 2)[0]] = setting.Split('=', 2)[1];
-                }
-
-                await RestartAllAsync(lab);
-                Console.WriteLine(await MeasureAsync(lab, $"this binary, {name} ({settings})", created));
-            }
-
             lab.SpeakerEnvironment.Clear();
+            lab.SpeakerOptions = [];
             if (baseline is not null)
             {
                 lab.SpeakerCli = baseline;

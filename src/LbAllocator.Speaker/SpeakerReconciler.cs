@@ -39,6 +39,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly Regex _exclude;
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
+    private long _lanDue = long.MaxValue; // timestamp of the LAN view's next change by itself: the heartbeat thread judges it then
+    private readonly AutoResetEvent _lanDueSooner = new(false); // wakes the heartbeat thread when a pass moved that earlier
     private readonly Lock _wakeLock = new(); // the last pass's judgement and the timer armed from it go together
     private Judged? _judged;
     private readonly CancellationTokenSource _beating = new();
@@ -193,6 +195,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     {
         _beating.Dispose();
         _wake.Dispose();
+        _lanDueSooner.Dispose();
         _queue.Dispose();
         _effects.Dispose();
         _writer.Dispose();
@@ -203,18 +206,42 @@ public sealed partial class SpeakerReconciler : IDisposable
     public Heartbeat Heartbeat(bool leaving) =>
         new(_options.NodeName, Interlocked.Increment(ref _sequence), _options.HeartbeatInterval, _options.DeadInterval, leaving);
 
+    /// <summary>
+    /// The heartbeat thread: sends a heartbeat every interval and reads the peers' since the last one; and it is the LAN
+    /// view's timer, so the idle speaker is not woken for that too. When the view changes by itself before the next beat
+    /// (a peer about to go unheard), it judges right after reading (the beats just read usually push the change out)
+    /// and, if the change still comes first, once more when it is due.
+    /// </summary>
     private void Beat()
     {
-        do
+        var interval = (long)(_options.HeartbeatInterval.TotalSeconds * _time.TimestampFrequency);
+        var nextBeat = _time.GetTimestamp();
+        WaitHandle[] wakes = [_beating.Token.WaitHandle, _lanDueSooner];
+        while (!_beating.IsCancellationRequested)
         {
-            if (_announcer.SendHeartbeat(Heartbeat(leaving: false)) > 0)
+            var now = _time.GetTimestamp();
+            var beat = now >= nextBeat;
+            if (beat)
             {
-                _lan.Sent();
+                if (_announcer.SendHeartbeat(Heartbeat(leaving: false)) > 0)
+                {
+                    _lan.Sent();
+                }
+
+                _announcer.ReadHeartbeats(); // the peers' since the last beat
+                nextBeat = now + interval;
             }
 
-            _announcer.ReadHeartbeats(); // the peers' since the last beat
+            var lanDue = Interlocked.Read(ref _lanDue);
+            if (now >= lanDue || (beat && lanDue < nextBeat))
+            {
+                OnWake();
+                lanDue = Interlocked.Read(ref _lanDue);
+            }
+
+            var wakeAt = Math.Min(nextBeat, lanDue);
+            _ = WaitHandle.WaitAny(wakes, _time.GetElapsedTime(_time.GetTimestamp(), wakeAt) is { Ticks: > 0 } wait ? wait : TimeSpan.Zero);
         }
-        while (!_beating.Token.WaitHandle.WaitOne(_options.HeartbeatInterval));
     }
 
     private void Changed(HashSet<string> set, string key)
@@ -308,7 +335,8 @@ public sealed partial class SpeakerReconciler : IDisposable
             cancellationToken);
 
     /// <summary>
-    /// The timer is due: a pass, unless what was due is who is alive and that has not changed. Peers heard again since
+    /// A timer is due (the heartbeat thread's for the LAN view, <see cref="_wake"/> for the rest): a pass, unless what
+    /// was due is who is alive and that has not changed. Peers heard again since
     /// the last pass (every heartbeat interval) and leases renewed (every renew interval) push the next change further
     /// out, so a pass then would find nothing new; with peers around that was a full pass every dead interval, most of
     /// the idle speaker's work. The views are judged again here, as the pass would, and the timer set for their next change.
@@ -333,15 +361,27 @@ public sealed partial class SpeakerReconciler : IDisposable
                     }
                 }
             }
+
+            Interlocked.Exchange(ref _lanDue, long.MaxValue); // the pass sets it again: until then the heartbeat thread has nothing to judge
         }
 
         _queue.Add(Pass);
     }
 
-    /// <summary>Sets the timer for the earliest of these (<paramref name="otherDueAt"/> a timestamp); never when none is.</summary>
+    /// <summary>
+    /// Sets the heartbeat thread to judge the LAN view when it changes, and the timer for the earliest of the rest
+    /// (<paramref name="otherDueAt"/> a timestamp); never when none is.
+    /// </summary>
     private void Arm(TimeSpan? lanChange, TimeSpan? leaseExpiry, TimeSpan? untilUnhealthy, long? otherDueAt)
     {
-        TimeSpan?[] due = [lanChange, leaseExpiry, untilUnhealthy, otherDueAt is { } at ? _time.GetElapsedTime(_time.GetTimestamp(), at) : null];
+        var now = _time.GetTimestamp();
+        var lanDue = lanChange is { } change ? now + (long)(change.TotalSeconds * _time.TimestampFrequency) : long.MaxValue;
+        if (lanDue < Interlocked.Exchange(ref _lanDue, lanDue))
+        {
+            _lanDueSooner.Set();
+        }
+
+        TimeSpan?[] due = [leaseExpiry, untilUnhealthy, otherDueAt is { } at ? _time.GetElapsedTime(now, at) : null];
         _wake.Change(due.Where(d => d is not null).Min() is { } first ? (first > TimeSpan.Zero ? first : TimeSpan.Zero) : Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 

@@ -75,9 +75,9 @@ public sealed partial class Lab : IAsyncLifetime
 
     /// <summary>
     /// Extra `lballocator speaker` options for every speaker: in the tests only a short gratuitous refresh interval;
-    /// the benchmark passes its own timings (and so runs with the default refresh).
+    /// the benchmark runs the defaults, and its variants their own options.
     /// </summary>
-    public IReadOnlyList<string> SpeakerOptions { get; init; } =
+    public IReadOnlyList<string> SpeakerOptions { get; set; } =
         ["--gratuitous-refresh-interval", RefreshInterval.TotalSeconds.ToString(CultureInfo.InvariantCulture)];
 
     /// <summary>The lballocator binary speakers started from now on run (see <see cref="CliPath"/>); the footprint benchmark's published binaries.</summary>

@@ -98,6 +98,34 @@ public class SpeakerReconcilerTests
     }
 
     [Fact]
+    public async Task A_peer_that_goes_quiet_on_the_lan_is_dead_one_dead_interval_after_its_last_heartbeat()
+    {
+        await using var server = await TestApiServer.TestApiServer.StartAsync();
+        Seed(server.Store, "all", "{}");
+        AddMember(server.Store, "node-b");
+        AddService(server.Store, "web", "192.0.2.10", "main");
+        await using var speaker = SpeakerRun.Start(server);
+        var lastBeat = Stopwatch.StartNew();
+        var peer = new Timer(_ =>
+        {
+            speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false));
+            lastBeat.Restart();
+        }, null, 0, 100);
+        await Eventually(() => speaker.Readiness.Contains("ok lan: answering; 1 peers heard", StringComparison.Ordinal), "node-b is heard");
+
+        await peer.DisposeAsync(); // no callback runs after this
+        var quiet = lastBeat.Elapsed;
+        await Eventually(() => speaker.Readiness.Contains("ok lan: answering; 0 peers heard", StringComparison.Ordinal), "node-b is dead on the LAN");
+
+        // Dead after the longer of its dead interval and ours (0.5 s), from its last heartbeat: the heartbeat thread
+        // judges the LAN view when it is due, and no lease change comes in between (node-b's lease says alive until it
+        // expires, but a member heard on the LAN is judged by the LAN). Slack for a busy machine, not for a beat.
+        var dead = lastBeat.Elapsed;
+        Assert.True(dead >= TimeSpan.FromMilliseconds(450), $"dead {dead} after its last heartbeat, before the dead interval");
+        Assert.True(dead < TimeSpan.FromMilliseconds(900), $"dead only {dead} after its last heartbeat (quiet since {quiet})");
+    }
+
+    [Fact]
     public async Task A_node_whose_capture_cannot_open_stands_down_says_why_and_rejoins_when_it_can()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
