@@ -4,14 +4,18 @@ namespace LbAllocator.Speaker;
 
 /// <summary>
 /// Announces every owned (address, interface) again once per refresh interval, besides the burst at takeover, so a
-/// switch that ages a quiet address out of its table (often after 300 s) never forgets where it lives. One pair at a
-/// time, in address order, interval / n after the previous one (n pairs owned now): n frames spread evenly over
-/// the interval, never a burst of all of them. A pair taken over joins the round; one given up leaves it.
+/// switch that ages a quiet address out of its table (often after 300 s) never forgets where it lives. In address
+/// order, one pair interval / n after the previous one (n pairs owned now): n frames spread evenly over the
+/// interval, never a burst of all of them. With more pairs than seconds in the interval, a step is a second and
+/// takes n / interval pairs on average (each pair still once per interval): each step wakes the process, and a few
+/// frames at once cost less than a wake-up each. A pair taken over joins the round; one given up leaves it.
 /// </summary>
 public sealed class GratuitousRefresh : IDisposable
 {
     private static readonly IComparer<(Ip Address, string Interface)> Order = Comparer<(Ip Address, string Interface)>.Create(
         (a, b) => a.Address != b.Address ? a.Address.CompareTo(b.Address) : string.CompareOrdinal(a.Interface, b.Interface));
+
+    private static readonly TimeSpan ShortestStep = TimeSpan.FromSeconds(1);
 
     private readonly IAnnouncer _announcer;
     private readonly TimeSpan _interval;
@@ -19,6 +23,7 @@ public sealed class GratuitousRefresh : IDisposable
     private readonly Lock _lock = new();
     private (Ip Address, string Interface)[] _owned = [];
     private (Ip Address, string Interface)? _last; // the pair announced last: the round goes on after it
+    private long _owed; // with one-second steps: pairs due, times the interval's ticks; whole pairs go out at each step
     private bool _armed;
     private bool _disposed;
 
@@ -64,11 +69,25 @@ public sealed class GratuitousRefresh : IDisposable
         _timer?.Dispose();
     }
 
-    private TimeSpan Step(int pairs) => _interval / pairs;
+    private TimeSpan Step(int pairs) => _interval / pairs > ShortestStep ? _interval / pairs : ShortestStep;
+
+    /// <summary>Pairs announced at this step: one, or with one-second steps those due by now (the count repeats each interval).</summary>
+    private int PairsThisStep(int pairs)
+    {
+        if (_interval / pairs > ShortestStep)
+        {
+            return 1;
+        }
+
+        _owed += pairs * ShortestStep.Ticks;
+        var count = (int)Math.Min(_owed / _interval.Ticks, pairs);
+        _owed -= count * _interval.Ticks;
+        return count;
+    }
 
     private void Tick()
     {
-        (Ip Address, string Interface) next;
+        var next = new List<(Ip Address, string Interface)>();
         lock (_lock)
         {
             if (_owned.Length == 0 || _disposed)
@@ -80,12 +99,19 @@ public sealed class GratuitousRefresh : IDisposable
             var at = _last is { } last ? Array.BinarySearch(_owned, last, Order) : -1;
             // After the last one announced, whether it is still owned (found) or not (where it would be).
             var index = at >= 0 ? at + 1 : _last is null ? 0 : ~at;
-            next = _owned[index < _owned.Length ? index : 0];
-            _last = next;
+            for (var i = PairsThisStep(_owned.Length); i > 0; i--)
+            {
+                next.Add(_owned[index++ % _owned.Length]);
+            }
+
+            _last = next[^1];
             _timer!.Change(Step(_owned.Length), Timeout.InfiniteTimeSpan);
         }
 
-        // False when it went meanwhile, or has no capture there: nothing to announce then.
-        _ = _announcer.AnnounceGratuitously(next.Address, next.Interface);
+        foreach (var (address, name) in next)
+        {
+            // False when it went meanwhile, or has no capture there: nothing to announce then.
+            _ = _announcer.AnnounceGratuitously(address, name);
+        }
     }
 }

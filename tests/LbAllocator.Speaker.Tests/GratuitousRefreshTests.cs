@@ -38,6 +38,20 @@ public sealed class GratuitousRefreshTests : IDisposable
     }
 
     [Fact]
+    public void More_pairs_than_seconds_in_the_interval_go_a_few_a_second_each_pair_once_per_interval()
+    {
+        var owned = Enumerable.Range(0, 150).Select(i => (Ip.Parse($"198.51.100.{i}"), new[] { "eth0" })).ToArray();
+        _refresh.Track(Owned(owned));
+        Run(TimeSpan.FromSeconds(120));
+
+        // 150 pairs over 60 s: one step a second (one pair a step would be 2.5 steps a second, each a wake-up), taking
+        // 2 and 3 pairs in turn; every pair once in each 60 s, in address order, at the same second of each.
+        Assert.Equal(Enumerable.Range(1, 120).Select(s => (s, s % 2 == 1 ? 2 : 3)), _sent.GroupBy(s => (int)s.At.TotalSeconds).Select(g => (g.Key, g.Count())));
+        Assert.Equal([.. owned.Select(o => o.Item1), .. owned.Select(o => o.Item1)], _sent.Select(s => s.Address));
+        Assert.All(owned, o => Assert.Equal(60, _sent.Where(s => s.Address == o.Item1).Select(s => (int)s.At.TotalSeconds).Aggregate((a, b) => b - a)));
+    }
+
+    [Fact]
     public void A_pair_taken_over_joins_the_round_and_one_given_up_leaves_it()
     {
         _refresh.Track(Owned((A, ["eth0"])));
