@@ -3,7 +3,9 @@ using System.Globalization;
 using k8s;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
+using LbAllocator.Speaker;
 using LbAllocator.NetTests;
 using SharpPcap;
 using SharpPcap.LibPcap;
@@ -71,6 +73,7 @@ internal static class Footprint
             }
 
             readiness.Add($"this binary, {created:N0} VIPs: {await StartsToReadyAsync(lab, starts)}");
+            readiness.Add($"baseline, curl listing the same seven collections at once from node3: {await PlainListsAsync(lab, starts)}");
 
             // --variant "NAME:SETTING;SETTING": this binary again with those options or that environment, to weigh a setting.
             foreach (var variant in args.Where((_, i) => i > 0 && args[i - 1] == "--variant"))
@@ -249,7 +252,42 @@ internal static class Footprint
             took.Add(await StartToReadyAsync(lab));
         }
 
-        return string.Join(" ", took.Select(t => t.ToString("F2", CultureInfo.InvariantCulture))) + " s" + (starts > 1 ? $" (median {took.Order().ElementAt(starts / 2):F2} s)" : "");
+        return Seconds(took);
+    }
+
+    private static string Seconds(List<double> took) =>
+        string.Join(" ", took.Select(t => t.ToString("F2", CultureInfo.InvariantCulture))) + " s" + (took.Count > 1 ? $" (median {took.Order().ElementAt(took.Count / 2):F2} s)" : "");
+
+    /// <summary>
+    /// What the speaker's start waits on most: the lists its caches sync from. A plain client (curl, the speaker's
+    /// token, in node3's namespace) asks for the same seven collections in parallel, with curl's defaults (HTTP/2 when
+    /// the server offers it); from the process start to its exit.
+    /// </summary>
+    private static async Task<string> PlainListsAsync(Lab lab, int times)
+    {
+        const string Ns = Lab.InstallNamespace;
+        string[] paths =
+        [
+            KubeResources.Services.CollectionPath(null), KubeResources.EndpointSlices.CollectionPath(null), KubeResources.Nodes.CollectionPath(null),
+            KubeResources.Pools.CollectionPath(Ns), KubeResources.Advertisements.CollectionPath(Ns), KubeResources.ServiceL2Statuses.CollectionPath(Ns),
+            KubeResources.Leases.CollectionPath(Ns) + "?labelSelector=" + Uri.EscapeDataString(SpeakerLease.LabelSelector) + "&resourceVersion=0",
+        ];
+        var token = await File.ReadAllTextAsync(Path.Combine(lab.ServiceAccountDir, "token"));
+        string[] curl =
+        [
+            "netns", "exec", lab.NodeNs(Lab.Nodes[^1]), "curl", "-sf", "--parallel", "--parallel-immediate", "--parallel-max", "7",
+            "--cacert", Path.Combine(lab.ServiceAccountDir, "ca.crt"), "-H", $"Authorization: Bearer {token}", "-H", "Accept: application/json",
+            .. paths.SelectMany(p => new[] { "-o", "/dev/null", $"https://{Lab.ApiIp}:{lab.Server.Url.Port}/{p}{(p.Contains('?', StringComparison.Ordinal) ? "" : "?resourceVersion=0")}" }),
+        ];
+        var took = new List<double>();
+        for (var i = 0; i < times; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            var (code, output) = await Shell.RunAsync("ip", curl);
+            took.Add(code == 0 ? Stopwatch.GetElapsedTime(start).TotalSeconds : throw new InvalidOperationException($"curl failed ({code}): {output}"));
+        }
+
+        return Seconds(took);
     }
 
     private static async Task<double> StartToReadyAsync(Lab lab)

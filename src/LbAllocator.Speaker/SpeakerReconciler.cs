@@ -40,7 +40,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     private readonly WorkQueue<string> _queue;
     private readonly ITimer _wake; // a pass when the next lease expires, though nothing changed
     private long _lanDue = long.MaxValue; // timestamp of the LAN view's next change by itself: the heartbeat thread judges it then
-    private readonly AutoResetEvent _lanDueSooner = new(false); // wakes the heartbeat thread when a pass moved that earlier
+    private readonly AutoResetEvent _wakeBeat = new(false); // the heartbeat thread: stopping, or a pass moved that earlier
     private readonly Lock _wakeLock = new(); // the last pass's judgement and the timer armed from it go together
     private Judged? _judged;
     private readonly CancellationTokenSource _beating = new();
@@ -185,6 +185,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         {
             // No heartbeat may follow the leaving one the service sends after this returns.
             await _beating.CancelAsync();
+            _wakeBeat.Set();
             _beat?.Join();
             NetworkChange.NetworkAddressChanged -= OnNetworkChanged;
             NetworkChange.NetworkAvailabilityChanged -= OnNetworkChanged;
@@ -195,7 +196,7 @@ public sealed partial class SpeakerReconciler : IDisposable
     {
         _beating.Dispose();
         _wake.Dispose();
-        _lanDueSooner.Dispose();
+        _wakeBeat.Dispose();
         _queue.Dispose();
         _effects.Dispose();
         _writer.Dispose();
@@ -216,7 +217,6 @@ public sealed partial class SpeakerReconciler : IDisposable
     {
         var interval = (long)(_options.HeartbeatInterval.TotalSeconds * _time.TimestampFrequency);
         var nextBeat = _time.GetTimestamp();
-        WaitHandle[] wakes = [_beating.Token.WaitHandle, _lanDueSooner];
         while (!_beating.IsCancellationRequested)
         {
             var now = _time.GetTimestamp();
@@ -239,8 +239,9 @@ public sealed partial class SpeakerReconciler : IDisposable
                 lanDue = Interlocked.Read(ref _lanDue);
             }
 
-            var wakeAt = Math.Min(nextBeat, lanDue);
-            _ = WaitHandle.WaitAny(wakes, _time.GetElapsedTime(_time.GetTimestamp(), wakeAt) is { Ticks: > 0 } wait ? wait : TimeSpan.Zero);
+            // In whole milliseconds, rounded up: a wait rounded down to none would spin until the time comes.
+            var wait = _time.GetElapsedTime(_time.GetTimestamp(), Math.Min(nextBeat, lanDue));
+            _ = _wakeBeat.WaitOne(wait > TimeSpan.Zero ? TimeSpan.FromMilliseconds(Math.Ceiling(wait.TotalMilliseconds)) : TimeSpan.Zero);
         }
     }
 
@@ -378,7 +379,7 @@ public sealed partial class SpeakerReconciler : IDisposable
         var lanDue = lanChange is { } change ? now + (long)(change.TotalSeconds * _time.TimestampFrequency) : long.MaxValue;
         if (lanDue < Interlocked.Exchange(ref _lanDue, lanDue))
         {
-            _lanDueSooner.Set();
+            _wakeBeat.Set();
         }
 
         TimeSpan?[] due = [leaseExpiry, untilUnhealthy, otherDueAt is { } at ? _time.GetElapsedTime(now, at) : null];
