@@ -337,10 +337,10 @@ public sealed partial class SpeakerReconciler : IDisposable
 
     /// <summary>
     /// A timer is due (the heartbeat thread's for the LAN view, <see cref="_wake"/> for the rest): a pass, unless what
-    /// was due is who is alive and that has not changed. Peers heard again since
-    /// the last pass (every heartbeat interval) and leases renewed (every renew interval) push the next change further
-    /// out, so a pass then would find nothing new; with peers around that was a full pass every dead interval, most of
-    /// the idle speaker's work. The views are judged again here, as the pass would, and the timer set for their next change.
+    /// was due is who is alive and that has not changed. Peers heard again since the last pass (every heartbeat
+    /// interval) and leases renewed (every renew interval) push the next change further out, so a pass then would find
+    /// nothing new; with peers around that was a full pass every dead interval, most of the idle speaker's work. The
+    /// views are judged again here, as the pass would, and the timers set for their next change.
     /// </summary>
     private void OnWake()
     {

@@ -58,12 +58,10 @@ public class SpeakerReconcilerTests
     public async Task A_node_whose_api_hangs_keeps_answering_while_it_hears_its_peers_on_the_lan()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
-        Seed(server.Store, "all", "{}");
-        AddMember(server.Store, "node-b");
-        AddService(server.Store, "web", "192.0.2.10", "main");
+        SeedWithPeer(server.Store);
         var gate = new HangingGate();
         await using var speaker = SpeakerRun.Start(server, gate);
-        using var peer = new Timer(_ => speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false)), null, 0, 100);
+        using var peer = HeartbeatsOfPeer(speaker);
         await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
 
         var fenceDue = speaker.Lease.UntilUnhealthy;
@@ -79,11 +77,9 @@ public class SpeakerReconcilerTests
     public async Task A_node_that_keeps_hearing_its_peer_makes_no_pass_while_nothing_changes()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
-        Seed(server.Store, "all", "{}");
-        AddMember(server.Store, "node-b");
-        AddService(server.Store, "web", "192.0.2.10", "main");
+        SeedWithPeer(server.Store);
         await using var speaker = SpeakerRun.Start(server);
-        using var peer = new Timer(_ => speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false)), null, 0, 100);
+        using var peer = HeartbeatsOfPeer(speaker);
         await Eventually(() => speaker.Answers("192.0.2.10"), "the address is answered for");
         await Task.Delay(TimeSpan.FromSeconds(4)); // node-b's lease (never renewed here) expires meanwhile: a change, and a pass
 
@@ -101,16 +97,10 @@ public class SpeakerReconcilerTests
     public async Task A_peer_that_goes_quiet_on_the_lan_is_dead_one_dead_interval_after_its_last_heartbeat()
     {
         await using var server = await TestApiServer.TestApiServer.StartAsync();
-        Seed(server.Store, "all", "{}");
-        AddMember(server.Store, "node-b");
-        AddService(server.Store, "web", "192.0.2.10", "main");
+        SeedWithPeer(server.Store);
         await using var speaker = SpeakerRun.Start(server);
         var lastBeat = Stopwatch.StartNew();
-        var peer = new Timer(_ =>
-        {
-            speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false));
-            lastBeat.Restart();
-        }, null, 0, 100);
+        var peer = HeartbeatsOfPeer(speaker, heard: lastBeat.Restart);
         await Eventually(() => speaker.Readiness.Contains("ok lan: answering; 1 peers heard", StringComparison.Ordinal), "node-b is heard");
 
         await peer.DisposeAsync(); // no callback runs after this
@@ -328,6 +318,21 @@ public class SpeakerReconcilerTests
 
     private static string? LeaseSaysCannotAnswer(Store store, string node) =>
         store.Get(Leases, Ns, SpeakerLease.NameFor(node))?["metadata"]?["annotations"]?[SpeakerLease.CannotAnswerAnnotation]?.GetValue<string>();
+
+    /// <summary>Everything advertised, a member node-b besides node-a, and one Service, web (192.0.2.10 from main).</summary>
+    private static void SeedWithPeer(Store store)
+    {
+        Seed(store, "all", "{}");
+        AddMember(store, "node-b");
+        AddService(store, "web", "192.0.2.10", "main");
+    }
+
+    /// <summary>node-b's heartbeat heard every 100 ms (dead after 0.4 s by its own count), <paramref name="heard"/> called after each.</summary>
+    private static Timer HeartbeatsOfPeer(SpeakerRun speaker, Action? heard = null) => new(_ =>
+    {
+        speaker.Announcer.Hear(new Heartbeat("node-b", 1, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(400), Leaving: false));
+        heard?.Invoke();
+    }, null, 0, 100);
 
     /// <summary>A LoadBalancer Service whose status carries <paramref name="ip"/>, as if the controller had given it from <paramref name="pool"/>.</summary>
     private static void AddService(Store store, string name, string ip, string pool, bool local = false)
