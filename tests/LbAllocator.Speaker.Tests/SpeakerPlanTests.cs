@@ -70,6 +70,26 @@ public class SpeakerPlanTests
     }
 
     [Fact]
+    public void Our_own_status_for_a_service_another_node_takes_over_is_left_for_it_to_rewrite()
+    {
+        var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"])], [new Core.L2AdvertisementSpec("all")]);
+        var election = ElectionTable.Build(
+            config.Pools,
+            config.Advertisements,
+            [new ElectionNode("node-a", NoLabels, SpeakerAlive: false), new ElectionNode("node-b", NoLabels, SpeakerAlive: true)],
+            [new AnnouncedService("default/web", [Ip.Parse("192.0.2.10")], "main", NoLabels)]);
+        var statuses = new[] { new StatusView("status", "default/web", "node-a") };
+
+        // node-a can no longer answer (link down, handing back): node-b takes over and finds the status, so it does not
+        // probe the address first, as it would one never announced.
+        Assert.Empty(SpeakerPlan.Make("node-a", election, janitor: false, statuses, [Eth0], Exclude).StaleStatuses);
+        var taker = SpeakerPlan.Make("node-b", election, janitor: true, statuses, [Eth0], Exclude);
+        Assert.Equal([Ip.Parse("192.0.2.10")], taker.Owned.Keys);
+        Assert.Empty(taker.Unproven);
+        Assert.Empty(taker.StaleStatuses);
+    }
+
+    [Fact]
     public void The_janitor_says_why_nobody_announces_and_statuses_of_gone_services_go()
     {
         var plan = SpeakerPlan.Make("node-a", Election(alive: false), janitor: true, [new StatusView("gone", "default/deleted", "node-b")], [Eth0], Exclude);
