@@ -53,13 +53,17 @@ public sealed record SpeakerPlan(
         new Dictionary<Ip, string[]>(), new Dictionary<string, Ours>(), new Dictionary<string, string>(), new Dictionary<string, string>(), [], new HashSet<Ip>());
 
     /// <param name="node">This node.</param>
+    /// <param name="standing">
+    /// Whether this node stands for election. One that does not (it cannot answer, is fenced or warming up) sees a view
+    /// it does not act on (cut off, it may count everyone dead), so it deletes none of its statuses.
+    /// </param>
     /// <param name="janitor">
     /// Whether this node tidies up for everyone (one live speaker does): deletes the statuses of Services
     /// nobody announces, and says why nobody does.
     /// </param>
     /// <param name="statuses">The ServiceL2Statuses that exist.</param>
     public static SpeakerPlan Make(
-        string node, ElectionTable election, bool janitor, IEnumerable<StatusView> statuses, IReadOnlyList<NetworkInterfaceInfo> interfaces, Regex exclude)
+        string node, ElectionTable election, bool standing, bool janitor, IEnumerable<StatusView> statuses, IReadOnlyList<NetworkInterfaceInfo> interfaces, Regex exclude)
     {
         var owned = new Dictionary<Ip, string[]>();
         var announced = new Dictionary<string, Ours>(StringComparer.Ordinal);
@@ -94,7 +98,7 @@ public sealed record SpeakerPlan(
         // And, for the janitor, those of Services that are gone or announced by nobody.
         var stale = statusList
             .Where(s => election.Get(s.ServiceKey)?.Node is var owner && s.Node == node
-                ? !announced.ContainsKey(s.ServiceKey) && (owner is null || owner == node)
+                ? standing && !announced.ContainsKey(s.ServiceKey) && (owner is null || owner == node)
                 : janitor && owner is null)
             .Select(s => s.Name)
             .ToList();

@@ -466,8 +466,9 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
 
         _alive = alive;
-        var janitor = view.Self == SelfState.Candidate && alive.Min(StringComparer.Ordinal) == _options.NodeName;
-        var plan = SpeakerPlan.Make(_options.NodeName, _election, janitor, Statuses(), _interfaces, _exclude);
+        var standing = view.Self == SelfState.Candidate;
+        var janitor = standing && alive.Min(StringComparer.Ordinal) == _options.NodeName;
+        var plan = SpeakerPlan.Make(_options.NodeName, _election, standing, janitor, Statuses(), _interfaces, _exclude);
         Func<string, V1Service?> serviceOf = key => _services.TryGet(key, out var service) ? service : null;
         var guardDue = _effects.Apply(plan, serviceOf, cancellationToken);
         _verifier.Set(VerifyTargets(alive, _election), serviceOf);

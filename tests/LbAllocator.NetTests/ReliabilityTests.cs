@@ -122,7 +122,7 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
     }
 
     [RealApiFact]
-    public async Task An_owner_whose_lan_link_goes_down_is_replaced_within_a_second_and_takes_over_again_after()
+    public async Task An_owner_whose_lan_link_goes_down_is_replaced_after_its_dead_interval_and_takes_over_again_after()
     {
         const string ip = "192.0.2.209";
         await lab.CreateServiceAsync("linkdown", ip: ip);
@@ -148,13 +148,14 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         await Eventually.HoldsAsync(async () => (await lab.SpeakerStatusAsync(owner, "/readyz")).Code == 200 ? null : "not ready again", TimeSpan.FromSeconds(10));
         await Task.Delay(1000);
         var (doubled, silent, asked) = watch.Tally();
-        output.WriteLine($"owner's LAN link down and up: failover {failover:F2} s; {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all");
-        Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
+        var longest = watch.LongestSilence();
+        output.WriteLine($"owner's LAN link down and up: failover {failover:F2} s; {asked} ARP requests; two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
+        AssertDeadIntervalSilences(failover, longest);
         Assert.Equal(0, doubled);
     }
 
     [RealApiFact]
-    public async Task An_owner_whose_lan_interface_is_deleted_is_replaced_within_a_second_and_takes_part_again_on_a_new_one()
+    public async Task An_owner_whose_lan_interface_is_deleted_is_replaced_after_its_dead_interval_and_takes_part_again_on_a_new_one()
     {
         const string ip = "192.0.2.218";
         await lab.CreateServiceAsync("nic", ip: ip);
@@ -187,14 +188,16 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
         await AssertReadyAgainAsync(owner);
         await Task.Delay(1000);
         var (doubled, silent, asked) = watch.Tally();
+        var longest = watch.LongestSilence();
         output.WriteLine($"owner's LAN interface deleted and re-created: failover {failover:F2} s; {asked} ARP requests; answered by {string.Join(", ", watch.Answerers())} "
-            + $"(owner {oldMac}, then {lab.Macs[owner]}); two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {watch.LongestSilence():F2} s");
+            + $"(owner {oldMac}, then {lab.Macs[owner]}); two nodes answering {doubled * 1000:F0} ms; nobody answering {silent:F2} s in all, longest {longest:F2} s");
         if (failover > 1.0)
         {
             output.WriteLine($"deleted at {deleted:HH:mm:ss.fff}");
             output.WriteLine(string.Join("\n", Lab.Nodes.SelectMany(n => lab.SpeakerLog(n).TakeLast(60).Select(l => $"{n} {l}"))));
         }
-        Assert.True(failover <= 1.0, $"failover took {failover:F2} s");
+
+        AssertDeadIntervalSilences(failover, longest);
         Assert.Equal(0, doubled);
         Assert.Contains(lab.Macs[owner], watch.Answerers());
     }
@@ -264,6 +267,18 @@ public partial class ReliabilityTests(Lab lab, ITestOutputHelper output) : IAsyn
     /// The node knows it cannot answer: not ready, with the reason (containing <paramref name="why"/>), and a
     /// Warning CannotAnswer event on its Node saying the same.
     /// </summary>
+    /// <summary>
+    /// Each silence is the 0.5 s dead interval plus slack for a busy machine: at the fault, until the others count the
+    /// owner dead; at its return, while it listens before answering and the node answering meanwhile has let go. A
+    /// probe before a takeover (the taker finding no ServiceL2Status, because the one letting go deleted it) made
+    /// both 0.8 s.
+    /// </summary>
+    private static void AssertDeadIntervalSilences(double failover, double longest)
+    {
+        Assert.True(failover <= 0.7, $"failover took {failover:F2} s");
+        Assert.True(longest <= 0.7, $"a silence of {longest:F2} s");
+    }
+
     private async Task AssertCannotAnswerAsync(string node, string why)
     {
         await Eventually.HoldsAsync(async () =>

@@ -99,7 +99,7 @@ public sealed class L2StatusWriterTests(KubeApiServerFixture fixture) : IClassFi
             config.Advertisements,
             [new ElectionNode("node-a", new Dictionary<string, string>(), SpeakerAlive: true)],
             [new AnnouncedService("default/web", [Address], "main", new Dictionary<string, string>())]);
-        return SpeakerPlan.Make("node-a", election, janitor: false, [], [Eth0], new Regex("^lo$"));
+        return SpeakerPlan.Make("node-a", election, standing: true, janitor: false, [], [Eth0], new Regex("^lo$"));
     }
 
     private static V1Condition? Condition(V1Alpha1ServiceL2Status status, string type) => status.Status?.Conditions?.SingleOrDefault(c => c.Type == type);

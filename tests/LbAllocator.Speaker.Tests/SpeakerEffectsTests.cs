@@ -156,7 +156,7 @@ public sealed class SpeakerEffectsTests : IDisposable
     /// <param name="statuses">The ServiceL2Statuses seen; by default one naming another node, so this is a takeover (not probed).</param>
     private TimeSpan? Apply(StatusView[]? statuses = null) =>
         _effects.Apply(
-            SpeakerPlan.Make("node-a", _election, janitor: false, statuses ?? [new StatusView("status", "default/web", "node-b")], [Eth0], new Regex("^lo$")),
+            SpeakerPlan.Make("node-a", _election, standing: true, janitor: false, statuses ?? [new StatusView("status", "default/web", "node-b")], [Eth0], new Regex("^lo$")),
             key => key == "default/web" ? Web : null,
             _stop.Token);
 
