@@ -5,8 +5,8 @@ using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes.Client;
 using LbAllocator.Kubernetes.Crds;
-using LbAllocator.Speaker;
 using LbAllocator.NetTests;
+using LbAllocator.Speaker;
 using SharpPcap;
 using SharpPcap.LibPcap;
 

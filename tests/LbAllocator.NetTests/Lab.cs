@@ -63,7 +63,6 @@ public sealed partial class Lab : IAsyncLifetime
     private string MgmtNs => $"{_prefix}-mgmt";
 
     /// <summary>The speakers' service account files, mounted where a pod has them when <see cref="SpeakersInCluster"/>.</summary>
-    /// <summary>The speakers' service account files (token, ca.crt, namespace), as a pod has them mounted.</summary>
     public string ServiceAccountDir => Path.Combine(_dir, "speaker-serviceaccount");
 
     /// <summary>The management network's end in the root namespace (deleted with its peer, named for leftovers).</summary>
