@@ -270,14 +270,14 @@ internal static class Footprint
         [
             KubeResources.Services.CollectionPath(null), KubeResources.EndpointSlices.CollectionPath(null), KubeResources.Nodes.CollectionPath(null),
             KubeResources.Pools.CollectionPath(Ns), KubeResources.Advertisements.CollectionPath(Ns), KubeResources.ServiceL2Statuses.CollectionPath(Ns),
-            KubeResources.Leases.CollectionPath(Ns) + "?labelSelector=" + Uri.EscapeDataString(SpeakerLease.LabelSelector) + "&resourceVersion=0",
+            KubeResources.Leases.CollectionPath(Ns) + "?labelSelector=" + Uri.EscapeDataString(SpeakerLease.LabelSelector),
         ];
         var token = await File.ReadAllTextAsync(Path.Combine(lab.ServiceAccountDir, "token"));
         string[] curl =
         [
             "netns", "exec", lab.NodeNs(Lab.Nodes[^1]), "curl", "-sf", "--parallel", "--parallel-immediate", "--parallel-max", "7",
             "--cacert", Path.Combine(lab.ServiceAccountDir, "ca.crt"), "-H", $"Authorization: Bearer {token}", "-H", "Accept: application/json",
-            .. paths.SelectMany(p => new[] { "-o", "/dev/null", $"https://{Lab.ApiIp}:{lab.Server.Url.Port}/{p}{(p.Contains('?', StringComparison.Ordinal) ? "" : "?resourceVersion=0")}" }),
+            .. paths.SelectMany(p => new[] { "-o", "/dev/null", $"https://{Lab.ApiIp}:{lab.Server.Url.Port}/{p}{(p.Contains('?', StringComparison.Ordinal) ? '&' : '?')}resourceVersion=0" }),
         ];
         var took = new List<double>();
         for (var i = 0; i < times; i++)

@@ -74,7 +74,7 @@ public sealed class GratuitousRefresh : IDisposable
     /// <summary>Pairs announced at this step: one, or with one-second steps those due by now (the count repeats each interval).</summary>
     private int PairsThisStep(int pairs)
     {
-        if (_interval / pairs > ShortestStep)
+        if (Step(pairs) > ShortestStep)
         {
             return 1;
         }

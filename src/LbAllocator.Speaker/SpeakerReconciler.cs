@@ -93,7 +93,11 @@ public sealed partial class SpeakerReconciler : IDisposable
         _logger = loggers.CreateLogger<SpeakerReconciler>();
         _exclude = new Regex(options.ExcludeInterfaces);
         _queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(5), time);
-        _wake = time.CreateTimer(_ => OnWake(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _wake = time.CreateTimer(_ =>
+        {
+            announcer.ReadHeartbeats(); // up to a beat's worth may wait unread: judge with them
+            OnWake();
+        }, null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _announcer = announcer;
         _metrics = metrics;
         _lan = new LanLiveness(options.NodeName, options.DeadInterval, time);
@@ -228,12 +232,17 @@ public sealed partial class SpeakerReconciler : IDisposable
                     _lan.Sent();
                 }
 
-                _announcer.ReadHeartbeats(); // the peers' since the last beat
                 nextBeat = now + interval;
             }
 
             var lanDue = Interlocked.Read(ref _lanDue);
-            if (now >= lanDue || (beat && lanDue < nextBeat))
+            var judge = now >= lanDue || (beat && lanDue < nextBeat);
+            if (beat || judge)
+            {
+                _announcer.ReadHeartbeats(); // the peers' since the last read, counted before any judgement
+            }
+
+            if (judge)
             {
                 OnWake();
                 lanDue = Interlocked.Read(ref _lanDue);
@@ -340,7 +349,8 @@ public sealed partial class SpeakerReconciler : IDisposable
     /// was due is who is alive and that has not changed. Peers heard again since the last pass (every heartbeat
     /// interval) and leases renewed (every renew interval) push the next change further out, so a pass then would find
     /// nothing new; with peers around that was a full pass every dead interval, most of the idle speaker's work. The
-    /// views are judged again here, as the pass would, and the timers set for their next change.
+    /// views are judged again here, as the pass would, and the timers set for their next change. Callers read the
+    /// heartbeats that wait first.
     /// </summary>
     private void OnWake()
     {
@@ -348,8 +358,6 @@ public sealed partial class SpeakerReconciler : IDisposable
         {
             if (_judged is { } last && !(last.OtherDueAt is { } at && _time.GetTimestamp() >= at))
             {
-                _announcer.ReadHeartbeats(); // up to a beat's worth may wait unread: judge with them
-
                 var (leaseAlive, nextExpiry) = _liveness.Others();
                 var healthy = _lease.Healthy;
                 if (healthy == last.LeaseHealthy && leaseAlive.SetEquals(last.LeaseAlive))
