@@ -51,7 +51,10 @@ public class SpeakerReconcilerTests
         await Eventually(() => speaker.Announcer.Owned.Count == 0, "answering stops");
         // The slack is for a machine busy enough to delay timers, not for any API call.
         Assert.True(frozen.Elapsed < fenceDue + TimeSpan.FromSeconds(1.5), $"stopped answering {frozen.Elapsed} after the freeze; the lease ran out after {fenceDue}");
-        Assert.Contains("FAIL lease: lease lballocator-speaker-node-a not renewed within 3s and no peer heard on the LAN: not answering", speaker.Readiness, StringComparison.Ordinal);
+        // The pass that stopped answering reports readiness after its effects: wait for it, not for a new judgement.
+        const string Fenced = "FAIL lease: lease lballocator-speaker-node-a not renewed within 3s and no peer heard on the LAN: not answering";
+        await Eventually(() => speaker.Readiness.Contains(Fenced, StringComparison.Ordinal), "readiness says why");
+        Assert.Contains(Fenced, speaker.Readiness, StringComparison.Ordinal);
     }
 
     [Fact]
