@@ -63,6 +63,7 @@ internal static class Footprint
 
             Console.WriteLine(await BarePcapAsync(lab, beat: false));
             Console.WriteLine(await BarePcapAsync(lab, beat: true));
+            Console.WriteLine(await BareCAsync(lab));
             var created = 0;
             var readiness = new List<string>();
             foreach (var vips in steps)
@@ -158,10 +159,32 @@ internal static class Footprint
         }
     }
 
-    private static async Task<string> BarePcapAsync(Lab lab, bool beat)
+    private static Task<string> BarePcapAsync(Lab lab, bool beat) =>
+        BaselineAsync(
+            lab,
+            beat ? "bare .NET process sending a frame every 100 ms (baseline: the heartbeat's floor)" : "bare .NET process, one pcap handle open, capturing everything (baseline)",
+            ["dotnet", typeof(Footprint).Assembly.Location, "pcap-idle", .. beat ? ["beat"] : Array.Empty<string>()]);
+
+    /// <summary>heartbeat-floor.c, compiled here with the system's cc: the heartbeat's floor on this machine without .NET.</summary>
+    private static async Task<string> BareCAsync(Lab lab)
     {
-        string[] mode = beat ? ["pcap-idle", "beat"] : ["pcap-idle"];
-        using var bare = new Shell.Background("ip", ["netns", "exec", lab.NodeNs(Lab.Nodes[0]), "dotnet", typeof(Footprint).Assembly.Location, .. mode]);
+        var what = "C process sending a frame every 100 ms (baseline: the heartbeat's floor on this machine)";
+        var binary = Path.Combine(Path.GetTempPath(), $"lbt-heartbeat-floor-{Environment.ProcessId}");
+        var (code, output) = await Shell.RunAsync("cc", "-O2", "-o", binary, Path.Combine(AppContext.BaseDirectory, "heartbeat-floor.c"));
+        try
+        {
+            return code == 0 ? await BaselineAsync(lab, what, [binary, "eth0"]) : $"| {what}: not measured, cc failed: {output.Trim()} | |";
+        }
+        finally
+        {
+            File.Delete(binary);
+        }
+    }
+
+    /// <summary>A baseline row: memory, CPU and wake-ups of a process run in node1's namespace that prints "open" when set.</summary>
+    private static async Task<string> BaselineAsync(Lab lab, string what, string[] command)
+    {
+        using var bare = new Shell.Background("ip", ["netns", "exec", lab.NodeNs(Lab.Nodes[0]), .. command]);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!bare.Lines.Contains("open") && DateTime.UtcNow < deadline)
         {
@@ -173,7 +196,6 @@ internal static class Footprint
         var threads = Proc.Threads(bare.Pid);
         await Task.Delay(IdleWindow);
         var wakeups = Proc.ThreadsBetween(threads, Proc.Threads(bare.Pid), IdleWindow).WakeupsPerSecond;
-        var what = beat ? "bare .NET process sending a frame every 100 ms (baseline: the heartbeat's floor)" : "bare .NET process, one pcap handle open, capturing everything (baseline)";
         return $"| {what} | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % ({wakeups:F0}/s) |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
     }
 
