@@ -56,6 +56,15 @@ public static class CliApp
         var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests") { paths, output };
         plan.SetAction(result => Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
 
-        return new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, ControllerCommand.Create(stderr), SpeakerCommand.Create(stderr) };
+        var metalLbPaths = new Argument<string[]>("PATH")
+        {
+            Description = "MetalLB's configuration: files or directories (searched recursively) of metallb.io/v1beta1 objects or its old ConfigMap",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var importNamespace = new Option<string>("--namespace", "-n") { Description = "Namespace of the objects written (where the controller reads pools)", DefaultValueFactory = _ => "lballocator-system" };
+        var importMetalLb = new Command("import-metallb", "Convert MetalLB's IPAddressPools, L2Advertisements and old ConfigMap to lballocator's (YAML on stdout)") { metalLbPaths, importNamespace };
+        importMetalLb.SetAction(result => Commands.ImportMetalLb(result.GetValue(metalLbPaths) ?? [], result.GetValue(importNamespace)!, stdout, stderr));
+
+        return new RootCommand("lballocator: a bare-metal LoadBalancer for Kubernetes") { validate, plan, importMetalLb, ControllerCommand.Create(stderr), SpeakerCommand.Create(stderr) };
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using k8s.Models;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
 
 namespace LbAllocator.Cli;
 
@@ -31,6 +32,44 @@ internal static class Commands
         }
 
         stdout.WriteLine($"valid: {summary}");
+        return CliApp.Ok;
+    }
+
+    /// <summary>
+    /// import-metallb: MetalLB's configuration as ours on stdout, what is not carried over on stderr (one line each, with
+    /// where it is). Input that cannot be converted prints nothing on stdout and exits 1, so a pipe into kubectl applies
+    /// all or nothing.
+    /// </summary>
+    public static int ImportMetalLb(string[] paths, string ns, TextWriter stdout, TextWriter stderr)
+    {
+        var import = MetalLbImporter.Read(paths, ns);
+        foreach (var line in import.NotCarriedOver)
+        {
+            stderr.WriteLine(line);
+        }
+
+        foreach (var error in import.Errors)
+        {
+            stderr.WriteLine(error);
+        }
+
+        var summary = $"{import.Pools.Count} IPAddressPool(s) and {import.Advertisements.Count} L2Advertisement(s); {import.NotCarriedOver.Count} thing(s) not carried over";
+        if (import.Errors.Count > 0)
+        {
+            stderr.WriteLine($"not converted: {import.Errors.Count} error(s); {summary}");
+            return CliApp.Invalid;
+        }
+
+        stdout.WriteLine($"# lballocator import-metallb {string.Join(' ', paths)}: {summary}");
+        var objects = import.Pools.Select(p => JsonSerializer.SerializeToElement(p.Value, KubeJson.Default.V1Alpha1IPAddressPool))
+            .Concat(import.Advertisements.Select(a => JsonSerializer.SerializeToElement(a.Value, KubeJson.Default.V1Alpha1L2Advertisement)));
+        foreach (var value in objects)
+        {
+            stdout.WriteLine("---");
+            YamlText.Write(stdout, value);
+        }
+
+        stderr.WriteLine($"converted: {summary}");
         return CliApp.Ok;
     }
 

@@ -13,10 +13,14 @@ internal static class ControllerCommand
         var lbClass = new Option<string?>("--load-balancer-class") { Description = "Handle only Services with this spec.loadBalancerClass (default: only Services without one)" };
         var identity = new Option<string?>("--identity") { Description = "This replica's name in the leader lease (default: host name)" };
         var noElection = new Option<bool>("--no-leader-election") { Description = "Run without a leader lease (only ever one replica!)" };
+        var metalLb = new Option<bool>("--accept-metallb-annotations")
+        {
+            Description = "Also read MetalLB's Service annotations (metallb.io/ and metallb.universe.tf/ loadBalancerIPs, address-pool, allow-shared-ip) where ours are absent",
+        };
 
         var command = new Command("controller", "Assign addresses to Services of type LoadBalancer on a cluster")
         {
-            ns, lbClass, identity, noElection,
+            ns, lbClass, identity, noElection, metalLb,
         };
         common.AddTo(command);
         command.SetAction(async (result, cancellationToken) =>
@@ -25,6 +29,7 @@ internal static class ControllerCommand
             settings["Controller:Namespace"] = result.GetValue(ns);
             settings["Controller:LoadBalancerClass"] = result.GetValue(lbClass);
             settings["Controller:LeaderElection"] = result.GetValue(noElection) ? "false" : "true";
+            settings["Controller:AcceptMetalLbAnnotations"] = result.GetValue(metalLb) ? "true" : "false";
             if (result.GetValue(identity) is { } id)
             {
                 settings["Controller:Identity"] = id;

@@ -14,6 +14,9 @@ public sealed class ControllerOptions : IValidatableObject
     /// <summary>The spec.loadBalancerClass handled; empty handles Services without a class.</summary>
     public string? LoadBalancerClass { get; set; }
 
+    /// <summary>Read MetalLB's Service annotations (metallb.io/ and metallb.universe.tf/) where ours are absent.</summary>
+    public bool AcceptMetalLbAnnotations { get; set; }
+
     /// <summary>Path to a kubeconfig; empty uses KUBECONFIG, ~/.kube/config or the in-cluster service account.</summary>
     public string? Kubeconfig { get; set; }
 

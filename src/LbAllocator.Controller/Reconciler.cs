@@ -327,11 +327,17 @@ public sealed partial class Reconciler
         }
     }
 
-    /// <summary>The Service as the allocator sees it; one whose namespace the cache has not seen yet is not served (its labels may decide its pool).</summary>
-    private ServiceInfo ToInfo(V1Service service) =>
-        ObjectMapper.ToServiceInfo(service, Namespaces.TryGet(service.Metadata.NamespaceProperty, out var found)
+    /// <summary>
+    /// The Service as the allocator sees it, MetalLB's annotations read as ours when accepted; one whose namespace the
+    /// cache has not seen yet is not served (its labels may decide its pool).
+    /// </summary>
+    private ServiceInfo ToInfo(V1Service service)
+    {
+        var info = ObjectMapper.ToServiceInfo(service, Namespaces.TryGet(service.Metadata.NamespaceProperty, out var found)
             ? found!.Metadata.Labels ?? new Dictionary<string, string>()
             : null);
+        return _options.AcceptMetalLbAnnotations ? MetalLbAnnotations.Adopt(info) : info;
+    }
 
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
 

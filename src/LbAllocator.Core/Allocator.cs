@@ -340,7 +340,7 @@ public sealed class Allocator
         {
             if (!_pools.TryGetValue(request.PoolName, out var named))
             {
-                error = $"IPAddressPool \"{request.PoolName}\" named by annotation {ServiceAnnotations.AddressPool} does not exist or is invalid";
+                error = $"IPAddressPool \"{request.PoolName}\" named by annotation {service.AnnotationName(ServiceAnnotations.AddressPool)} does not exist or is invalid";
                 return null;
             }
 
@@ -420,7 +420,7 @@ public sealed class Allocator
         var first = request.RequestedIps[0];
         if (request.PoolName is not null && request.PoolName != pool!.Pool.Name)
         {
-            error = $"requested IP {first} is in pool \"{pool.Pool.Name}\", not in pool \"{request.PoolName}\" named by annotation {ServiceAnnotations.AddressPool}";
+            error = $"requested IP {first} is in pool \"{pool.Pool.Name}\", not in pool \"{request.PoolName}\" named by annotation {service.AnnotationName(ServiceAnnotations.AddressPool)}";
             return null;
         }
 

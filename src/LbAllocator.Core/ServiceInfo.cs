@@ -60,6 +60,12 @@ public sealed record ServiceInfo
     public IReadOnlyList<Ip> IngressAddresses =>
         [.. IngressIps.Select(text => Ip.TryParse(text, out var ip, out _) ? ip : (Ip?)null).OfType<Ip>().Distinct()];
 
+    /// <summary>Our annotation to the MetalLB one it was read from (<see cref="MetalLbAnnotations"/>), for messages.</summary>
+    public IReadOnlyDictionary<string, string> AdoptedFrom { get; init; } = Empty;
+
+    /// <summary>The annotation as the user wrote it: ours, or the MetalLB one it was read from.</summary>
+    public string AnnotationName(string ours) => AdoptedFrom.TryGetValue(ours, out var written) ? written : ours;
+
     /// <summary>"namespace/name", built once: the allocator looks Services up by it on every call.</summary>
     public string Key => _key ??= $"{Namespace}/{Name}";
 

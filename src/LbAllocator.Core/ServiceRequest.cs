@@ -73,7 +73,7 @@ public sealed record ServiceRequest(
 
             if (policy == FamilyPolicy.RequireDualStack && requested.Count == 1)
             {
-                problems.Add($"the Service requires dual stack, so {ServiceAnnotations.LoadBalancerIPs} must list one IPv4 and one IPv6 address");
+                problems.Add($"the Service requires dual stack, so {service.AnnotationName(ServiceAnnotations.LoadBalancerIPs)} must list one IPv4 and one IPv6 address");
             }
         }
 
@@ -83,7 +83,7 @@ public sealed record ServiceRequest(
             pool = poolName.Trim();
             if (pool.Length == 0)
             {
-                problems.Add($"annotation {ServiceAnnotations.AddressPool} is empty; name an IPAddressPool or remove it");
+                problems.Add($"annotation {service.AnnotationName(ServiceAnnotations.AddressPool)} is empty; name an IPAddressPool or remove it");
             }
         }
 
@@ -101,10 +101,11 @@ public sealed record ServiceRequest(
     {
         var ips = new List<Ip>();
         var hasAnnotation = service.Annotations.TryGetValue(ServiceAnnotations.LoadBalancerIPs, out var annotation);
+        var name = service.AnnotationName(ServiceAnnotations.LoadBalancerIPs);
         var hasSpec = !string.IsNullOrWhiteSpace(service.LoadBalancerIP);
         if (hasAnnotation && hasSpec)
         {
-            problems.Add($"both annotation {ServiceAnnotations.LoadBalancerIPs} and spec.loadBalancerIP are set; keep only the annotation");
+            problems.Add($"both annotation {name} and spec.loadBalancerIP are set; keep only the annotation");
             return ips;
         }
 
@@ -130,7 +131,7 @@ public sealed record ServiceRequest(
         var items = annotation!.Split(',', StringSplitOptions.TrimEntries);
         if (items.Any(i => i.Length == 0))
         {
-            problems.Add($"annotation {ServiceAnnotations.LoadBalancerIPs} \"{annotation}\" has an empty entry; list addresses separated by commas");
+            problems.Add($"annotation {name} \"{annotation}\" has an empty entry; list addresses separated by commas");
             return ips;
         }
 
@@ -138,11 +139,11 @@ public sealed record ServiceRequest(
         {
             if (!Ip.TryParse(item, out var ip, out var error))
             {
-                problems.Add($"annotation {ServiceAnnotations.LoadBalancerIPs}: {error}");
+                problems.Add($"annotation {name}: {error}");
             }
             else if (ips.Any(other => other.Family == ip.Family))
             {
-                problems.Add($"annotation {ServiceAnnotations.LoadBalancerIPs} lists more than one {Ip.FamilyName(ip.Family)} address; give at most one per family");
+                problems.Add($"annotation {name} lists more than one {Ip.FamilyName(ip.Family)} address; give at most one per family");
             }
             else
             {

@@ -82,6 +82,21 @@ public static partial class ManifestReader
     public static ManifestSet ReadPaths(IEnumerable<string> paths)
     {
         var set = new ManifestSet();
+        ReadDocuments(paths, Into(set));
+        return set;
+    }
+
+    /// <summary>
+    /// Where reading goes: each problem as one line, and each document's root node with its file and the file's text. The importer of
+    /// MetalLB's configuration reads the same files the same way and turns the documents into objects of its own.
+    /// </summary>
+    internal sealed record Reading(List<string> Errors, Action<string, string, YamlNode> Document);
+
+    private static Reading Into(ManifestSet set) => new(set.Errors, (file, _, root) => ReadObject(file, root, set));
+
+    /// <summary>Files, and directories recursively (.yaml, .yml and .json in name order), one document at a time.</summary>
+    internal static void ReadDocuments(IEnumerable<string> paths, Reading into)
+    {
         foreach (var path in paths)
         {
             if (Directory.Exists(path))
@@ -95,30 +110,32 @@ public static partial class ManifestReader
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    set.Errors.Add($"{path}: cannot read: {e.Message}");
+                    into.Errors.Add($"{path}: cannot read: {e.Message}");
                     continue;
                 }
 
                 foreach (var file in files)
                 {
-                    ReadFile(file, set);
+                    ReadFile(file, into);
                 }
             }
             else if (File.Exists(path))
             {
-                ReadFile(path, set);
+                ReadFile(path, into);
             }
             else
             {
-                set.Errors.Add($"{path}: no such file or directory");
+                into.Errors.Add($"{path}: no such file or directory");
             }
         }
-
-        return set;
     }
 
     /// <summary>A file's bytes: UTF-8 (with or without a byte order mark), then as <see cref="ReadText"/>.</summary>
-    public static void ReadBytes(string file, ReadOnlySpan<byte> bytes, ManifestSet into)
+    public static void ReadBytes(string file, ReadOnlySpan<byte> bytes, ManifestSet into) => ReadBytes(file, bytes, Into(into));
+
+    public static void ReadText(string file, string content, ManifestSet into) => ReadText(file, content, Into(into));
+
+    private static void ReadBytes(string file, ReadOnlySpan<byte> bytes, Reading into)
     {
         if (bytes.StartsWith(Utf8Bom))
         {
@@ -136,7 +153,8 @@ public static partial class ManifestReader
         ReadText(file, new string(chars, 0, written), into);
     }
 
-    public static void ReadText(string file, string content, ManifestSet into)
+    /// <summary>Text as YAML: each document that is not empty goes to <paramref name="into"/>; the first syntax error ends the file.</summary>
+    internal static void ReadText(string file, string content, Reading into)
     {
         // YAML forbids them; YamlDotNet lets most through and a NUL derails it, with an error far from it.
         if (FirstNotPrintable(content) is var bad and >= 0)
@@ -172,7 +190,7 @@ public static partial class ManifestReader
                 continue; // an empty document, e.g. after a trailing "---"
             }
 
-            ReadObject(file, root, into);
+            into.Document(file, content, root);
         }
     }
 
@@ -188,7 +206,7 @@ public static partial class ManifestReader
     /// Tokenizes the text once, into the events the rest replays, and checks what loading them would report
     /// badly or not at all. Every syntax error surfaces here.
     /// </summary>
-    private static List<ParsingEvent>? Scan(string file, string content, ManifestSet into)
+    private static List<ParsingEvent>? Scan(string file, string content, Reading into)
     {
         var scanner = new BracketScanner(new Scanner(new StringReader(content), skipComments: true));
         var parser = new Parser(scanner);
@@ -337,7 +355,7 @@ public static partial class ManifestReader
 
     private static bool IsNull(YamlNode node) => TypedYaml.IsNull(node);
 
-    private static string? Scalar(YamlMappingNode map, string key) =>
+    internal static string? Scalar(YamlMappingNode map, string key) =>
         map.Children.TryGetValue(new YamlScalarNode(key), out var value) && value is YamlScalarNode scalar ? scalar.Value : null;
 
     /// <summary>The most specific message, in the manifest's terms rather than .NET's.</summary>
@@ -369,7 +387,7 @@ public static partial class ManifestReader
     [GeneratedRegex(@"The input string '(.*)' was not in a correct format")]
     private static partial Regex NotANumber();
 
-    private static void ReadFile(string file, ManifestSet into)
+    private static void ReadFile(string file, Reading into)
     {
         byte[] bytes;
         try
