@@ -44,8 +44,16 @@ public static class CliApp
             }
         });
 
-        var validate = new Command("validate", "Check IPAddressPool, L2Advertisement, Namespace and Service manifests without a cluster") { paths };
-        validate.SetAction(result => Commands.Validate(result.GetValue(paths) ?? [], stdout, stderr));
+        var kubeconfig = new Option<string?>("--kubeconfig") { Description = "The live cluster's kubeconfig (only read from): validate checks against its pools; plan --pools defaults to KUBECONFIG, then ~/.kube/config" };
+        var ns = new Option<string>("--namespace", "-n") { Description = "Namespace of the live pools", DefaultValueFactory = _ => "lballocator-system" };
+        var validate = new Command("validate", "Check IPAddressPool, L2Advertisement, Namespace and Service manifests; with --kubeconfig, pools and advertisements against the live pools they do not replace")
+        {
+            paths, kubeconfig, ns,
+        };
+        validate.SetAction(async (result, cancellationToken) =>
+            result.GetValue(kubeconfig) is not null
+                ? await LiveCommands.ValidateAsync(result.GetValue(kubeconfig), result.GetValue(paths) ?? [], result.GetValue(ns)!, stdout, stderr, cancellationToken)
+                : Commands.Validate(result.GetValue(paths) ?? [], stdout, stderr));
 
         var output = new Option<string>("--output", "-o")
         {
@@ -53,8 +61,30 @@ public static class CliApp
             DefaultValueFactory = _ => "table",
         };
         output.AcceptOnlyFromAmong("table", "json");
-        var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests") { paths, output };
-        plan.SetAction(result => Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
+        var proposedPools = new Option<string?>("--pools")
+        {
+            Description = "Dry run on the live cluster: the IPAddressPools of this file replace the live ones of the same name; lists every Service that would be renumbered, left pending or newly assigned; exit 1 if any would lose or change its address",
+        };
+        var metalLb = new Option<bool>("--accept-metallb-annotations") { Description = "With --pools: read MetalLB's Service annotations as the controller does with this option" };
+        var plan = new Command("plan", "Show the addresses the controller would give the Services in the manifests; with --pools, what proposed pools would change on the live cluster")
+        {
+            paths, output, proposedPools, kubeconfig, ns, metalLb,
+        };
+        plan.Validators.Add(result =>
+        {
+            if (result.GetValue(proposedPools) is null && (result.GetValue(kubeconfig) is not null || result.GetValue(metalLb)))
+            {
+                result.AddError("--kubeconfig and --accept-metallb-annotations go with --pools (the dry run on a live cluster)");
+            }
+            else if (result.GetValue(proposedPools) is not null && (result.GetValue(paths) ?? []).Length > 0)
+            {
+                result.AddError("with --pools the Services come from the cluster: give no PATH");
+            }
+        });
+        plan.SetAction(async (result, cancellationToken) =>
+            result.GetValue(proposedPools) is { } file
+                ? await LiveCommands.PlanAsync(result.GetValue(kubeconfig), file, result.GetValue(ns)!, result.GetValue(metalLb), stdout, stderr, cancellationToken)
+                : Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
 
         var metalLbPaths = new Argument<string[]>("PATH")
         {

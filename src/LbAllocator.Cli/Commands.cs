@@ -236,7 +236,7 @@ internal static class Commands
         }));
     }
 
-    private static void WriteTable(TextWriter stdout, string[] headers, IEnumerable<string[]> rows)
+    internal static void WriteTable(TextWriter stdout, string[] headers, IEnumerable<string[]> rows)
     {
         var all = rows.Prepend(headers).ToList();
         var widths = headers.Select((_, i) => all.Max(r => r[i].Length)).ToArray();

@@ -1,0 +1,202 @@
+using LbAllocator.Core;
+using LbAllocator.Kubernetes;
+using LbAllocator.Kubernetes.Client;
+using LbAllocator.Kubernetes.Crds;
+
+namespace LbAllocator.Cli;
+
+/// <summary>
+/// plan and validate against a live cluster: proposed pools weighed against the pools and Services that are there.
+/// Read-only: only lists are sent. A proposed pool replaces the live one of the same name; the others stay.
+/// </summary>
+internal static class LiveCommands
+{
+    /// <summary>What the cluster holds, as the controller would read it.</summary>
+    private sealed record Live(List<PoolSpec> Pools, List<ServiceInfo> Services);
+
+    /// <summary>
+    /// plan --pools: every Service holding an address that would be renumbered or left pending under the proposed pools,
+    /// and those that would get one; exit 1 when any Service would lose or change its address.
+    /// </summary>
+    public static async Task<int> PlanAsync(string? kubeconfig, string poolsFile, string ns, bool acceptMetalLb, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        if (Proposed(poolsFile, stderr) is not { } proposed)
+        {
+            return CliApp.Invalid;
+        }
+
+        if (await ReadLiveAsync(kubeconfig, ns, stderr, cancellationToken) is not { } live)
+        {
+            return CliApp.Invalid;
+        }
+
+        var config = ConfigValidator.Validate(Replace(live.Pools, proposed.Pools.Select(p => ObjectMapper.ToPoolSpec(p.Value))), []);
+        var proposedNames = proposed.Pools.Select(p => p.Value.Metadata?.Name).ToHashSet(StringComparer.Ordinal);
+        var invalid = config.Problems.Where(p => proposedNames.Contains(p.Name)).ToList();
+        if (invalid.Count > 0)
+        {
+            foreach (var problem in invalid)
+            {
+                stderr.WriteLine($"{poolsFile}: {problem}");
+            }
+
+            stderr.WriteLine($"not planned: {invalid.Count} problem(s) in the proposed pools (lballocator validate --kubeconfig shows them against the live pools)");
+            return CliApp.Invalid;
+        }
+
+        var services = acceptMetalLb ? [.. live.Services.Select(MetalLbAnnotations.Adopt)] : live.Services;
+        var outcomes = new Allocator(new AllocatorOptions(), config.Pools).ReconcileAll(services);
+        var rows = new List<string[]>();
+        var disrupted = 0;
+        foreach (var (service, outcome) in services.Zip(outcomes))
+        {
+            if (!service.IsLoadBalancerFor(null))
+            {
+                continue;
+            }
+
+            var now = service.IngressAddresses;
+            var after = outcome.Ips;
+            if (now.Order().SequenceEqual(after.Order()))
+            {
+                continue;
+            }
+
+            var change = (now.Count, after.Count) switch
+            {
+                (> 0, 0) => "pending",
+                (0, _) => "assigned",
+                _ => "renumbered",
+            };
+            disrupted += change == "assigned" ? 0 : 1;
+            rows.Add([service.Namespace, service.Name, Addresses(now), Addresses(after), outcome.Pool ?? "<none>", change, outcome.Problem ?? ""]);
+        }
+
+        if (rows.Count > 0)
+        {
+            Commands.WriteTable(stdout, ["NAMESPACE", "NAME", "NOW", "AFTER", "POOL", "CHANGE", "MESSAGE"], rows);
+        }
+
+        var summary = $"{rows.Count(r => r[5] == "renumbered")} renumbered, {rows.Count(r => r[5] == "pending")} left pending, {rows.Count(r => r[5] == "assigned")} newly assigned, "
+            + $"of {services.Count(s => s.IsLoadBalancerFor(null))} LoadBalancer Service(s)";
+        (disrupted > 0 ? stderr : stdout).WriteLine($"{(disrupted > 0 ? "changes addresses" : "keeps every address")}: {summary}");
+        return disrupted > 0 ? CliApp.Invalid : CliApp.Ok;
+    }
+
+    /// <summary>validate --kubeconfig: the file's pools and advertisements checked together with the live pools they do not replace.</summary>
+    public static async Task<int> ValidateAsync(string? kubeconfig, string[] paths, string ns, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        var input = ManifestReader.ReadPaths(paths);
+        if (input.Errors.Count > 0)
+        {
+            foreach (var error in input.Errors)
+            {
+                stdout.WriteLine(error);
+            }
+
+            stderr.WriteLine($"invalid: {input.Errors.Count} problem(s) reading {string.Join(' ', paths)}");
+            return CliApp.Invalid;
+        }
+
+        if (await ReadLiveAsync(kubeconfig, ns, stderr, cancellationToken) is not { } live)
+        {
+            return CliApp.Invalid;
+        }
+
+        var proposedPools = input.Pools.Select(p => ObjectMapper.ToPoolSpec(p.Value)).ToList();
+        var kept = live.Pools.Count(p => !proposedPools.Any(q => q.Name == p.Name));
+        var config = ConfigValidator.Validate(
+            Replace(live.Pools, proposedPools),
+            [.. input.Advertisements.Select(a => ObjectMapper.ToAdvertisementSpec(a.Value))]);
+        var problems = new List<string>();
+        foreach (var problem in config.Problems)
+        {
+            if (problem.Kind == ConfigValidator.AdvertisementKind)
+            {
+                problems.Add($"{input.Advertisements[problem.Index].Position}: {problem}");
+            }
+            else if (proposedPools.FindIndex(p => p.Name == problem.Name) is var index and >= 0)
+            {
+                problems.Add($"{input.Pools[index].Position}: {problem}");
+            }
+        }
+
+        foreach (var problem in problems)
+        {
+            stdout.WriteLine(problem);
+        }
+
+        var summary = $"{input.Pools.Count} IPAddressPool(s), {input.Advertisements.Count} L2Advertisement(s) against {kept} live pool(s) they do not replace in namespace {ns}";
+        if (problems.Count > 0)
+        {
+            stderr.WriteLine($"invalid: {problems.Count} problem(s) in {summary}");
+            return CliApp.Invalid;
+        }
+
+        stdout.WriteLine($"valid: {summary}");
+        return CliApp.Ok;
+    }
+
+    private static ManifestSet? Proposed(string file, TextWriter stderr)
+    {
+        var proposed = ManifestReader.ReadPaths([file]);
+        foreach (var error in proposed.Errors)
+        {
+            stderr.WriteLine(error);
+        }
+
+        if (proposed.Errors.Count > 0)
+        {
+            return null;
+        }
+
+        if (proposed.Services.Count + proposed.Namespaces.Count > 0)
+        {
+            stderr.WriteLine($"warning: {file}: Services and Namespaces in it are ignored: the plan takes them from the cluster");
+        }
+
+        return proposed;
+    }
+
+    /// <summary>The live pools (oldest first, as the controller orders them), with each proposed one in its place or, if new, last.</summary>
+    private static List<PoolSpec> Replace(List<PoolSpec> live, IEnumerable<PoolSpec> proposed)
+    {
+        var result = new List<PoolSpec>(live);
+        foreach (var pool in proposed)
+        {
+            var at = result.FindIndex(p => p.Name == pool.Name);
+            if (at >= 0)
+            {
+                result[at] = pool;
+            }
+            else
+            {
+                result.Add(pool);
+            }
+        }
+
+        return result;
+    }
+
+    private static async Task<Live?> ReadLiveAsync(string? kubeconfig, string ns, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var api = new KubeApi(KubeClientConfiguration.Load(kubeconfig));
+            var pools = await api.ListAsync(KubeResources.Pools, ns, cancellationToken: cancellationToken);
+            var namespaces = await api.ListAsync(KubeResources.Namespaces, null, cancellationToken: cancellationToken);
+            var services = await api.ListAsync(KubeResources.Services, null, cancellationToken: cancellationToken);
+            var labels = (namespaces.Items ?? []).ToDictionary(n => n.Metadata.Name, n => n.Metadata.Labels ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+            return new Live(
+                ObjectMapper.ToPoolSpecs(pools.Items ?? []),
+                [.. (services.Items ?? []).Select(s => ObjectMapper.ToServiceInfo(s, labels.GetValueOrDefault(s.Metadata.NamespaceProperty)))]);
+        }
+        catch (Exception e) when (e is KubeConfigException or KubeApiException or HttpRequestException or IOException or TaskCanceledException)
+        {
+            stderr.WriteLine($"cannot read the cluster: {e.Message}");
+            return null;
+        }
+    }
+
+    private static string Addresses(IReadOnlyList<Ip> ips) => ips.Count > 0 ? string.Join(",", ips) : "<pending>";
+}
