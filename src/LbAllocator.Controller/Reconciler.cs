@@ -341,7 +341,6 @@ public sealed partial class Reconciler
 
     private AllocatorOptions AllocatorOptions() => new() { LoadBalancerClass = string.IsNullOrEmpty(_options.LoadBalancerClass) ? null : _options.LoadBalancerClass };
 
-    /// <summary>Added, deleted or its spec edited: status-only updates (our own writes) change nothing that matters.</summary>
     [LoggerMessage(Level = LogLevel.Information, Message = "Leading: claimed addresses of {Services} Services with {Pools} valid pools")]
     private partial void LogStarted(int services, int pools);
 
