@@ -108,13 +108,14 @@ public sealed class ControllerFixture : IAsyncDisposable
     }
 
     /// <summary>Starts a controller with its own client; with leader election on, several can run at once.</summary>
-    public async Task<RunningController> StartControllerAsync(string identity = "test", bool leaderElection = false)
+    public async Task<RunningController> StartControllerAsync(string identity = "test", bool leaderElection = false, bool acceptMetalLbAnnotations = false)
     {
         var options = new ControllerOptions
         {
             Namespace = Ns,
             Identity = identity,
             LeaderElection = leaderElection,
+            AcceptMetalLbAnnotations = acceptMetalLbAnnotations,
             LeaseDuration = TimeSpan.FromSeconds(3),
             RenewDeadline = TimeSpan.FromSeconds(2),
             RetryPeriod = TimeSpan.FromMilliseconds(500),

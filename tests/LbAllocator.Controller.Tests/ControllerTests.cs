@@ -222,6 +222,39 @@ public sealed class ControllerTests(RealCluster cluster) : IAsyncLifetime
     }
 
     private Task<V1Lease> LeaseAsync() => _f.Client.CoordinationV1.ReadNamespacedLeaseAsync("lballocator-controller", _f.Ns);
+
+    [RealApiFact]
+    public async Task Taking_over_from_MetalLB_keeps_every_address_and_reads_its_annotations()
+    {
+        await _f.ApplyAsync("apiVersion: lballocator.io/v1alpha1\nkind: IPAddressPool\nmetadata: {name: legacy}\nspec: {addresses: [203.0.113.0/28], autoAssign: false}\n");
+        // As MetalLB left them: asked by its annotations, served, its status written.
+        var sharing = new Dictionary<string, string> { ["metallb.universe.tf/allow-shared-ip"] = "k", ["metallb.io/address-pool"] = "legacy" };
+        await HeldAsync("shared-1", "203.0.113.5", sharing, port: 80);
+        await HeldAsync("shared-2", "203.0.113.5", sharing, port: 443);
+        await HeldAsync("fixed", "203.0.113.9", new() { ["metallb.universe.tf/loadBalancerIPs"] = "203.0.113.9" }, port: 80);
+
+        await _f.StartControllerAsync(acceptMetalLbAnnotations: true);
+        await _f.CreateServiceAsync("new", new() { ["metallb.io/loadBalancerIPs"] = "203.0.113.12" });
+
+        await ControllerFixture.Eventually(async () => await _f.IngressAsync("new") == "203.0.113.12", "new gets the address MetalLB's annotation asks for");
+        foreach (var (name, ip) in new[] { ("shared-1", "203.0.113.5"), ("shared-2", "203.0.113.5"), ("fixed", "203.0.113.9") })
+        {
+            await ControllerFixture.Eventually(async () => (await _f.Client.CoreV1.ReadNamespacedServiceAsync(name, _f.ServiceNs)).Metadata.Annotations
+                .TryGetValue(ServiceAnnotations.AllocatedFromPool, out var pool) && pool == "legacy", $"{name} is ours, from pool legacy");
+            Assert.Equal(ip, await _f.IngressAsync(name));
+        }
+
+        Assert.DoesNotContain((await _f.Client.CoreV1.ListNamespacedEventAsync(_f.ServiceNs)).Items, e => e.Type == "Warning");
+    }
+
+    private async Task HeldAsync(string name, string ip, Dictionary<string, string> annotations, int port)
+    {
+        var service = ControllerFixture.NewService(name, annotations);
+        service.Spec.Ports[0].Port = port;
+        await _f.Client.CoreV1.CreateNamespacedServiceAsync(service, _f.ServiceNs);
+        await _f.Client.CoreV1.PatchNamespacedServiceStatusAsync(
+            new V1Patch("{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"" + ip + "\"}]}}}", V1Patch.PatchType.MergePatch), name, _f.ServiceNs);
+    }
 }
 
 /// <summary>The controller against the double, for what a real server cannot do on demand: drop watches, expire versions, fail.</summary>
