@@ -53,7 +53,7 @@ internal static class Commands
             stderr.WriteLine(error);
         }
 
-        var summary = $"{import.Pools.Count} IPAddressPool(s) and {import.Advertisements.Count} L2Advertisement(s); {import.NotCarriedOver.Count} thing(s) not carried over";
+        var summary = $"{import.Pools.Count} IPAddressPool(s) and {import.Advertisements.Count} L2Advertisement(s); {import.NotCarriedOver.Count} thing(s) not carried over as written";
         if (import.Errors.Count > 0)
         {
             stderr.WriteLine($"not converted: {import.Errors.Count} error(s); {summary}");

@@ -103,6 +103,25 @@ public readonly record struct IpRange
     public static IpRange Parse(string text) =>
         TryParse(text, out var range, out var error) ? range : throw new FormatException(error);
 
+    /// <summary>
+    /// A CIDR whose address has host bits set, written as its network ("192.0.2.5/24" is "192.0.2.0/24"), as MetalLB
+    /// and Go's net.ParseCIDR read it; null for any other text. Ours refuses such a CIDR as ambiguous.
+    /// </summary>
+    public static string? NetworkOf(string? text)
+    {
+        text = text?.Trim();
+        var slash = text?.IndexOf('/', StringComparison.Ordinal) ?? -1;
+        if (slash < 0 || TryParse(text, out _, out _) || !Ip.TryParse(text![..slash], out var address, out _)
+            || !int.TryParse(text[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var prefix) || prefix > Ip.Bits(address.Family))
+        {
+            return null;
+        }
+
+        var bits = Ip.Bits(address.Family);
+        var hostMask = prefix == bits ? UInt128.Zero : (UInt128.One << (bits - prefix)) - 1;
+        return $"{new Ip(address.Family, address.Value & ~hostMask)}/{prefix}";
+    }
+
     private static bool TryParseCidr(string text, int slash, out IpRange range, [NotNullWhen(false)] out string? error)
     {
         range = default;

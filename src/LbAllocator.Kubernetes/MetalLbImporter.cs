@@ -14,7 +14,10 @@ public sealed class MetalLbImport
     public List<Located<V1Alpha1IPAddressPool>> Pools { get; } = [];
     public List<Located<V1Alpha1L2Advertisement>> Advertisements { get; } = [];
 
-    /// <summary>"FILE:LINE:COLUMN: message": what MetalLB had that lballocator does not carry over (BGP, unknown fields).</summary>
+    /// <summary>
+    /// "FILE:LINE:COLUMN: message": what MetalLB had that lballocator does not carry over as written (BGP, unknown fields,
+    /// a CIDR with host bits written as its network).
+    /// </summary>
     public List<string> NotCarriedOver { get; } = [];
 
     /// <summary>"FILE:LINE:COLUMN: message": input that cannot be converted at all.</summary>
@@ -132,6 +135,11 @@ public static partial class MetalLbImporter
         }
 
         var kept = Known(map, PoolFields, "spec", at, what, into);
+        if (Child(kept, "addresses") is { } addresses)
+        {
+            kept.Children[new YamlScalarNode("addresses")] = Networks(addresses, at, what, into);
+        }
+
         if (Child(kept, "serviceAllocation") is YamlMappingNode allocation)
         {
             var keptAllocation = Known(allocation, AllocationFields, "spec.serviceAllocation", at, what, into);
@@ -233,7 +241,7 @@ public static partial class MetalLbImporter
                 case "name" or "protocol":
                     break;
                 case "addresses":
-                    spec.Add("addresses", value);
+                    spec.Add("addresses", Networks(value, at, what, into));
                     break;
                 case "auto-assign":
                     spec.Add("autoAssign", value);
@@ -342,6 +350,34 @@ public static partial class MetalLbImporter
             var position = problem.Kind == ConfigValidator.PoolKind ? import.Pools[problem.Index].Position : import.Advertisements[problem.Index].Position;
             import.Errors.Add($"{position}: {problem}");
         }
+    }
+
+    /// <summary>
+    /// The addresses with each CIDR that has host bits set written as its network, which is what MetalLB serves
+    /// (ours refuses it as ambiguous); each one so rewritten is reported.
+    /// </summary>
+    private static YamlNode Networks(YamlNode addresses, Func<Mark, SourcePosition> at, string what, MetalLbImport into)
+    {
+        if (addresses is not YamlSequenceNode list)
+        {
+            return addresses; // the typed reading reports what is wrong with it
+        }
+
+        var result = new YamlSequenceNode();
+        foreach (var item in list)
+        {
+            if (item is YamlScalarNode { Value: var text } && IpRange.NetworkOf(text) is { } network)
+            {
+                into.NotCarriedOver.Add($"{at(item.Start)}: {what}: \"{text}\" is written as {network}: MetalLB takes a CIDR's network, lballocator asks for it as written");
+                result.Add(new YamlScalarNode(network));
+            }
+            else
+            {
+                result.Add(item);
+            }
+        }
+
+        return result;
     }
 
     /// <summary>A copy of <paramref name="map"/> with the fields lballocator has; each other one reported.</summary>

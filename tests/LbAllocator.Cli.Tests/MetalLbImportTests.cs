@@ -120,7 +120,7 @@ public sealed class MetalLbImportTests : IDisposable
             ],
             lines.Take(4));
         Assert.StartsWith($"{configMap}:17:7: ConfigMap/config: data.config: address-pools[1] (\"routed\"): protocol bgp: not carried over", lines[4]);
-        Assert.Equal("converted: 4 IPAddressPool(s) and 2 L2Advertisement(s); 5 thing(s) not carried over", lines[5]);
+        Assert.Equal("converted: 4 IPAddressPool(s) and 2 L2Advertisement(s); 5 thing(s) not carried over as written", lines[5]);
     }
 
     [Fact]
@@ -153,6 +153,21 @@ public sealed class MetalLbImportTests : IDisposable
         // A new Service gets the first address of the priority-5 pool; one holding an address MetalLB gave keeps it.
         Assert.Contains("\"name\":\"shop\",\"ips\":[\"198.51.100.0\"],\"pool\":\"second\"", plan.Stdout, StringComparison.Ordinal);
         Assert.Contains("\"name\":\"held\",\"ips\":[\"192.0.2.7\"],\"pool\":\"first\"", plan.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_CIDR_with_host_bits_is_written_as_the_network_MetalLB_serves()
+    {
+        var file = Write("hostbits.yaml", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses:\n  - 192.0.2.5/29\n  - 2001:db8::1/126\n  - 198.51.100.1-198.51.100.3\n");
+
+        var run = CliRun.Of("import-metallb", file);
+
+        Assert.Equal(0, run.ExitCode);
+        var ours = new ManifestSet();
+        ManifestReader.ReadText("out.yaml", run.Stdout, ours);
+        Assert.Equal(["192.0.2.0/29", "2001:db8::/126", "198.51.100.1-198.51.100.3"], ours.Pools.Single().Value.Spec.Addresses);
+        Assert.Contains($"{file}:6:5: IPAddressPool/p: \"192.0.2.5/29\" is written as 192.0.2.0/29", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"{file}:7:5: IPAddressPool/p: \"2001:db8::1/126\" is written as 2001:db8::/126", run.Stderr, StringComparison.Ordinal);
     }
 
     public static TheoryData<string, string, string> BadInput => new()
