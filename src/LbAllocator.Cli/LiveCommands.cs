@@ -1,7 +1,6 @@
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Client;
-using LbAllocator.Kubernetes.Crds;
 
 namespace LbAllocator.Cli;
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 using k8s.Models;
 using LbAllocator.Core;
@@ -36,11 +37,11 @@ public static partial class MetalLbImporter
     private const string Group = "metallb.io";
     private const string Bgp = "BGP is not supported: lballocator announces by ARP and NDP only";
 
-    /// <summary>The configuration's kinds by version; those mapped to null are reported as not carried over.</summary>
+    /// <summary>The kinds of MetalLB's configuration by version: null for the two converted, else why it is not carried over.</summary>
     private static readonly Dictionary<string, string?> Kinds = new(StringComparer.Ordinal)
     {
-        ["v1beta1/IPAddressPool"] = "",
-        ["v1beta1/L2Advertisement"] = "",
+        ["v1beta1/IPAddressPool"] = null,
+        ["v1beta1/L2Advertisement"] = null,
         ["v1beta1/BGPAdvertisement"] = Bgp,
         ["v1beta1/BGPPeer"] = Bgp,
         ["v1beta2/BGPPeer"] = Bgp,
@@ -103,7 +104,7 @@ public static partial class MetalLbImporter
                 ReadConfigMap(map, at, text, what, ns, into);
                 return;
             case [Group, var version] when Kinds.TryGetValue($"{version}/{kind}", out var unsupported):
-                if (!string.IsNullOrEmpty(unsupported))
+                if (unsupported is not null)
                 {
                     into.NotCarriedOver.Add($"{at(map.Start)}: {what}: not carried over: {unsupported}");
                 }
@@ -184,7 +185,7 @@ public static partial class MetalLbImporter
             // The reader names the inner text's line and column; point into the file instead.
             var match = InnerPosition().Match(error);
             into.Errors.Add(match.Success
-                ? $"{inner(new Mark(0, long.Parse(match.Groups[1].Value), long.Parse(match.Groups[2].Value)))}: {what}: data.config: {match.Groups[3].Value}"
+                ? $"{inner(new Mark(0, long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture)))}: {what}: data.config: {match.Groups[3].Value}"
                 : $"{at(config.Start)}: {what}: data.config: {error}");
         }
 

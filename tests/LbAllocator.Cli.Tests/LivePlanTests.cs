@@ -98,6 +98,28 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         Assert.Contains("valid: 1 IPAddressPool(s)", accepted.Stdout, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_cluster_that_cannot_be_read_or_a_proposal_that_is_not_there_is_one_line_and_exit_1()
+    {
+        var kubeconfig = Write("closed", TestApiServer.TestApiServer.Kubeconfig("https://127.0.0.1:1/"));
+        var pools = Write("pools.yaml", Pool("p", "192.0.2.0/29"));
+
+        var unreachable = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", pools);
+        Assert.Equal(1, unreachable.ExitCode);
+        Assert.StartsWith("cannot read the cluster: ", unreachable.Stderr, StringComparison.Ordinal);
+
+        var missing = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", Path.Combine(_dir, "nope.yaml"));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Equal($"{Path.Combine(_dir, "nope.yaml")}: no such file or directory", missing.Stderr.Trim());
+
+        var validate = CliRun.Of("validate", "--kubeconfig", kubeconfig, pools);
+        Assert.Equal(1, validate.ExitCode);
+        Assert.StartsWith("cannot read the cluster: ", validate.Stderr, StringComparison.Ordinal);
+
+        Assert.Equal(2, CliRun.Of("plan", "--pools", pools, "-o", "json").ExitCode);
+        Assert.Equal(2, CliRun.Of("plan", "--kubeconfig", kubeconfig).ExitCode);
+    }
+
     /// <summary>The install, and a namespace of the test's own (every object it makes is named after it).</summary>
     private async Task<string> SetUpAsync(string name)
     {
