@@ -123,7 +123,7 @@ public partial class ManifestFuzzTests(ITestOutputHelper output)
     private static partial Regex DocumentSeparator();
 
     /// <summary>One to four damages of the kinds people and tools do to YAML.</summary>
-    private static byte[] Mutate(byte[] document, Random random)
+    internal static byte[] Mutate(byte[] document, Random random)
     {
         var bytes = new List<byte>(document);
         var count = random.Next(1, 5);
@@ -157,6 +157,6 @@ public partial class ManifestFuzzTests(ITestOutputHelper output)
         return [.. bytes];
     }
 
-    private static string Printable(byte[] bytes) =>
+    internal static string Printable(byte[] bytes) =>
         string.Concat(Encoding.UTF8.GetString(bytes).Select(c => c is '\n' or '\t' || (c >= ' ' && c < 0x7F) ? c.ToString() : $"\\u{(int)c:X4}"));
 }

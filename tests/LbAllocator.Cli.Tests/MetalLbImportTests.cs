@@ -194,6 +194,44 @@ public sealed class MetalLbImportTests : IDisposable
         Assert.Contains($"{file}:{expected}", run.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Mutated_MetalLB_input_is_reported_never_thrown()
+    {
+        // The two inputs above, damaged as ManifestFuzzTests damages the samples: every case ends in exit 0, or in exit 1
+        // with nothing on stdout and each line of stderr naming the file; none throws.
+        var documents = new[] { Crds, ConfigMap }.Select(System.Text.Encoding.UTF8.GetBytes).ToArray();
+        var file = Path.Combine(_dir, "fuzz.yaml");
+        var outcomes = new int[2];
+        for (var i = 0; i < 5_000; i++)
+        {
+            var random = new Random(20_261_128 + i);
+            var bytes = ManifestFuzzTests.Mutate(documents[i % 2], random);
+            File.WriteAllBytes(file, bytes);
+            CliRun run;
+            try
+            {
+                run = CliRun.Of("import-metallb", file);
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"case {i} threw {e}\n--- input ---\n{ManifestFuzzTests.Printable(bytes)}");
+                return;
+            }
+
+            Assert.True(run.ExitCode is 0 or 1, $"case {i}: exit {run.ExitCode}\n{run.Stderr}");
+            Assert.True(run.ExitCode == 0 || run.Stdout.Length == 0, $"case {i}: exit 1 with output");
+            var lines = run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(
+                lines.All(l => l.StartsWith(file + ":", StringComparison.Ordinal) || l.StartsWith("converted: ", StringComparison.Ordinal) || l.StartsWith("not converted: ", StringComparison.Ordinal)),
+                $"case {i}: a line names no place:\n{run.Stderr}\n--- input ---\n{ManifestFuzzTests.Printable(bytes)}");
+            Assert.DoesNotContain("Exception", run.Stderr, StringComparison.Ordinal);
+            outcomes[run.ExitCode]++;
+        }
+
+        // Damage that left everything readable, or nothing, would test little.
+        Assert.InRange(outcomes[0], 500, 4_500);
+    }
+
     private string Write(string name, string text)
     {
         var path = Path.Combine(_dir, name);
