@@ -80,14 +80,10 @@ public static class CliApp
             {
                 result.AddError("with --pools the Services come from the cluster: give no PATH");
             }
-            else if (result.GetValue(proposedPools) is not null && result.GetValue(output) == "json")
-            {
-                result.AddError("-o json is for the plan of manifests; the dry run with --pools prints a table");
-            }
         });
         plan.SetAction(async (result, cancellationToken) =>
             result.GetValue(proposedPools) is { } file
-                ? await LiveCommands.PlanAsync(result.GetValue(kubeconfig), file, result.GetValue(ns)!, result.GetValue(metalLb), stdout, stderr, cancellationToken)
+                ? await LiveCommands.PlanAsync(result.GetValue(kubeconfig), file, result.GetValue(ns)!, result.GetValue(metalLb), result.GetValue(output) == "json", stdout, stderr, cancellationToken)
                 : Commands.Plan(result.GetValue(paths) ?? [], result.GetValue(output) == "json", stdout, stderr));
 
         var metalLbPaths = new Argument<string[]>("PATH")

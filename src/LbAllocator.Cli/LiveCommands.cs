@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Client;
@@ -17,7 +19,7 @@ internal static class LiveCommands
     /// plan --pools: every Service holding an address that would be renumbered or left pending under the proposed pools,
     /// and those that would get one; exit 1 when any Service would lose or change its address.
     /// </summary>
-    public static async Task<int> PlanAsync(string? kubeconfig, string poolsFile, string ns, bool acceptMetalLb, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
+    public static async Task<int> PlanAsync(string? kubeconfig, string poolsFile, string ns, bool acceptMetalLb, bool json, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
     {
         if (Proposed(poolsFile, stderr) is not { } proposed)
         {
@@ -45,41 +47,81 @@ internal static class LiveCommands
 
         var services = acceptMetalLb ? [.. live.Services.Select(MetalLbAnnotations.Adopt)] : live.Services;
         var outcomes = new Allocator(new AllocatorOptions(), config.Pools).ReconcileAll(services);
-        var rows = new List<string[]>();
-        var disrupted = 0;
+        var changes = new List<Change>();
         foreach (var (service, outcome) in services.Zip(outcomes))
         {
-            if (!service.IsLoadBalancerFor(null))
-            {
-                continue;
-            }
-
             var now = service.IngressAddresses;
-            var after = outcome.Ips;
-            if (now.Order().SequenceEqual(after.Order()))
+            if (service.IsLoadBalancerFor(null) && !now.Order().SequenceEqual(outcome.Ips.Order()))
             {
-                continue;
+                changes.Add(new Change(service, now, outcome, (now.Count, outcome.Ips.Count) switch
+                {
+                    (> 0, 0) => "pending",
+                    (0, _) => "assigned",
+                    _ => "renumbered",
+                }));
+            }
+        }
+
+        var count = changes.CountBy(c => c.Kind).ToDictionary();
+        var disrupted = count.GetValueOrDefault("renumbered") + count.GetValueOrDefault("pending");
+        if (json)
+        {
+            WriteJson(stdout, changes);
+        }
+        else if (changes.Count > 0)
+        {
+            Commands.WriteTable(stdout, ["NAMESPACE", "NAME", "NOW", "AFTER", "POOL", "CHANGE", "MESSAGE"], changes.Select(c => new[]
+            {
+                c.Service.Namespace, c.Service.Name, Addresses(c.Now), Addresses(c.After.Ips), c.After.Pool ?? "<none>", c.Kind, c.After.Problem ?? "",
+            }));
+        }
+
+        var summary = $"{count.GetValueOrDefault("renumbered")} renumbered, {count.GetValueOrDefault("pending")} left pending, {count.GetValueOrDefault("assigned")} newly assigned, "
+            + $"of {services.Count(s => s.IsLoadBalancerFor(null))} LoadBalancer Service(s)";
+        // With -o json stdout is the document alone.
+        (disrupted > 0 || json ? stderr : stdout).WriteLine($"{(disrupted > 0 ? "changes addresses" : "keeps every address")}: {summary}");
+        return disrupted > 0 ? CliApp.Invalid : CliApp.Ok;
+    }
+
+    /// <summary>A Service whose addresses the proposed pools would change: what it holds now, the allocator's outcome, and which change.</summary>
+    private sealed record Change(ServiceInfo Service, IReadOnlyList<Ip> Now, AllocationOutcome After, string Kind);
+
+    private static void WriteJson(TextWriter stdout, List<Change> changes)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            json.WriteStartArray("changes");
+            foreach (var change in changes)
+            {
+                json.WriteStartObject();
+                json.WriteString("namespace", change.Service.Namespace);
+                json.WriteString("name", change.Service.Name);
+                WriteIps(json, "now", change.Now);
+                WriteIps(json, "after", change.After.Ips);
+                json.WriteString("pool", change.After.Pool);
+                json.WriteString("change", change.Kind);
+                json.WriteString("message", change.After.Problem);
+                json.WriteEndObject();
             }
 
-            var change = (now.Count, after.Count) switch
-            {
-                (> 0, 0) => "pending",
-                (0, _) => "assigned",
-                _ => "renumbered",
-            };
-            disrupted += change == "assigned" ? 0 : 1;
-            rows.Add([service.Namespace, service.Name, Addresses(now), Addresses(after), outcome.Pool ?? "<none>", change, outcome.Problem ?? ""]);
+            json.WriteEndArray();
+            json.WriteEndObject();
         }
 
-        if (rows.Count > 0)
+        stdout.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    private static void WriteIps(Utf8JsonWriter json, string name, IReadOnlyList<Ip> ips)
+    {
+        json.WriteStartArray(name);
+        foreach (var ip in ips)
         {
-            Commands.WriteTable(stdout, ["NAMESPACE", "NAME", "NOW", "AFTER", "POOL", "CHANGE", "MESSAGE"], rows);
+            json.WriteStringValue(ip.ToString());
         }
 
-        var summary = $"{rows.Count(r => r[5] == "renumbered")} renumbered, {rows.Count(r => r[5] == "pending")} left pending, {rows.Count(r => r[5] == "assigned")} newly assigned, "
-            + $"of {services.Count(s => s.IsLoadBalancerFor(null))} LoadBalancer Service(s)";
-        (disrupted > 0 ? stderr : stdout).WriteLine($"{(disrupted > 0 ? "changes addresses" : "keeps every address")}: {summary}");
-        return disrupted > 0 ? CliApp.Invalid : CliApp.Ok;
+        json.WriteEndArray();
     }
 
     /// <summary>validate --kubeconfig: the file's pools and advertisements checked together with the live pools they do not replace.</summary>
