@@ -50,6 +50,8 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
             var ours = document.RootElement.GetProperty("changes").EnumerateArray().Where(c => c.GetProperty("namespace").GetString() == ns)
                 .Select(c => $"{c.GetProperty("name")} {c.GetProperty("now")[0]} [{string.Join(",", c.GetProperty("after").EnumerateArray())}] {c.GetProperty("change")}");
             Assert.Equal(["c 192.0.2.6 [] pending", "e 198.51.100.1 [198.51.100.8] renumbered"], ours);
+            var pending = document.RootElement.GetProperty("changes").EnumerateArray().Single(c => c.GetProperty("name").GetString() == "c" && c.GetProperty("namespace").GetString() == ns);
+            Assert.Equal($"no available IPs in pool \"{ns}-web\" (2 of 2 assigned)", pending.GetProperty("message").GetString());
         }
 
         // Read only: the Services still hold what they held.
