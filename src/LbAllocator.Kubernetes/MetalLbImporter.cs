@@ -110,11 +110,11 @@ public static partial class MetalLbImporter
                 }
                 else if (kind == "IPAddressPool")
                 {
-                    AddPool(map, map.Start, at, what, ns, PoolSpec(Child(map, "spec"), at, what, into), into);
+                    Add(into.Pools, kind, map, map.Start, at, what, ns, PoolSpec(Child(map, "spec"), at, what, into), into);
                 }
                 else
                 {
-                    AddAdvertisement(map, map.Start, at, what, ns, AdvertisementSpec(Child(map, "spec"), at, what, into), into);
+                    Add(into.Advertisements, kind, map, map.Start, at, what, ns, AdvertisementSpec(Child(map, "spec"), at, what, into), into);
                 }
 
                 return;
@@ -268,12 +268,12 @@ public static partial class MetalLbImporter
         var metadata = new YamlMappingNode { { "name", new YamlScalarNode(name) } };
         var objectWhat = $"{what} (\"{name}\")";
         var source = new YamlMappingNode { { "metadata", metadata } };
-        AddPool(source, pool.Start, at, objectWhat, ns, spec, into);
+        Add(into.Pools, "IPAddressPool", source, pool.Start, at, objectWhat, ns, spec, into);
         switch (protocol)
         {
             case "layer2":
                 var advertisement = new YamlMappingNode { { "ipAddressPools", new YamlSequenceNode(new YamlScalarNode(name)) } };
-                AddAdvertisement(source, pool.Start, at, objectWhat, ns, advertisement, into);
+                Add(into.Advertisements, "L2Advertisement", source, pool.Start, at, objectWhat, ns, advertisement, into);
                 break;
             case "bgp":
                 into.NotCarriedOver.Add(
@@ -286,19 +286,13 @@ public static partial class MetalLbImporter
         }
     }
 
-    private static void AddPool(YamlMappingNode source, Mark position, Func<Mark, SourcePosition> at, string what, string ns, YamlMappingNode? spec, MetalLbImport into)
+    /// <summary>Our object of <paramref name="kind"/> added to <paramref name="list"/>, or why it cannot be made to <see cref="MetalLbImport.Errors"/>.</summary>
+    private static void Add<T>(List<Located<T>> list, string kind, YamlMappingNode source, Mark position, Func<Mark, SourcePosition> at, string what, string ns, YamlMappingNode? spec, MetalLbImport into)
+        where T : class
     {
-        if (Convert<V1Alpha1IPAddressPool>(source, at(position), at, what, ns, "IPAddressPool", spec, into) is { } pool)
+        if (Convert<T>(source, at(position), at, what, ns, kind, spec, into) is { } converted)
         {
-            into.Pools.Add(new(at(position), pool));
-        }
-    }
-
-    private static void AddAdvertisement(YamlMappingNode source, Mark position, Func<Mark, SourcePosition> at, string what, string ns, YamlMappingNode? spec, MetalLbImport into)
-    {
-        if (Convert<V1Alpha1L2Advertisement>(source, at(position), at, what, ns, "L2Advertisement", spec, into) is { } advertisement)
-        {
-            into.Advertisements.Add(new(at(position), advertisement));
+            list.Add(new(at(position), converted));
         }
     }
 
