@@ -23,10 +23,10 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         var ns = await SetUpAsync("plan");
         await PoolAsync($"{ns}-web", "192.0.2.0/29");
         await PoolAsync($"{ns}-other", "198.51.100.0/30");
-        await ServiceAsync(ns, "a", "192.0.2.1", (AddressPool, $"{ns}-web"));
-        await ServiceAsync(ns, "b", "192.0.2.2", (AddressPool, $"{ns}-web"));
-        await ServiceAsync(ns, "c", "192.0.2.6", (AddressPool, $"{ns}-web"));
-        await ServiceAsync(ns, "e", "198.51.100.1", (AddressPool, $"{ns}-other"));
+        await ServiceAsync(ns, "a", "192.0.2.1", [(AddressPool, $"{ns}-web")]);
+        await ServiceAsync(ns, "b", "192.0.2.2", [(AddressPool, $"{ns}-web")]);
+        await ServiceAsync(ns, "c", "192.0.2.6", [(AddressPool, $"{ns}-web")]);
+        await ServiceAsync(ns, "e", "198.51.100.1", [(AddressPool, $"{ns}-other")]);
         var kubeconfig = Server.AdminKubeconfig;
 
         // The live pools unchanged: nothing moves (other tests' Services and pools share the server and stay put too).
@@ -63,9 +63,10 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
     {
         var ns = await SetUpAsync("metallb");
         // As MetalLB left it: its pool is not ours yet; the Service asked by MetalLB's annotations and holds what it got.
-        await ServiceAsync(ns, "shared-1", "203.0.113.5", ("metallb.universe.tf/allow-shared-ip", "k"), ("metallb.io/address-pool", $"{ns}-legacy"));
-        await ServiceAsync(ns, "shared-2", "203.0.113.5", ("metallb.universe.tf/allow-shared-ip", "k"), ("metallb.io/address-pool", $"{ns}-legacy"), port: 443);
-        await ServiceAsync(ns, "fixed", "203.0.113.9", ("metallb.universe.tf/loadBalancerIPs", "203.0.113.9"));
+        (string, string)[] sharing = [("metallb.universe.tf/allow-shared-ip", "k"), ("metallb.io/address-pool", $"{ns}-legacy")];
+        await ServiceAsync(ns, "shared-1", "203.0.113.5", sharing);
+        await ServiceAsync(ns, "shared-2", "203.0.113.5", sharing, port: 443);
+        await ServiceAsync(ns, "fixed", "203.0.113.9", [("metallb.universe.tf/loadBalancerIPs", "203.0.113.9")]);
         var metalLb = Write("metallb.yaml", $"""
             apiVersion: metallb.io/v1beta1
             kind: IPAddressPool
@@ -155,13 +156,7 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         $"apiVersion: lballocator.io/v1alpha1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: {Ns}}}\nspec: {{addresses: [\"{addresses}\"], autoAssign: false}}\n";
 
     /// <summary>A LoadBalancer Service holding <paramref name="ip"/> in its status, as whoever served it wrote it.</summary>
-    private async Task ServiceAsync(string ns, string name, string ip, params (string Key, string Value)[] annotations) =>
-        await ServiceAsync(ns, name, ip, annotations, port: 80);
-
-    private async Task ServiceAsync(string ns, string name, string ip, (string Key, string Value) first, (string Key, string Value) second, int port) =>
-        await ServiceAsync(ns, name, ip, [first, second], port);
-
-    private async Task ServiceAsync(string ns, string name, string ip, (string Key, string Value)[] annotations, int port)
+    private async Task ServiceAsync(string ns, string name, string ip, (string Key, string Value)[] annotations, int port = 80)
     {
         var map = string.Join(", ", annotations.Select(a => $"\"{a.Key}\": \"{a.Value}\""));
         var (code, _, error) = await Server.KubectlAsync(["apply", "-f", "-"], stdin:
