@@ -32,13 +32,13 @@ internal static class LiveCommands
         }
 
         var config = ConfigValidator.Validate(Replace(live.Pools, proposed.Pools.Select(p => ObjectMapper.ToPoolSpec(p.Value))), []);
-        var proposedNames = proposed.Pools.Select(p => p.Value.Metadata?.Name).ToHashSet(StringComparer.Ordinal);
-        var invalid = config.Problems.Where(p => proposedNames.Contains(p.Name)).ToList();
+        var proposedAt = proposed.Pools.GroupBy(p => p.Value.Metadata?.Name ?? "", StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Position, StringComparer.Ordinal);
+        var invalid = config.Problems.Where(p => proposedAt.ContainsKey(p.Name)).ToList();
         if (invalid.Count > 0)
         {
             foreach (var problem in invalid)
             {
-                stderr.WriteLine($"{poolsFile}: {problem}");
+                stderr.WriteLine($"{proposedAt[problem.Name]}: {problem}");
             }
 
             stderr.WriteLine($"not planned: {invalid.Count} problem(s) in the proposed pools (lballocator validate --kubeconfig shows them against the live pools)");

@@ -54,6 +54,12 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
             Assert.Equal($"no available IPs in pool \"{ns}-web\" (2 of 2 assigned)", pending.GetProperty("message").GetString());
         }
 
+        // A proposal the controller would refuse is no plan.
+        var invalid = Write("invalid.yaml", Pool($"{ns}-web", "192.0.2.0/33"));
+        var refused = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", invalid);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.StartsWith($"{invalid}:1:1: IPAddressPool/{ns}-web: spec.addresses[0]: ", refused.Stderr, StringComparison.Ordinal);
+
         // Read only: the Services still hold what they held.
         Assert.Equal("192.0.2.6", await Server.KubectlMustAsync("get", "service", "-n", ns, "c", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"));
     }
