@@ -7,7 +7,7 @@ namespace LbAllocator.Core;
 /// </summary>
 public static class MetalLbAnnotations
 {
-    public static readonly string[] Prefixes = ["metallb.io/", "metallb.universe.tf/"];
+    private static readonly string[] Prefixes = ["metallb.io/", "metallb.universe.tf/"];
 
     /// <summary>Our annotations that have a MetalLB form under the same name after the prefix.</summary>
     private static readonly string[] Ours = [ServiceAnnotations.LoadBalancerIPs, ServiceAnnotations.AddressPool, ServiceAnnotations.AllowSharedIp];
