@@ -195,7 +195,8 @@ internal static class Footprint
         var cpu = Proc.CpuSeconds(bare.Pid);
         var threads = Proc.Threads(bare.Pid);
         await Task.Delay(IdleWindow);
-        var wakeups = Proc.ThreadsBetween(threads, Proc.Threads(bare.Pid), IdleWindow).WakeupsPerSecond;
+        var (perThread, wakeups, perWakeup) = Proc.ThreadsBetween(threads, Proc.Threads(bare.Pid), IdleWindow);
+        Console.Error.WriteLine($"{what}: threads over {IdleWindow.TotalSeconds:F0} s (schedstat): {perThread}; {perWakeup.TotalMicroseconds:F0} µs on a CPU per wake-up");
         return $"| {what} | - | {Memory(bare.Pid)} | {(Proc.CpuSeconds(bare.Pid) - cpu) / IdleWindow.TotalSeconds * 100:F2} % ({wakeups:F0}/s) |" + string.Concat(Lab.Nodes.Skip(1).Select(_ => " | |"));
     }
 

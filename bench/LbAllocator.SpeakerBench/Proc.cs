@@ -36,14 +36,19 @@ internal static class Proc
         return threads;
     }
 
-    /// <summary>What each thread of <paramref name="pid"/> did between two <see cref="Threads"/> reads: "name ms (wake-ups/s)", busiest first, and the wake-ups a second in all.</summary>
-    public static (string PerThread, double WakeupsPerSecond) ThreadsBetween(
+    /// <summary>
+    /// What each thread of <paramref name="pid"/> did between two <see cref="Threads"/> reads: "name ms (wake-ups/s)",
+    /// busiest first; the wake-ups a second in all; and the time on a CPU per wake-up (schedstat, not the clock ticks
+    /// <see cref="CpuSeconds"/> counts).
+    /// </summary>
+    public static (string PerThread, double WakeupsPerSecond, TimeSpan CpuPerWakeup) ThreadsBetween(
         Dictionary<int, (string Name, long CpuNs, long Runs)> before, Dictionary<int, (string Name, long CpuNs, long Runs)> after, TimeSpan window)
     {
         var deltas = after.Select(t => (t.Value.Name, Cpu: t.Value.CpuNs - before.GetValueOrDefault(t.Key).CpuNs, Runs: t.Value.Runs - before.GetValueOrDefault(t.Key).Runs))
             .Where(t => t.Runs > 0).OrderByDescending(t => t.Cpu).ToList();
         var text = string.Join(", ", deltas.Select(t => $"{t.Name} {t.Cpu / 1e6:F0} ms ({t.Runs / window.TotalSeconds:F1}/s)"));
-        return (text, deltas.Sum(t => t.Runs) / window.TotalSeconds);
+        var runs = deltas.Sum(t => t.Runs);
+        return (text, runs / window.TotalSeconds, runs == 0 ? TimeSpan.Zero : TimeSpan.FromTicks(deltas.Sum(t => t.Cpu) / runs / 100));
     }
 
     /// <summary>A "Name:   N kB" field of /proc/PID/status, in kB.</summary>
