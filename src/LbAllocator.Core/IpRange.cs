@@ -111,21 +111,40 @@ public readonly record struct IpRange
     {
         text = text?.Trim();
         var slash = text?.IndexOf('/', StringComparison.Ordinal) ?? -1;
-        if (slash < 0 || TryParse(text, out _, out _) || !Ip.TryParse(text![..slash], out var address, out _)
-            || !int.TryParse(text[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var prefix) || prefix > Ip.Bits(address.Family))
+        if (slash < 0 || !TryParseCidrParts(text!, slash, out var address, out var prefix, out _))
         {
             return null;
         }
 
-        var bits = Ip.Bits(address.Family);
-        var hostMask = prefix == bits ? UInt128.Zero : (UInt128.One << (bits - prefix)) - 1;
-        return $"{new Ip(address.Family, address.Value & ~hostMask)}/{prefix}";
+        var network = Network(address, prefix, out _);
+        return network == address ? null : $"{network}/{prefix}";
     }
 
     private static bool TryParseCidr(string text, int slash, out IpRange range, [NotNullWhen(false)] out string? error)
     {
         range = default;
-        if (!Ip.TryParse(text[..slash], out var address, out error))
+        if (!TryParseCidrParts(text, slash, out var address, out var prefix, out error))
+        {
+            return false;
+        }
+
+        var network = Network(address, prefix, out var hostMask);
+        if (network != address)
+        {
+            // Ambiguous: the user may have meant the single address or the whole network.
+            error = $"\"{text}\" has host bits set: write {network}/{prefix} for the network or {address}/{Ip.Bits(address.Family)} for one address";
+            return false;
+        }
+
+        range = new IpRange(network, new Ip(address.Family, network.Value | hostMask));
+        return true;
+    }
+
+    /// <summary>The address and the prefix length of "ADDRESS/PREFIX", each checked.</summary>
+    private static bool TryParseCidrParts(string text, int slash, out Ip address, out int prefix, [NotNullWhen(false)] out string? error)
+    {
+        prefix = 0;
+        if (!Ip.TryParse(text[..slash], out address, out error))
         {
             error = $"\"{text}\": {error}";
             return false;
@@ -135,24 +154,21 @@ public readonly record struct IpRange
         var prefixText = text[(slash + 1)..];
         if (prefixText.Length is 0 or > 3
             || !prefixText.All(char.IsAsciiDigit)
-            || !int.TryParse(prefixText, NumberStyles.None, CultureInfo.InvariantCulture, out var prefix)
+            || !int.TryParse(prefixText, NumberStyles.None, CultureInfo.InvariantCulture, out prefix)
             || prefix > bits)
         {
             error = $"\"{text}\": prefix length must be a number from 0 to {bits} for {Ip.FamilyName(address.Family)}";
             return false;
         }
 
-        var hostMask = prefix == bits ? UInt128.Zero : (UInt128.One << (bits - prefix)) - 1;
-        var network = address.Value & ~hostMask;
-        if (network != address.Value)
-        {
-            // Ambiguous: the user may have meant the single address or the whole network.
-            var networkIp = new Ip(address.Family, network);
-            error = $"\"{text}\" has host bits set: write {networkIp}/{prefix} for the network or {address}/{bits} for one address";
-            return false;
-        }
-
-        range = new IpRange(new Ip(address.Family, network), new Ip(address.Family, network | hostMask));
         return true;
+    }
+
+    /// <summary>The network of <paramref name="address"/> under <paramref name="prefix"/>, and the mask of its host bits.</summary>
+    private static Ip Network(Ip address, int prefix, out UInt128 hostMask)
+    {
+        var bits = Ip.Bits(address.Family);
+        hostMask = prefix == bits ? UInt128.Zero : (UInt128.One << (bits - prefix)) - 1;
+        return new Ip(address.Family, address.Value & ~hostMask);
     }
 }
