@@ -17,14 +17,18 @@ internal static class Commands
     internal static int Validate(ManifestSet input, TextWriter stdout, TextWriter stderr)
     {
         var problems = new List<string>(input.Errors);
-        var checkedInput = Check(input);
-        problems.AddRange(checkedInput.Problems);
+        problems.AddRange(Check(input).Problems);
+        return Verdict(problems, $"{input.Pools.Count} IPAddressPool(s), {input.Advertisements.Count} L2Advertisement(s), {input.Namespaces.Count} Namespace(s), {input.Services.Count} Service(s)", stdout, stderr);
+    }
+
+    /// <summary>validate's ending: each problem on stdout, then "valid: SUMMARY" (exit 0) or "invalid: N problem(s) in SUMMARY" on stderr (exit 1).</summary>
+    internal static int Verdict(IReadOnlyList<string> problems, string summary, TextWriter stdout, TextWriter stderr)
+    {
         foreach (var problem in problems)
         {
             stdout.WriteLine(problem);
         }
 
-        var summary = $"{input.Pools.Count} IPAddressPool(s), {input.Advertisements.Count} L2Advertisement(s), {input.Namespaces.Count} Namespace(s), {input.Services.Count} Service(s)";
         if (problems.Count > 0)
         {
             stderr.WriteLine($"invalid: {problems.Count} problem(s) in {summary}");
@@ -127,17 +131,8 @@ internal static class Commands
     /// <summary>Validates the objects read, naming the file of each problem; returns the usable ones.</summary>
     private static CheckedInput Check(ManifestSet input)
     {
-        var problems = new List<string>();
-        var config = ConfigValidator.Validate(
-            [.. input.Pools.Select(p => ObjectMapper.ToPoolSpec(p.Value))],
-            [.. input.Advertisements.Select(a => ObjectMapper.ToAdvertisementSpec(a.Value))]);
-        foreach (var problem in config.Problems)
-        {
-            var file = problem.Kind == ConfigValidator.PoolKind
-                ? input.Pools[problem.Index].Position.File
-                : input.Advertisements[problem.Index].Position.File;
-            problems.Add($"{file}: {problem}");
-        }
+        var (config, configProblems) = ObjectMapper.Validate(input.Pools, input.Advertisements);
+        var problems = configProblems.Select(p => $"{p.Position.File}: {p.Value}").ToList();
 
         var namespaceLabels = new Dictionary<string, IDictionary<string, string>>(StringComparer.Ordinal);
         foreach (var (position, ns) in input.Namespaces)

@@ -130,13 +130,7 @@ internal static class LiveCommands
         var input = ManifestReader.ReadPaths(paths);
         if (input.Errors.Count > 0)
         {
-            foreach (var error in input.Errors)
-            {
-                stdout.WriteLine(error);
-            }
-
-            stderr.WriteLine($"invalid: {input.Errors.Count} problem(s) reading {string.Join(' ', paths)}");
-            return CliApp.Invalid;
+            return Commands.Verdict(input.Errors, string.Join(' ', paths), stdout, stderr);
         }
 
         if (await ReadLiveAsync(kubeconfig, ns, stderr, cancellationToken) is not { } live)
@@ -162,20 +156,11 @@ internal static class LiveCommands
             }
         }
 
-        foreach (var problem in problems)
-        {
-            stdout.WriteLine(problem);
-        }
-
-        var summary = $"{input.Pools.Count} IPAddressPool(s), {input.Advertisements.Count} L2Advertisement(s) against {kept} live pool(s) they do not replace in namespace {ns}";
-        if (problems.Count > 0)
-        {
-            stderr.WriteLine($"invalid: {problems.Count} problem(s) in {summary}");
-            return CliApp.Invalid;
-        }
-
-        stdout.WriteLine($"valid: {summary}");
-        return CliApp.Ok;
+        return Commands.Verdict(
+            problems,
+            $"{input.Pools.Count} IPAddressPool(s), {input.Advertisements.Count} L2Advertisement(s) against {kept} live pool(s) they do not replace in namespace {ns}",
+            stdout,
+            stderr);
     }
 
     private static ManifestSet? Proposed(string file, TextWriter stderr)

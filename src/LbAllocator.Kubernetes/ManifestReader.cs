@@ -87,10 +87,11 @@ public static partial class ManifestReader
     }
 
     /// <summary>
-    /// Where reading goes: each problem as one line, and each document's root node with its file and the file's text. The importer of
-    /// MetalLB's configuration reads the same files the same way and turns the documents into objects of its own.
+    /// Where reading goes: each problem as one line, and each object (a document, or an item of a v1 List) with its file
+    /// and the file's text. The importer of MetalLB's configuration reads the same files the same way and turns the
+    /// objects into its own.
     /// </summary>
-    internal sealed record Reading(List<string> Errors, Action<string, string, YamlNode> Document);
+    internal sealed record Reading(List<string> Errors, Action<string, string, YamlNode> Object);
 
     private static Reading Into(ManifestSet set) => new(set.Errors, (file, _, root) => ReadObject(file, root, set));
 
@@ -153,7 +154,7 @@ public static partial class ManifestReader
         ReadText(file, new string(chars, 0, written), into);
     }
 
-    /// <summary>Text as YAML: each document that is not empty goes to <paramref name="into"/>; the first syntax error ends the file.</summary>
+    /// <summary>Text as YAML: each object of each document that is not empty goes to <paramref name="into"/>; the first syntax error ends the file.</summary>
     internal static void ReadText(string file, string content, Reading into)
     {
         // YAML forbids them; YamlDotNet lets most through and a NUL derails it, with an error far from it.
@@ -190,7 +191,33 @@ public static partial class ManifestReader
                 continue; // an empty document, e.g. after a trailing "---"
             }
 
-            into.Document(file, content, root);
+            Objects(file, content, root, into);
+        }
+    }
+
+    /// <summary>A document's objects: the document itself, or each item of a v1 List (as `kubectl get -o yaml` writes).</summary>
+    private static void Objects(string file, string content, YamlNode node, Reading into)
+    {
+        if (node is not YamlMappingNode map || Scalar(map, "apiVersion") != "v1" || Scalar(map, "kind") != "List")
+        {
+            into.Object(file, content, node);
+            return;
+        }
+
+        switch (map.Children.TryGetValue(new YamlScalarNode("items"), out var items) ? items : null)
+        {
+            case YamlSequenceNode list:
+                foreach (var item in list)
+                {
+                    Objects(file, content, item, into);
+                }
+
+                break;
+            case null or YamlScalarNode { Value: null or "" or "~" or "null" }:
+                break; // no items
+            case var other:
+                into.Errors.Add($"{new SourcePosition(file, other.Start)}: List: items: expected a list of objects");
+                break;
         }
     }
 
@@ -277,27 +304,6 @@ public static partial class ManifestReader
 
         var apiVersion = Scalar(map, "apiVersion");
         var kind = Scalar(map, "kind");
-        if (apiVersion == "v1" && kind == "List")
-        {
-            switch (map.Children.TryGetValue(new YamlScalarNode("items"), out var items) ? items : null)
-            {
-                case YamlSequenceNode list:
-                    foreach (var item in list)
-                    {
-                        ReadObject(file, item, into);
-                    }
-
-                    break;
-                case null or YamlScalarNode { Value: null or "" or "~" or "null" }:
-                    break; // no items
-                case var other:
-                    into.Errors.Add($"{new SourcePosition(file, other.Start)}: List: items: expected a list of objects");
-                    break;
-            }
-
-            return;
-        }
-
         if (string.IsNullOrEmpty(apiVersion) || string.IsNullOrEmpty(kind))
         {
             into.Errors.Add($"{at}: object has no apiVersion or kind");

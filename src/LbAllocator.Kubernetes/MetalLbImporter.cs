@@ -82,24 +82,6 @@ public static partial class MetalLbImporter
         var what = $"{kind}/{name}";
         switch (apiVersion.Split('/'))
         {
-            case ["v1"] when kind == "List":
-                switch (Child(map, "items"))
-                {
-                    case YamlSequenceNode items:
-                        foreach (var item in items)
-                        {
-                            ReadObject(item, at, text, ns, into);
-                        }
-
-                        break;
-                    case null:
-                        break;
-                    case var other:
-                        into.Errors.Add($"{at(other.Start)}: List: items: expected a list of objects");
-                        break;
-                }
-
-                return;
             case ["v1"] when kind == "ConfigMap":
                 ReadConfigMap(map, at, text, what, ns, into);
                 return;
@@ -335,17 +317,8 @@ public static partial class MetalLbImporter
     }
 
     /// <summary>The converted objects as the controller would take them: what it would refuse is an error here.</summary>
-    private static void Check(MetalLbImport import)
-    {
-        var config = ConfigValidator.Validate(
-            [.. import.Pools.Select(p => ObjectMapper.ToPoolSpec(p.Value))],
-            [.. import.Advertisements.Select(a => ObjectMapper.ToAdvertisementSpec(a.Value))]);
-        foreach (var problem in config.Problems)
-        {
-            var position = problem.Kind == ConfigValidator.PoolKind ? import.Pools[problem.Index].Position : import.Advertisements[problem.Index].Position;
-            import.Errors.Add($"{position}: {problem}");
-        }
-    }
+    private static void Check(MetalLbImport import) =>
+        import.Errors.AddRange(ObjectMapper.Validate(import.Pools, import.Advertisements).Problems.Select(p => $"{p.Position}: {p.Value}"));
 
     /// <summary>
     /// The addresses with each CIDR that has host bits set written as its network, which is what MetalLB serves

@@ -21,6 +21,14 @@ public static class ObjectMapper
             : null,
         Dictionary(pool.Metadata?.Labels));
 
+    /// <summary>Pools and advertisements read from files, validated as the controller validates them; each problem with where its object is.</summary>
+    public static (ValidatedConfig Config, List<Located<ConfigProblem>> Problems) Validate(
+        IReadOnlyList<Located<V1Alpha1IPAddressPool>> pools, IReadOnlyList<Located<V1Alpha1L2Advertisement>> advertisements)
+    {
+        var config = ConfigValidator.Validate([.. pools.Select(p => ToPoolSpec(p.Value))], [.. advertisements.Select(a => ToAdvertisementSpec(a.Value))]);
+        return (config, [.. config.Problems.Select(p => new Located<ConfigProblem>(p.Kind == ConfigValidator.PoolKind ? pools[p.Index].Position : advertisements[p.Index].Position, p))]);
+    }
+
     /// <summary>The pools in the order that settles overlaps (the oldest keeps working), the same for controller and speaker.</summary>
     public static List<PoolSpec> ToPoolSpecs(IEnumerable<V1Alpha1IPAddressPool> pools) =>
         [.. pools
