@@ -96,13 +96,12 @@ public sealed record SpeakerPlan(
         // rewrites the status, and finding it there tells its guard the address was announced already, so the takeover
         // is not held up by a probe (deleted here first, it was: 0.3 s more silence at every handback and link fault).
         // And, for the janitor, those of Services that are gone or announced by nobody.
-        var stale = statusList
-            .Where(s => election.Get(s.ServiceKey)?.Node is var owner && s.Node == node
-                ? standing && !announced.ContainsKey(s.ServiceKey) && (owner is null || owner == node)
-                : janitor && owner is null)
-            .Select(s => s.Name)
-            .ToList();
+        var stale = statusList.Where(s => IsStale(s, election.Get(s.ServiceKey)?.Node)).Select(s => s.Name).ToList();
         return new SpeakerPlan(owned, announced, failed, notAnnounced, stale, unproven);
+
+        bool IsStale(StatusView status, string? owner) => status.Node == node
+            ? standing && !announced.ContainsKey(status.ServiceKey) && (owner is null || owner == node)
+            : janitor && owner is null;
     }
 
     /// <summary>
