@@ -11,11 +11,11 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
 {
     private const string Ns = "lballocator-system";
     private const string AddressPool = "lballocator.io/address-pool";
-    private readonly string _dir = Directory.CreateTempSubdirectory("lbt-liveplan-").FullName;
+    private readonly ManifestDir _files = new();
 
     private KubeApiServer Server => fixture.Server;
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _files.Dispose();
 
     [RealApiFact]
     public async Task Plan_lists_exactly_the_Services_a_pool_edit_renumbers_or_leaves_pending()
@@ -30,14 +30,14 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         var kubeconfig = Server.AdminKubeconfig;
 
         // The live pools unchanged: nothing moves (other tests' Services and pools share the server and stay put too).
-        var same = Write("same.yaml", Pool($"{ns}-web", "192.0.2.0/29") + "---\n" + Pool($"{ns}-other", "198.51.100.0/30"));
+        var same = _files.Write("same.yaml", Pool($"{ns}-web", "192.0.2.0/29") + "---\n" + Pool($"{ns}-other", "198.51.100.0/30"));
         var unchanged = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", same);
         Assert.True(unchanged.ExitCode == 0, unchanged.Stdout + unchanged.Stderr);
         Assert.Empty(Rows(unchanged, ns));
         Assert.Contains("keeps every address", unchanged.Stdout, StringComparison.Ordinal);
 
         // web shrinks to .1-.2 (c at .6 has no room left), other moves to 198.51.100.8/30 (e renumbered).
-        var edit = Write("edit.yaml", Pool($"{ns}-web", "192.0.2.1-192.0.2.2") + "---\n" + Pool($"{ns}-other", "198.51.100.8/30"));
+        var edit = _files.Write("edit.yaml", Pool($"{ns}-web", "192.0.2.1-192.0.2.2") + "---\n" + Pool($"{ns}-other", "198.51.100.8/30"));
         var plan = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", edit);
 
         Assert.True(plan.ExitCode == 1, plan.Stdout + plan.Stderr);
@@ -55,7 +55,7 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         }
 
         // A proposal the controller would refuse is no plan.
-        var invalid = Write("invalid.yaml", Pool($"{ns}-web", "192.0.2.0/33"));
+        var invalid = _files.Write("invalid.yaml", Pool($"{ns}-web", "192.0.2.0/33"));
         var refused = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", invalid);
         Assert.Equal(1, refused.ExitCode);
         Assert.StartsWith($"{invalid}:1:1: IPAddressPool/{ns}-web: spec.addresses[0]: ", refused.Stderr, StringComparison.Ordinal);
@@ -73,7 +73,7 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         await ServiceAsync(ns, "shared-1", "203.0.113.5", sharing);
         await ServiceAsync(ns, "shared-2", "203.0.113.5", sharing, port: 443);
         await ServiceAsync(ns, "fixed", "203.0.113.9", [("metallb.universe.tf/loadBalancerIPs", "203.0.113.9")]);
-        var metalLb = Write("metallb.yaml", $"""
+        var metalLb = _files.Write("metallb.yaml", $"""
             apiVersion: metallb.io/v1beta1
             kind: IPAddressPool
             metadata: {"{"}name: {ns}-legacy, namespace: metallb-system{"}"}
@@ -83,7 +83,7 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
             """);
         var converted = CliRun.Of("import-metallb", metalLb);
         Assert.Equal(0, converted.ExitCode);
-        var ours = Write("ours.yaml", converted.Stdout);
+        var ours = _files.Write("ours.yaml", converted.Stdout);
 
         // MetalLB's annotations read: every address stays.
         var plan = CliRun.Of("plan", "--kubeconfig", Server.AdminKubeconfig, "--pools", ours, "--accept-metallb-annotations");
@@ -103,13 +103,13 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
         var ns = await SetUpAsync("validate");
         await PoolAsync($"{ns}-live", "192.0.2.64/29");
 
-        var overlapping = Write("new.yaml", Pool($"{ns}-new", "192.0.2.68/30"));
+        var overlapping = _files.Write("new.yaml", Pool($"{ns}-new", "192.0.2.68/30"));
         var refused = CliRun.Of("validate", "--kubeconfig", Server.AdminKubeconfig, overlapping);
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains($"{overlapping}:1:1: IPAddressPool/{ns}-new: spec.addresses[0]: 192.0.2.68/30 overlaps 192.0.2.64/29 of pool \"{ns}-live\"", refused.Stdout, StringComparison.Ordinal);
 
         // The same range in a file that replaces the live pool is no overlap.
-        var replacing = Write("replace.yaml", Pool($"{ns}-live", "192.0.2.64/28"));
+        var replacing = _files.Write("replace.yaml", Pool($"{ns}-live", "192.0.2.64/28"));
         var accepted = CliRun.Of("validate", "--kubeconfig", Server.AdminKubeconfig, replacing);
         Assert.True(accepted.ExitCode == 0, accepted.Stdout + accepted.Stderr);
         Assert.Contains("valid: 1 IPAddressPool(s)", accepted.Stdout, StringComparison.Ordinal);
@@ -118,16 +118,16 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
     [Fact]
     public void A_cluster_that_cannot_be_read_or_a_proposal_that_is_not_there_is_one_line_and_exit_1()
     {
-        var kubeconfig = Write("closed", TestApiServer.TestApiServer.Kubeconfig("https://127.0.0.1:1/"));
-        var pools = Write("pools.yaml", Pool("p", "192.0.2.0/29"));
+        var kubeconfig = _files.Write("closed", TestApiServer.TestApiServer.Kubeconfig("https://127.0.0.1:1/"));
+        var pools = _files.Write("pools.yaml", Pool("p", "192.0.2.0/29"));
 
         var unreachable = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", pools);
         Assert.Equal(1, unreachable.ExitCode);
         Assert.StartsWith("cannot read the cluster: ", unreachable.Stderr, StringComparison.Ordinal);
 
-        var missing = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", Path.Combine(_dir, "nope.yaml"));
+        var missing = CliRun.Of("plan", "--kubeconfig", kubeconfig, "--pools", Path.Combine(_files.Path, "nope.yaml"));
         Assert.Equal(1, missing.ExitCode);
-        Assert.Equal($"{Path.Combine(_dir, "nope.yaml")}: no such file or directory", missing.Stderr.Trim());
+        Assert.Equal($"{Path.Combine(_files.Path, "nope.yaml")}: no such file or directory", missing.Stderr.Trim());
 
         var validate = CliRun.Of("validate", "--kubeconfig", kubeconfig, pools);
         Assert.Equal(1, validate.ExitCode);
@@ -169,12 +169,5 @@ public sealed class LivePlanTests(KubeApiServerFixture fixture) : IClassFixture<
             $"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}, annotations: {{{map}}}}}\nspec: {{type: LoadBalancer, allocateLoadBalancerNodePorts: false, ports: [{{port: {port}}}]}}\n");
         Assert.True(code == 0, error);
         await Server.KubectlMustAsync("patch", "service", "-n", ns, name, "--subresource=status", "--type=merge", "-p", $"{{\"status\":{{\"loadBalancer\":{{\"ingress\":[{{\"ip\":\"{ip}\"}}]}}}}}}");
-    }
-
-    private string Write(string name, string text)
-    {
-        var path = Path.Combine(_dir, name);
-        File.WriteAllText(path, text);
-        return path;
     }
 }

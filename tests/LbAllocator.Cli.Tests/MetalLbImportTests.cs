@@ -9,9 +9,9 @@ namespace LbAllocator.Cli.Tests;
 /// </summary>
 public sealed class MetalLbImportTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("lbt-metallb-").FullName;
+    private readonly ManifestDir _files = new();
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _files.Dispose();
 
     private const string Crds = """
         apiVersion: metallb.io/v1beta1
@@ -84,8 +84,8 @@ public sealed class MetalLbImportTests : IDisposable
     [Fact]
     public void Pools_advertisements_and_the_old_configmap_become_ours_with_what_is_not_carried_over_named()
     {
-        var crds = Write("crds.yaml", Crds);
-        var configMap = Write("cm.yaml", ConfigMap);
+        var crds = _files.Write("crds.yaml", Crds);
+        var configMap = _files.Write("cm.yaml", ConfigMap);
 
         var run = CliRun.Of("import-metallb", crds, configMap);
 
@@ -127,10 +127,10 @@ public sealed class MetalLbImportTests : IDisposable
     public void Converted_pools_give_the_addresses_MetalLB_gives_its_priority_0_sorting_last()
     {
         // Both pools admit namespace web. In MetalLB "second" (priority 5) comes first, "first" (priority 0: none) last.
-        var converted = CliRun.Of("import-metallb", Write("crds.yaml", Crds));
+        var converted = CliRun.Of("import-metallb", _files.Write("crds.yaml", Crds));
         Assert.Equal(0, converted.ExitCode);
-        Write("ours.yaml", converted.Stdout);
-        Write("services.yaml", """
+        _files.Write("ours.yaml", converted.Stdout);
+        _files.Write("services.yaml", """
             apiVersion: v1
             kind: Namespace
             metadata: {name: web}
@@ -147,7 +147,7 @@ public sealed class MetalLbImportTests : IDisposable
             status: {loadBalancer: {ingress: [{ip: 192.0.2.7}]}}
             """);
 
-        var plan = CliRun.Of("plan", "-o", "json", Path.Combine(_dir, "ours.yaml"), Path.Combine(_dir, "services.yaml"));
+        var plan = CliRun.Of("plan", "-o", "json", Path.Combine(_files.Path, "ours.yaml"), Path.Combine(_files.Path, "services.yaml"));
 
         Assert.Equal(0, plan.ExitCode);
         // A new Service gets the first address of the priority-5 pool; one holding an address MetalLB gave keeps it.
@@ -158,7 +158,7 @@ public sealed class MetalLbImportTests : IDisposable
     [Fact]
     public void A_CIDR_with_host_bits_is_written_as_the_network_MetalLB_serves()
     {
-        var file = Write("hostbits.yaml", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses:\n  - 192.0.2.5/29\n  - 2001:db8::1/126\n  - 198.51.100.1-198.51.100.3\n");
+        var file = _files.Write("hostbits.yaml", "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec:\n  addresses:\n  - 192.0.2.5/29\n  - 2001:db8::1/126\n  - 198.51.100.1-198.51.100.3\n");
 
         var run = CliRun.Of("import-metallb", file);
 
@@ -185,7 +185,7 @@ public sealed class MetalLbImportTests : IDisposable
     [MemberData(nameof(BadInput))]
     public void Input_that_cannot_be_converted_names_file_line_and_column_and_exits_1(string what, string text, string expected)
     {
-        var file = Write("bad.yaml", text);
+        var file = _files.Write("bad.yaml", text);
 
         var run = CliRun.Of("import-metallb", file);
 
@@ -200,7 +200,7 @@ public sealed class MetalLbImportTests : IDisposable
         // The two inputs above, damaged as ManifestFuzzTests damages the samples: every case ends in exit 0, or in exit 1
         // with nothing on stdout and each line of stderr naming the file; none throws.
         var documents = new[] { Crds, ConfigMap }.Select(System.Text.Encoding.UTF8.GetBytes).ToArray();
-        var file = Path.Combine(_dir, "fuzz.yaml");
+        var file = Path.Combine(_files.Path, "fuzz.yaml");
         var outcomes = new int[2];
         for (var i = 0; i < 5_000; i++)
         {
@@ -230,12 +230,5 @@ public sealed class MetalLbImportTests : IDisposable
 
         // Damage that left everything readable, or nothing, would test little.
         Assert.InRange(outcomes[0], 500, 4_500);
-    }
-
-    private string Write(string name, string text)
-    {
-        var path = Path.Combine(_dir, name);
-        File.WriteAllText(path, text);
-        return path;
     }
 }

@@ -10,11 +10,11 @@ namespace LbAllocator.Cli.Tests;
 /// </summary>
 public sealed partial class MigrationGuideTests(KubeApiServerFixture fixture) : IClassFixture<KubeApiServerFixture>, IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("lbt-guide-").FullName;
+    private readonly ManifestDir _files = new();
 
     private KubeApiServer Server => fixture.Server;
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _files.Dispose();
 
     [RealApiFact]
     public async Task The_guide_starts_our_controller_with_MetalLB_annotations_before_any_speaker_of_ours()
@@ -23,13 +23,11 @@ public sealed partial class MigrationGuideTests(KubeApiServerFixture fixture) : 
         var overlay = Overlay().Match(readme);
         Assert.True(overlay.Success, "the README's guide has no migrate/kustomization.yaml");
         // As in the repository: migrate/ beside deploy/ and config/.
-        Directory.CreateDirectory(Path.Combine(_dir, "migrate"));
-        Directory.CreateSymbolicLink(Path.Combine(_dir, "deploy"), Path.Combine(InstallManifests.RepoRoot, "deploy"));
-        Directory.CreateSymbolicLink(Path.Combine(_dir, "config"), Path.Combine(InstallManifests.RepoRoot, "config"));
+        Directory.CreateSymbolicLink(Path.Combine(_files.Path, "deploy"), Path.Combine(InstallManifests.RepoRoot, "deploy"));
+        Directory.CreateSymbolicLink(Path.Combine(_files.Path, "config"), Path.Combine(InstallManifests.RepoRoot, "config"));
         var body = string.Join('\n', overlay.Groups[1].Value.Split('\n').Select(l => l.Length >= 3 ? l[3..] : l.Trim()));
-        await File.WriteAllTextAsync(Path.Combine(_dir, "migrate", "kustomization.yaml"), body);
-        var rendered = Path.Combine(_dir, "lballocator.yaml");
-        await File.WriteAllTextAsync(rendered, await Server.KubectlMustAsync("kustomize", Path.Combine(_dir, "migrate")));
+        _files.Write("migrate/kustomization.yaml", body);
+        var rendered = _files.Write("lballocator.yaml", await Server.KubectlMustAsync("kustomize", Path.Combine(_files.Path, "migrate")));
 
         // Step 3, then step 5.
         await Server.KubectlMustAsync("create", "namespace", "lballocator-system");
