@@ -247,52 +247,63 @@ internal static class Commands
         }
     }
 
-    private static void WriteJson(TextWriter stdout, List<PlanRow> rows, IEnumerable<PoolStats> pools)
+    private static void WriteJson(TextWriter stdout, List<PlanRow> rows, IEnumerable<PoolStats> pools) => WriteJsonObject(stdout, json =>
+    {
+        json.WriteStartArray("services");
+        foreach (var row in rows)
+        {
+            json.WriteStartObject();
+            json.WriteString("namespace", row.Namespace);
+            json.WriteString("name", row.Name);
+            WriteIps(json, "ips", row.Ips);
+            json.WriteString("pool", row.Pool);
+            json.WriteString("error", row.Message);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteStartArray("pools");
+        foreach (var stats in pools)
+        {
+            json.WriteStartObject();
+            json.WriteString("name", stats.Name);
+            // Counts can exceed 64 bits (an IPv6 /64 holds 2^64 addresses): written as exact JSON numbers.
+            json.WritePropertyName("assignedIPv4");
+            json.WriteRawValue(stats.AssignedIPv4.ToString());
+            json.WritePropertyName("availableIPv4");
+            json.WriteRawValue(stats.AvailableIPv4.ToString());
+            json.WritePropertyName("assignedIPv6");
+            json.WriteRawValue(stats.AssignedIPv6.ToString());
+            json.WritePropertyName("availableIPv6");
+            json.WriteRawValue(stats.AvailableIPv6.ToString());
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+    });
+
+    /// <summary>One JSON object on a line of stdout, its members written by <paramref name="members"/>.</summary>
+    internal static void WriteJsonObject(TextWriter stdout, Action<Utf8JsonWriter> members)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
         {
             json.WriteStartObject();
-            json.WriteStartArray("services");
-            foreach (var row in rows)
-            {
-                json.WriteStartObject();
-                json.WriteString("namespace", row.Namespace);
-                json.WriteString("name", row.Name);
-                json.WriteStartArray("ips");
-                foreach (var ip in row.Ips)
-                {
-                    json.WriteStringValue(ip.ToString());
-                }
-
-                json.WriteEndArray();
-                json.WriteString("pool", row.Pool);
-                json.WriteString("error", row.Message);
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
-            json.WriteStartArray("pools");
-            foreach (var stats in pools)
-            {
-                json.WriteStartObject();
-                json.WriteString("name", stats.Name);
-                // Counts can exceed 64 bits (an IPv6 /64 holds 2^64 addresses): written as exact JSON numbers.
-                json.WritePropertyName("assignedIPv4");
-                json.WriteRawValue(stats.AssignedIPv4.ToString());
-                json.WritePropertyName("availableIPv4");
-                json.WriteRawValue(stats.AvailableIPv4.ToString());
-                json.WritePropertyName("assignedIPv6");
-                json.WriteRawValue(stats.AssignedIPv6.ToString());
-                json.WritePropertyName("availableIPv6");
-                json.WriteRawValue(stats.AvailableIPv6.ToString());
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
+            members(json);
             json.WriteEndObject();
         }
 
         stdout.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+    }
+
+    internal static void WriteIps(Utf8JsonWriter json, string name, IEnumerable<Ip> ips)
+    {
+        json.WriteStartArray(name);
+        foreach (var ip in ips)
+        {
+            json.WriteStringValue(ip.ToString());
+        }
+
+        json.WriteEndArray();
     }
 }

@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using LbAllocator.Core;
 using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Client;
@@ -86,43 +84,24 @@ internal static class LiveCommands
     /// <summary>A Service whose addresses the proposed pools would change: what it holds now, the allocator's outcome, and which change.</summary>
     private sealed record Change(ServiceInfo Service, IReadOnlyList<Ip> Now, AllocationOutcome After, string Kind);
 
-    private static void WriteJson(TextWriter stdout, List<Change> changes)
+    private static void WriteJson(TextWriter stdout, List<Change> changes) => Commands.WriteJsonObject(stdout, json =>
     {
-        using var buffer = new MemoryStream();
-        using (var json = new Utf8JsonWriter(buffer))
+        json.WriteStartArray("changes");
+        foreach (var change in changes)
         {
             json.WriteStartObject();
-            json.WriteStartArray("changes");
-            foreach (var change in changes)
-            {
-                json.WriteStartObject();
-                json.WriteString("namespace", change.Service.Namespace);
-                json.WriteString("name", change.Service.Name);
-                WriteIps(json, "now", change.Now);
-                WriteIps(json, "after", change.After.Ips);
-                json.WriteString("pool", change.After.Pool);
-                json.WriteString("change", change.Kind);
-                json.WriteString("message", change.After.Problem);
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
+            json.WriteString("namespace", change.Service.Namespace);
+            json.WriteString("name", change.Service.Name);
+            Commands.WriteIps(json, "now", change.Now);
+            Commands.WriteIps(json, "after", change.After.Ips);
+            json.WriteString("pool", change.After.Pool);
+            json.WriteString("change", change.Kind);
+            json.WriteString("message", change.After.Problem);
             json.WriteEndObject();
         }
 
-        stdout.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
-    }
-
-    private static void WriteIps(Utf8JsonWriter json, string name, IReadOnlyList<Ip> ips)
-    {
-        json.WriteStartArray(name);
-        foreach (var ip in ips)
-        {
-            json.WriteStringValue(ip.ToString());
-        }
-
         json.WriteEndArray();
-    }
+    });
 
     /// <summary>validate --kubeconfig: the file's pools and advertisements checked together with the live pools they do not replace.</summary>
     public static async Task<int> ValidateAsync(string? kubeconfig, string[] paths, string ns, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken)
