@@ -56,12 +56,20 @@ public sealed class KubeApiServer : IAsyncDisposable
         }
     }
 
-    private static string? ApiServerBinary => Environment.GetEnvironmentVariable(AssetsVariable) is { Length: > 0 } dir && File.Exists(Path.Combine(dir, "kube-apiserver"))
-        ? Path.GetFullPath(Path.Combine(dir, "kube-apiserver"))
+    private static string? ApiServerBinary => Assets is { } dir && File.Exists(Path.Combine(dir, "kube-apiserver"))
+        ? Path.Combine(dir, "kube-apiserver")
+        : null;
+
+    /// <summary>
+    /// The directory <c>KUBEBUILDER_ASSETS</c> names, absolute: a relative one is taken from the repository root (where
+    /// the README's commands run), not from the directory a test happens to run in.
+    /// </summary>
+    private static string? Assets => Environment.GetEnvironmentVariable(AssetsVariable) is { Length: > 0 } dir
+        ? Path.GetFullPath(dir, InstallManifests.RepoRoot)
         : null;
 
     private static string? EtcdBinary =>
-        new[] { Environment.GetEnvironmentVariable(AssetsVariable) ?? "" }
+        new[] { Assets ?? "" }
             .Concat((Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
             .Where(d => d.Length > 0)
             .Select(d => Path.Combine(d, "etcd"))
