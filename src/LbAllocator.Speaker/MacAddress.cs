@@ -5,9 +5,18 @@ namespace LbAllocator.Speaker;
 /// <summary>An Ethernet address held in the low 48 bits of a number: compared and stored on the capture thread without allocation.</summary>
 public readonly record struct MacAddress(ulong Value)
 {
+    public static readonly MacAddress Broadcast = new(0xFFFF_FFFF_FFFF);
+
     /// <summary>The address in the first six bytes of <paramref name="bytes"/>.</summary>
     public static MacAddress Read(ReadOnlySpan<byte> bytes) =>
         new(((ulong)BinaryPrimitives.ReadUInt16BigEndian(bytes) << 32) | BinaryPrimitives.ReadUInt32BigEndian(bytes[2..]));
+
+    /// <summary>Writes the address into the first six bytes of <paramref name="bytes"/>.</summary>
+    public void Write(Span<byte> bytes)
+    {
+        BinaryPrimitives.WriteUInt16BigEndian(bytes, (ushort)(Value >> 32));
+        BinaryPrimitives.WriteUInt32BigEndian(bytes[2..], (uint)Value);
+    }
 
     /// <summary>Reads "02:00:00:00:00:01" (any case, colons); false for anything else.</summary>
     public static bool TryParse(string? text, out MacAddress mac)
