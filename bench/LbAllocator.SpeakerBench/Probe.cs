@@ -8,22 +8,13 @@ using SharpPcap.LibPcap;
 
 /// <summary>
 /// The client side of the benchmark, run inside the client namespace (arping there takes whole seconds
-/// as its interval only): ARP requests sent and replies captured with libpcap, the same way whoever answers;
-/// and the heartbeats of simulated nodes.
+/// as its interval only): ARP requests sent and replies captured with libpcap, the same way whoever answers.
 /// </summary>
 internal static class Probe
 {
-    /// <summary>The name of simulated node <paramref name="i"/>: after the lab's nodes in order, so none of them is ever the janitor.</summary>
-    public static string SimulatedNode(int i) => $"sim-{i:D4}";
-
     public static int Run(string[] args)
     {
         var mode = args[1];
-        if (mode == "heartbeats")
-        {
-            return Heartbeats(int.Parse(args[2], CultureInfo.InvariantCulture), double.Parse(args[3], CultureInfo.InvariantCulture));
-        }
-
         var target = IPAddress.Parse(args[2]);
         using var device = LibPcapLiveDeviceList.New().First(d => d.Name == "eth0");
         device.Open(new DeviceConfiguration { Mode = DeviceModes.None, Immediate = true, ReadTimeout = 10 });
@@ -79,43 +70,6 @@ internal static class Probe
         }
 
         device.StopCapture();
-        return 0;
-    }
-
-    /// <summary>
-    /// Sends the heartbeats of <paramref name="nodes"/> simulated nodes (names <see cref="SimulatedNode"/>, a
-    /// source MAC each) for <paramref name="seconds"/>: each at the real speakers' default interval, the nodes
-    /// spread evenly over it, paced to the millisecond. Prints frames sent, seconds, achieved rate, frame length.
-    /// </summary>
-    private static int Heartbeats(int nodes, double seconds)
-    {
-        using var device = LibPcapLiveDeviceList.New().First(d => d.Name == "eth0");
-        device.Open(new DeviceConfiguration { Mode = DeviceModes.None });
-        var defaults = new SpeakerOptions();
-        var macs = Enumerable.Range(0, nodes).Select(i => new byte[] { 0x02, 0xb5, 0, 0, (byte)(i >> 8), (byte)i }).ToArray();
-        var names = Enumerable.Range(0, nodes).Select(SimulatedNode).ToArray();
-        var rate = nodes / defaults.HeartbeatInterval.TotalSeconds;
-        var total = (long)(rate * seconds);
-        var frame = new byte[Heartbeat.MaxLength];
-        var length = 0;
-        long sent = 0;
-        var began = Stopwatch.GetTimestamp();
-        while (sent < total)
-        {
-            // Frame k is node k mod n's: every node once per interval, one every 1/rate seconds.
-            var due = Math.Min(total, (long)(Stopwatch.GetElapsedTime(began).TotalSeconds * rate) + 1);
-            for (; sent < due; sent++)
-            {
-                var node = (int)(sent % nodes);
-                length = new Heartbeat(names[node], (uint)(sent / nodes), defaults.HeartbeatInterval, defaults.DeadInterval, Leaving: false).Write(macs[node], frame);
-                device.SendPacket(frame.AsSpan(0, length));
-            }
-
-            Thread.Sleep(1);
-        }
-
-        var elapsed = Stopwatch.GetElapsedTime(began).TotalSeconds;
-        Console.WriteLine(FormattableString.Invariant($"{sent} {elapsed:F3} {sent / elapsed:F0} {length}"));
         return 0;
     }
 

@@ -1,8 +1,7 @@
 // Speaker benchmark, in the network-namespace lab of the end-to-end tests (three node namespaces, a
 // client, one bridge): ARP reply latency and the highest loss-free ARP request rate, each against the
 // kernel answering for an address configured on the same kind of interface in the same run; failover
-// over 20 trials of each fault (SIGKILL, SIGTERM, LAN link down, LAN interface deleted); the speaker's
-// memory and CPU, idle and hearing the heartbeats of 100 and 1,000 simulated nodes.
+// over 20 trials of each fault (SIGKILL, SIGTERM, LAN link down, LAN interface deleted).
 using System.Globalization;
 using k8s;
 using k8s.Models;
@@ -43,12 +42,6 @@ try
     var kernelIp = $"192.0.2.{11 + Array.IndexOf(Lab.Nodes, owner)}";
     Console.WriteLine($"# Speaker benchmark ({Environment.ProcessorCount} cores, .NET {Environment.Version}); owner {owner}, kernel baseline {kernelIp} on the same eth0; speaker options: {(speakerOptions.Length == 0 ? "defaults" : string.Join(' ', speakerOptions))}; {Load()}");
     Console.WriteLine();
-    if (heartbeatsOnly)
-    {
-        await HeartbeatsAsync(lab);
-        return 0;
-    }
-
     Console.WriteLine("## ARP reply latency (from the client namespace, 1,000 requests one at a time, sent and captured with libpcap)");
     Console.WriteLine();
     Console.WriteLine("| answered by | p50 | p99 | replies |");
@@ -116,8 +109,6 @@ try
     Console.WriteLine();
     details.ForEach(Console.WriteLine);
     Console.WriteLine();
-
-    await HeartbeatsAsync(lab);
 }
 finally
 {
@@ -125,26 +116,6 @@ finally
 }
 
 return 0;
-
-static async Task HeartbeatsAsync(Lab lab)
-{
-    Console.WriteLine($"## Heartbeats of simulated nodes ({Load()})");
-    Console.WriteLine();
-    Console.WriteLine($"Sent from the client namespace, each simulated node at 10/s with a MAC of its own, the nodes spread evenly; {Timing.Settle.TotalSeconds:F0} s to settle, then {Timing.Window.TotalSeconds:F0} s measured. "
-        + "Members have a speaker Lease and a Node labelled " + Election.ExcludeLabel + " (members the election never picks); non-members have neither. "
-        + "Received: frames/s into the node's eth0 (everything: the two other speakers' heartbeats and the client's ARP requests too). CPU: % of one core. "
-        + $"The client asks for {Vip} every 20 ms meanwhile.");
-    Console.WriteLine();
-    Console.WriteLine("| simulated nodes | sent/s: asked / achieved | frame | sender CPU | " + string.Join(" | ", Lab.Nodes.Select(n => $"{n} received/s | {n} CPU")) + " | two nodes answering | longest silence |");
-    Console.WriteLine("|---|---|---|---|" + string.Concat(Lab.Nodes.Select(_ => "---|---|")) + "---|---|");
-    foreach (var (count, members) in new[] { (0, false), (100, true), (1_000, true), (1_000, false) })
-    {
-        Console.WriteLine(await HeartbeatStepAsync(lab, Vip, count, members));
-    }
-
-    Console.WriteLine();
-    Console.WriteLine($"Finished; {Load()}");
-}
 
 static double P(double[] sorted, double q) => sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
 
@@ -227,100 +198,6 @@ static async Task<bool> AnswersAgainAsync(Lab lab, string ip, string node, TimeS
     return false;
 }
 
-/// <summary>
-/// One row of the heartbeat table: <paramref name="count"/> simulated nodes sending heartbeats (members or not)
-/// while the speakers' CPU and the frames into their eth0 are measured over <see cref="Timing.Window"/>.
-/// </summary>
-static async Task<string> HeartbeatStepAsync(Lab lab, string ip, int count, bool members)
-{
-    var names = Enumerable.Range(0, count).Select(Probe.SimulatedNode).ToArray();
-    if (members)
-    {
-        await AddMembersAsync(lab, names);
-    }
-
-    var seconds = (Timing.Settle + Timing.Window + TimeSpan.FromSeconds(1)).TotalSeconds;
-    using var sender = count == 0 ? null : new Shell.Background("ip", ProbeCommand(lab, "heartbeats", count.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)));
-    using var watch = await ArpWatch.StartAsync(lab, ip);
-    await Task.Delay(Timing.Settle);
-    var cpu = Lab.Nodes.ToDictionary(n => n, n => CpuSeconds(lab.Speaker(n).Pid));
-    var received = new Dictionary<string, long>();
-    foreach (var node in Lab.Nodes)
-    {
-        received[node] = await ReceivedAsync(lab, node);
-    }
-
-    var senderCpu = sender is null ? 0 : CpuSeconds(sender.Pid);
-    await Task.Delay(Timing.Window);
-    var window = Timing.Window.TotalSeconds;
-    var columns = new List<string>();
-    foreach (var node in Lab.Nodes)
-    {
-        columns.Add($"{(await ReceivedAsync(lab, node) - received[node]) / window:N0}");
-        columns.Add($"{(CpuSeconds(lab.Speaker(node).Pid) - cpu[node]) / window * 100:F1} %");
-    }
-
-    var sent = "- | - | -";
-    if (sender is not null)
-    {
-        senderCpu = (CpuSeconds(sender.Pid) - senderCpu) / window * 100;
-        if (!await sender.WaitForExitAsync(TimeSpan.FromSeconds(30)))
-        {
-            throw new InvalidOperationException("the heartbeat sender did not finish");
-        }
-
-        // frames sent, seconds, achieved rate, frame length
-        var parts = sender.Lines.Last(l => l.Length > 0).Split(' ');
-        sent = $"{count * 10:N0} / {double.Parse(parts[2], CultureInfo.InvariantCulture):N0} | {parts[3]} B | {senderCpu:F1} %";
-    }
-
-    var (doubled, _, _) = watch.Tally();
-    if (members)
-    {
-        await RemoveMembersAsync(lab);
-    }
-
-    await Task.Delay(TimeSpan.FromSeconds(3)); // the simulated nodes forgotten before the next step
-    return $"| {count:N0}{(count == 0 ? "" : members ? " members" : " not members")} | {sent} | {string.Join(" | ", columns)} | {doubled * 1000:F0} ms | {watch.LongestSilence():F2} s |";
-}
-
-/// <summary>
-/// Makes the simulated nodes members that never win: a speaker Lease each, as a real speaker's (membership), and a
-/// Node the election excludes, so no address goes to a node that cannot answer.
-/// </summary>
-static async Task AddMembersAsync(Lab lab, string[] names)
-{
-    var duration = (int)Math.Ceiling(new SpeakerOptions().LeaseDuration.TotalSeconds);
-    await Parallel.ForEachAsync(names, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (name, cancel) =>
-    {
-        await lab.Client.CoreV1.CreateNodeAsync(
-            new V1Node { Metadata = new V1ObjectMeta { Name = name, Labels = new Dictionary<string, string> { [Election.ExcludeLabel] = "", [Timing.SimulatedLabel] = "" } } },
-            cancellationToken: cancel);
-        await lab.Client.CoordinationV1.CreateNamespacedLeaseAsync(
-            new V1Lease
-            {
-                Metadata = new V1ObjectMeta
-                {
-                    Name = SpeakerLease.NameFor(name),
-                    Labels = new Dictionary<string, string> { [SpeakerLease.ComponentLabel] = SpeakerLease.ComponentValue, [Timing.SimulatedLabel] = "" },
-                },
-                Spec = new V1LeaseSpec { HolderIdentity = name, LeaseDurationSeconds = duration, AcquireTime = DateTime.UtcNow, RenewTime = DateTime.UtcNow },
-            },
-            Lab.InstallNamespace,
-            cancellationToken: cancel);
-    });
-}
-
-static async Task RemoveMembersAsync(Lab lab)
-{
-    await lab.Client.CoordinationV1.DeleteCollectionNamespacedLeaseAsync(Lab.InstallNamespace, labelSelector: Timing.SimulatedLabel);
-    await lab.Client.CoreV1.DeleteCollectionNodeAsync(labelSelector: Timing.SimulatedLabel);
-}
-
-/// <summary>Frames received on the node's LAN interface so far (the kernel's count, before any capture filter).</summary>
-static async Task<long> ReceivedAsync(Lab lab, string node) =>
-    long.Parse((await Shell.MustAsync("ip", "netns", "exec", lab.NodeNs(node), "cat", "/sys/class/net/eth0/statistics/rx_packets")).Trim(), CultureInfo.InvariantCulture);
-
 static string Load() => Proc.Load();
 
 static double CpuSeconds(int pid) => Proc.CpuSeconds(pid);
@@ -362,12 +239,4 @@ internal static class Timing
 {
     /// <summary>How long a fault lasts at least: an outage a node notices (netlink, a rescan), not a blip.</summary>
     public static readonly TimeSpan Hold = TimeSpan.FromSeconds(2);
-
-    /// <summary>After the simulated nodes start: their first heartbeats and Leases change who is alive, which passes follow.</summary>
-    public static readonly TimeSpan Settle = TimeSpan.FromSeconds(5);
-
-    public static readonly TimeSpan Window = TimeSpan.FromSeconds(10);
-
-    /// <summary>Marks the simulated nodes' Nodes and Leases, to delete exactly those.</summary>
-    public const string SimulatedLabel = "bench.lballocator.io/simulated";
 }

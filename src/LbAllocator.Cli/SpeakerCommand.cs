@@ -14,10 +14,10 @@ internal static class SpeakerCommand
         var ns = new Option<string>("--namespace", "-n") { Description = "Namespace of the pools, advertisements and speaker leases", DefaultValueFactory = _ => defaults.Namespace };
         var node = new Option<string?>("--node") { Description = "This node's name (default: the NODE_NAME environment variable)" };
         var lbClass = new Option<string?>("--load-balancer-class") { Description = "Announce only Services with this spec.loadBalancerClass (default: only Services without one)" };
-        var leaseDuration = Seconds("--lease-duration", "Seconds without a renewal after which a speaker counts as dead", defaults.LeaseDuration);
+        var leaseDuration = Seconds("--lease-duration", "Seconds a speaker's lease counts as renewed after its last renewal (only a speaker that hears nobody on the LAN asks)", defaults.LeaseDuration);
         var renewInterval = Seconds("--renew-interval", "Seconds between lease renewals (one API write per node each time)", defaults.RenewInterval);
-        var heartbeatInterval = Seconds("--heartbeat-interval", "Seconds between LAN heartbeats on each interface announced on", defaults.HeartbeatInterval);
-        var deadInterval = Seconds("--dead-interval", "Seconds without a heartbeat after which a speaker heard on the LAN counts as dead", defaults.DeadInterval);
+        var heartbeatInterval = Seconds("--heartbeat-interval", "Seconds between heartbeats to each ring neighbour, on each interface announced on", defaults.HeartbeatInterval);
+        var deadInterval = Seconds("--dead-interval", "Seconds without a heartbeat after which its ring neighbours suspect a speaker (dead once most of them do)", defaults.DeadInterval);
         var garpCount = new Option<int>("--gratuitous-count") { Description = "Gratuitous ARP / unsolicited NA rounds on taking an address over", DefaultValueFactory = _ => defaults.GratuitousCount };
         var garpInterval = Seconds("--gratuitous-interval", "Seconds between gratuitous rounds", defaults.GratuitousInterval);
         var garpRefresh = Seconds("--gratuitous-refresh-interval", "Seconds between gratuitous announcements of each owned address, the addresses spread evenly over them (0: off)", defaults.GratuitousRefreshInterval);

@@ -2,31 +2,34 @@ using LbAllocator.Core;
 
 namespace LbAllocator.Speaker;
 
-/// <summary>Another host claims an address this node should announce (RFC 5227 conflict).</summary>
+/// <summary>A host that is not a speaker claims an address this node should announce (RFC 5227 conflict).</summary>
 /// <param name="Claimant">The other host's link-layer address.</param>
 /// <param name="Since">When the claim was first heard.</param>
-/// <param name="Detections">How many probes or announcements in a row found it claimed (sets the backoff).</param>
+/// <param name="Detections">How many probes in a row found it claimed (sets the backoff).</param>
 public sealed record AddressConflict(MacAddress Claimant, DateTimeOffset Since, int Detections);
 
 /// <summary>What a claim heard on the LAN did.</summary>
 public enum ClaimOutcome
 {
-    /// <summary>Not a guarded address, or nothing new (already in conflict, or another claimant while one is checked).</summary>
+    /// <summary>Not a guarded address, or nothing new.</summary>
     Ignored,
 
-    /// <summary>A claim for an address being answered: it is probed, and withdrawn only if the same host answers the probe.</summary>
-    Challenged,
+    /// <summary>A speaker still answers an address being probed: it has not let go yet, so the probe is sent again shortly.</summary>
+    Held,
 
-    /// <summary>A conflict: the address is no longer answered.</summary>
+    /// <summary>A host that is not a speaker answered a probe: the address is not answered, and probed again with backoff.</summary>
     Conflict,
+
+    /// <summary>Another MAC announces an address this node answers: announce it again at once (RFC 5227 2.4(c)), never yield it.</summary>
+    Defend,
 }
 
 /// <summary>What the guard lets through this pass.</summary>
 /// <param name="Allowed">Address to interfaces: the owned addresses that may be answered now.</param>
-/// <param name="Probe">Addresses to probe now (held back until the probe window passes quietly).</param>
-/// <param name="Conflicts">Addresses held back because another host claims them (or did at the last probe: while probed again).</param>
+/// <param name="Probe">Addresses to probe now (held back until a probe goes unanswered).</param>
+/// <param name="Conflicts">Addresses held back because a host that is not a speaker claims them (kept while probed again).</param>
 /// <param name="Resolved">Addresses whose conflict ended this pass (a probe went unanswered): announced again.</param>
-/// <param name="NextDue">When a probe window ends or a re-probe is due, if any.</param>
+/// <param name="NextDue">When a probe window ends or a probe is due, if any.</param>
 public sealed record GuardDecision(
     IReadOnlyDictionary<Ip, string[]> Allowed,
     IReadOnlyList<(Ip Address, string[] Interfaces)> Probe,
@@ -35,32 +38,31 @@ public sealed record GuardDecision(
     TimeSpan? NextDue);
 
 /// <summary>
-/// Address conflict detection (RFC 5227 for IPv4, duplicate address detection for IPv6) for the addresses this node
-/// wins: an address is probed before its Service is first announced, is not answered while another host claims it
-/// (heard while probing or while announcing), and is probed again with backoff until the other host is gone.
+/// When this node starts answering an address it wins, and what it does when another MAC says it uses one.
 /// <para>
-/// RFC 5227's timings (three probes over 1-2 s, then 2 s of waiting) would hold a takeover up for seconds. Here only
-/// an address never announced before (no ServiceL2Status) or last reported in conflict is probed, twice 100 ms apart,
-/// and answered when 200 ms pass without a claim: a host using the address answers a probe at once. A takeover
-/// between speakers is not probed (the address was announced, and the other MAC is a speaker's), so failover stays
-/// as fast as before; a host that starts using an address later is caught by the claims heard while announcing.
+/// Break before make: an address taken from a speaker found dead (it left, or a majority of its neighbours stopped
+/// hearing it, having stopped answering first) is answered at once. Any other (the previous owner is alive and lets go
+/// when it sees this node win, the previous owner is unknown, or the address is new) is probed first (an ARP probe
+/// or duplicate address detection, which no neighbour learns from) and answered when a probe goes unanswered for
+/// <see cref="ProbeWait"/>: a speaker still answering is probed again <see cref="ReprobeDelay"/> later, so a handback
+/// is silent for at most about the two; a host that is not a speaker answering is a conflict, and the address is
+/// probed again with backoff while it lasts.
 /// </para>
 /// <para>
-/// A claim heard while announcing is challenged rather than believed: the address is probed (still answered
-/// meanwhile) and withdrawn only when the same host answers the probe. One stray or forged frame (RFC 5227 section
-/// 2.4 warns of them) thus costs a probe, not the address; a host that really uses it answers the probe at once.
+/// An address being answered is never given up to a claim: one forged ARP would otherwise silence it. The owner
+/// defends it (RFC 5227 section 2.4 (c)) by announcing it again at once, at most once every
+/// <see cref="DefendInterval"/>, so a neighbour that took the claim points back at the owner within a second.
 /// </para>
-/// No I/O: the effects send the probes, the announcer reports claims; time comes from the <see cref="TimeProvider"/>.
+/// No I/O: the effects send the probes and announcements, the address watch reports claims; time comes from the
+/// <see cref="TimeProvider"/>.
 /// </summary>
 public sealed class AddressGuard(TimeProvider time)
 {
-    public const int ProbeCount = 2;
-    public static readonly TimeSpan ProbeSpacing = TimeSpan.FromMilliseconds(100);
-    public static readonly TimeSpan ProbeWait = TimeSpan.FromMilliseconds(200);
+    public static readonly TimeSpan ProbeWait = TimeSpan.FromMilliseconds(100);
+    public static readonly TimeSpan ReprobeDelay = TimeSpan.FromMilliseconds(50);
+    public static readonly TimeSpan DefendInterval = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(60);
-
-    private static readonly TimeSpan ProbeWindow = (ProbeSpacing * (ProbeCount - 1)) + ProbeWait;
 
     private readonly Lock _lock = new();
     private readonly Dictionary<Ip, State> _states = [];
@@ -70,11 +72,11 @@ public sealed class AddressGuard(TimeProvider time)
         detections >= 8 ? MaxRetry : TimeSpan.FromTicks(Math.Min(FirstRetry.Ticks << (detections - 1), MaxRetry.Ticks));
 
     /// <summary>
-    /// Decides which of the <paramref name="wanted"/> addresses are answered now. <paramref name="unproven"/>: the ones
-    /// to probe before their first announcement (never announced, or last reported in conflict); the rest are answered
-    /// at once unless a claim is heard. Forgets addresses no longer wanted.
+    /// Decides which of the <paramref name="wanted"/> addresses are answered now. <paramref name="fromTheDead"/>: those
+    /// new to this node whose previous owner is a speaker now dead, answered at once; every other new one is probed
+    /// first. Forgets addresses no longer wanted.
     /// </summary>
-    public GuardDecision Check(IReadOnlyDictionary<Ip, string[]> wanted, IReadOnlySet<Ip> unproven)
+    public GuardDecision Check(IReadOnlyDictionary<Ip, string[]> wanted, IReadOnlySet<Ip> fromTheDead)
     {
         var now = time.GetUtcNow();
         var allowed = new Dictionary<Ip, string[]>();
@@ -93,41 +95,40 @@ public sealed class AddressGuard(TimeProvider time)
             {
                 if (!_states.TryGetValue(ip, out var state))
                 {
-                    state = unproven.Contains(ip) ? StartProbing(ip, interfaces, now, conflict: null, probe) : State.Announcing;
+                    state = fromTheDead.Contains(ip) ? State.Answering : Probing(ip, interfaces, now, null, probe);
+                }
+                else if (state.Phase == Phase.Probing && state.Due <= now)
+                {
+                    if (state.Held)
+                    {
+                        state = Probing(ip, interfaces, now, state.Conflict, probe); // a speaker answered: once more
+                    }
+                    else
+                    {
+                        if (state.Conflict is not null)
+                        {
+                            resolved.Add(ip);
+                        }
+
+                        state = State.Answering;
+                    }
                 }
                 else if (state.Phase == Phase.Conflict && state.Due <= now)
                 {
-                    state = StartProbing(ip, interfaces, now, state.Conflict, probe);
-                }
-                else if (state.Phase == Phase.Challenged && state.Due == DateTimeOffset.MaxValue)
-                {
-                    probe.Add((ip, interfaces));
-                    state = state with { Due = now + ProbeWindow };
-                }
-                else if ((state.Phase is Phase.Probing or Phase.Challenged) && state.Due <= now)
-                {
-                    if (state.Conflict is not null)
-                    {
-                        resolved.Add(ip);
-                    }
-
-                    state = State.Announcing;
+                    state = Probing(ip, interfaces, now, state.Conflict, probe);
                 }
 
                 _states[ip] = state;
-                if (state.Phase is Phase.Announcing or Phase.Challenged)
+                if (state.Phase == Phase.Answering)
                 {
                     allowed[ip] = interfaces;
+                    continue;
                 }
 
-                if (state.Phase != Phase.Announcing)
+                next = next is { } n && n < state.Due ? n : state.Due;
+                if (state.Conflict is not null)
                 {
-                    next = next is { } n && n < state.Due ? n : state.Due;
-                    // Still in conflict while probed again: the condition and events do not flap with each retry.
-                    if (state.Conflict is not null)
-                    {
-                        conflicts[ip] = state.Conflict;
-                    }
+                    conflicts[ip] = state.Conflict; // still in conflict while probed again: no flapping condition
                 }
             }
         }
@@ -136,25 +137,36 @@ public sealed class AddressGuard(TimeProvider time)
     }
 
     /// <summary>
-    /// Another host (not a speaker) said it uses <paramref name="address"/>; called from a capture thread. Heard while
-    /// the address is probed, or from the challenged host while it is checked, it is a conflict; heard while the
-    /// address is answered, a challenge. The caller runs a pass for either (it stops answering, or sends the probe).
+    /// Another MAC said it uses <paramref name="address"/> (<paramref name="speaker"/>: a live speaker's); called from a
+    /// capture thread. The caller acts on the outcome at once: a pass for <see cref="ClaimOutcome.Held"/> and
+    /// <see cref="ClaimOutcome.Conflict"/>, an announcement for <see cref="ClaimOutcome.Defend"/>.
     /// </summary>
-    public ClaimOutcome Claimed(Ip address, MacAddress claimant)
+    public ClaimOutcome Claimed(Ip address, MacAddress claimant, bool speaker)
     {
         var now = time.GetUtcNow();
         lock (_lock)
         {
-            if (!_states.TryGetValue(address, out var state) || state.Phase == Phase.Conflict
-                || (state.Phase == Phase.Challenged && state.Suspect != claimant))
+            if (!_states.TryGetValue(address, out var state) || state.Phase == Phase.Conflict)
             {
                 return ClaimOutcome.Ignored;
             }
 
-            if (state.Phase == Phase.Announcing)
+            if (state.Phase == Phase.Answering)
             {
-                _states[address] = new State(Phase.Challenged, DateTimeOffset.MaxValue, null, claimant); // probed by the next pass
-                return ClaimOutcome.Challenged;
+                if (state.Due != DateTimeOffset.MinValue && now - state.Due < DefendInterval)
+                {
+                    return ClaimOutcome.Ignored;
+                }
+
+                _states[address] = state with { Due = now }; // when it was last defended
+                return ClaimOutcome.Defend;
+            }
+
+            if (speaker)
+            {
+                var reprobe = now + ReprobeDelay;
+                _states[address] = state with { Held = true, Due = state.Due < reprobe ? state.Due : reprobe };
+                return ClaimOutcome.Held;
             }
 
             // A probe that finds the address still claimed keeps the conflict's start, and backs off further.
@@ -165,10 +177,10 @@ public sealed class AddressGuard(TimeProvider time)
         }
     }
 
-    private static State StartProbing(Ip ip, string[] interfaces, DateTimeOffset now, AddressConflict? conflict, List<(Ip, string[])> probe)
+    private static State Probing(Ip ip, string[] interfaces, DateTimeOffset now, AddressConflict? conflict, List<(Ip, string[])> probe)
     {
         probe.Add((ip, interfaces));
-        return new State(Phase.Probing, now + ProbeWindow, conflict);
+        return new State(Phase.Probing, now + ProbeWait, conflict);
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
@@ -176,16 +188,15 @@ public sealed class AddressGuard(TimeProvider time)
     private enum Phase
     {
         Probing,
-        Announcing,
-        Challenged, // answered, and probed: a claim heard while answering, not yet confirmed
+        Answering,
         Conflict,
     }
 
-    /// <param name="Due">Probing and challenged: when the window ends (challenged: MaxValue until the probe goes out); conflict: when to probe again.</param>
+    /// <param name="Due">Probing: when the window ends (or the next probe goes out, when <paramref name="Held"/>); conflict: when to probe again; answering: when it was last defended.</param>
     /// <param name="Conflict">The conflict being probed again, or held back for.</param>
-    /// <param name="Suspect">Challenged: the host whose claim is being checked.</param>
-    private sealed record State(Phase Phase, DateTimeOffset Due, AddressConflict? Conflict, MacAddress? Suspect = null)
+    /// <param name="Held">Probing: a speaker answered the probe, which is sent again.</param>
+    private sealed record State(Phase Phase, DateTimeOffset Due, AddressConflict? Conflict, bool Held = false)
     {
-        public static readonly State Announcing = new(Phase.Announcing, DateTimeOffset.MinValue, null);
+        public static readonly State Answering = new(Phase.Answering, DateTimeOffset.MinValue, null);
     }
 }

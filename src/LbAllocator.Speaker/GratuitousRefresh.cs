@@ -17,7 +17,7 @@ public sealed class GratuitousRefresh : IDisposable
 
     private static readonly TimeSpan ShortestStep = TimeSpan.FromSeconds(1);
 
-    private readonly IAnnouncer _announcer;
+    private readonly IAnswerer _announcer;
     private readonly TimeSpan _interval;
     private readonly ITimer? _timer; // null when refreshing is off
     private readonly Lock _lock = new();
@@ -28,7 +28,7 @@ public sealed class GratuitousRefresh : IDisposable
     private bool _disposed;
 
     /// <param name="interval">Each pair once per this; zero turns refreshing off.</param>
-    public GratuitousRefresh(IAnnouncer announcer, TimeSpan interval, TimeProvider time)
+    public GratuitousRefresh(IAnswerer announcer, TimeSpan interval, TimeProvider time)
     {
         _announcer = announcer;
         _interval = interval;

@@ -13,13 +13,35 @@ using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
 
+/// <summary>What the speaker tells the API, handed over without waiting (the status writer does it on its own time).</summary>
+public interface IStatusWriter
+{
+    /// <summary>Makes the plan's statuses the ones wanted (with their AddressConflict condition), its stale ones deleted.</summary>
+    void Sync(SpeakerPlan plan, IReadOnlyDictionary<Ip, AddressConflict> conflicts, IReadOnlyDictionary<string, MacAddress> macs);
+
+    /// <summary>The Verified condition this node, as verifier, wants on another node's ServiceL2Status.</summary>
+    void SetVerified(string statusName, bool verified, string reason, string message);
+
+    /// <summary>This node no longer verifies the status.</summary>
+    void StopVerifying(string statusName);
+
+    /// <summary>Queues an event on a Service (or this Node), sent once per topic.</summary>
+    void Record(IKubernetesObject<V1ObjectMeta> target, PlannedEvent plannedEvent);
+
+    /// <summary>Forgets the last event of one topic about a Service, so the same one is sent again when it next applies.</summary>
+    void Forget(string serviceKey, string topic);
+
+    /// <summary>Forgets the last events about a Service.</summary>
+    void Forget(string serviceKey);
+}
+
 /// <summary>
 /// Tells the API what the plan decided, off the decision path: ServiceL2Statuses through their own queue
 /// (a few workers; every call bounded by ApiTimeout; a failed one retried with backoff) and events through
 /// the <see cref="EventRecorder"/>'s. <see cref="Sync"/> and <see cref="Record"/> only hand work over, so a
 /// slow or hung API server never delays a decision, the announcer or fencing.
 /// </summary>
-public sealed partial class L2StatusWriter : IDisposable
+public sealed partial class L2StatusWriter : IStatusWriter, IDisposable
 {
     private const int Workers = 4;
     private const int WriteAttempts = 3; // read-modify-write rounds lost to another writer before the queue's backoff

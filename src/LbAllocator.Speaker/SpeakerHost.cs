@@ -1,4 +1,7 @@
 using LbAllocator.Hosting;
+using LbAllocator.Kubernetes.Client;
+using LbAllocator.Speaker.Capture;
+using LbAllocator.Speaker.Lan;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -6,7 +9,10 @@ using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
 
-/// <summary>Builds the speaker process: options validated at start, the Kubernetes client, lease, announcer, reconciler, metrics.</summary>
+/// <summary>
+/// Builds the speaker process: options validated at start, the Kubernetes client, the inputs, the captures and what
+/// reads their frames (the LAN membership's transport, the address watch, the answerer), the effects, the reconciler.
+/// </summary>
 public static class SpeakerHost
 {
     public const string Component = "speaker";
@@ -19,12 +25,61 @@ public static class SpeakerHost
         // A short shutdown: withdraw and hand over, the DaemonSet's grace period is short too.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
         builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{SpeakerOptions.Section}:{nameof(SpeakerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
-        builder.Services.AddSingleton<SpeakerMetrics>();
-        builder.Services.AddSingleton<SpeakerLease>();
-        builder.Services.AddSingleton<Announcer>();
-        builder.Services.AddSingleton<IAnnouncer>(services => services.GetRequiredService<Announcer>());
-        builder.Services.AddSingleton<SpeakerReconciler>();
-        builder.Services.AddHostedService<SpeakerService>();
+        var services = builder.Services;
+        services.AddSingleton<SpeakerMetrics>();
+        services.AddSingleton<SpeakerLease>();
+        services.AddSingleton<Captures>();
+        services.AddSingleton(sp => new AddressWatch(sp.GetRequiredService<Captures>()));
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<SpeakerOptions>();
+            return new Membership(options.NodeName, options.HeartbeatInterval, options.DeadInterval, sp.GetRequiredService<TimeProvider>());
+        });
+        services.AddSingleton<LanTransport>();
+        services.AddSingleton(sp => new ClusterKey(
+            ClusterKey.From(sp.GetRequiredService<KubeApi>(), sp.GetRequiredService<SpeakerOptions>().Namespace), sp.GetRequiredService<LanTransport>(),
+            sp.GetRequiredService<Health>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<ClusterKey>>()));
+        services.AddSingleton(sp =>
+        {
+            var membership = sp.GetRequiredService<Membership>();
+            var time = sp.GetRequiredService<TimeProvider>();
+            return new Announcer(sp.GetRequiredService<Captures>(), () => time.GetTimestamp() < membership.GateOpenUntil);
+        });
+        services.AddSingleton<IAnswerer>(sp => sp.GetRequiredService<Announcer>());
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<SpeakerOptions>();
+            return new SpeakerInputs(SpeakerSources.Of(sp.GetRequiredService<KubeApi>(), options.Namespace), options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("LbAllocator.Speaker.Watch"));
+        });
+        services.AddSingleton(sp => new L2StatusWriter(
+            sp.GetRequiredService<KubeApi>(), sp.GetRequiredService<SpeakerOptions>(), sp.GetRequiredService<SpeakerInputs>().Statuses,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<L2StatusWriter>>()));
+        services.AddSingleton(sp => new SpeakerEffects(
+            sp.GetRequiredService<Announcer>(), sp.GetRequiredService<AddressWatch>(), sp.GetRequiredService<L2StatusWriter>(), sp.GetRequiredService<SpeakerMetrics>(),
+            sp.GetRequiredService<SpeakerOptions>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SpeakerEffects>>()));
+        services.AddSingleton(sp => new Verifier(
+            sp.GetRequiredService<SpeakerOptions>().NodeName, sp.GetRequiredService<AddressWatch>(), sp.GetRequiredService<Captures>(), sp.GetRequiredService<L2StatusWriter>(),
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<Verifier>>()));
+        services.AddSingleton(sp => new SpeakerReadiness(
+            sp.GetRequiredService<SpeakerOptions>(), sp.GetRequiredService<Health>(), sp.GetRequiredService<SpeakerMetrics>(), sp.GetRequiredService<L2StatusWriter>(),
+            sp.GetRequiredService<ILogger<SpeakerReadiness>>()));
+        services.AddSingleton(sp =>
+        {
+            var lease = sp.GetRequiredService<SpeakerLease>();
+            var captures = sp.GetRequiredService<Captures>();
+            var watch = sp.GetRequiredService<AddressWatch>();
+            // Frames of ARP and NDP: claims and answers heard first, then answered.
+            captures.Neighbors = [watch, sp.GetRequiredService<Announcer>()];
+            var reconciler = new SpeakerReconciler(
+                sp.GetRequiredService<SpeakerInputs>(), sp.GetRequiredService<SpeakerOptions>(), sp.GetRequiredService<Membership>(),
+                sp.GetRequiredService<LanTransport>().ReadBeats, captures, sp.GetRequiredService<SpeakerEffects>(), sp.GetRequiredService<Verifier>(),
+                sp.GetRequiredService<SpeakerReadiness>(), sp.GetRequiredService<SpeakerMetrics>(), new SpeakerApi(lease.OthersRenewingAsync, lease.SetCannotAnswer),
+                sp.GetRequiredService<Health>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SpeakerReconciler>>());
+            watch.AddressClaimed += reconciler.OnClaim;
+            lease.Recovered += reconciler.ApiRecovered;
+            return reconciler;
+        });
+        services.AddHostedService<SpeakerService>();
         return builder.BuildValidated();
     }
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using k8s;
 using k8s.Models;
 using LbAllocator.Hosting;
 using LbAllocator.Kubernetes.Client;
@@ -8,14 +7,12 @@ using Microsoft.Extensions.Logging;
 namespace LbAllocator.Speaker;
 
 /// <summary>
-/// This speaker's membership: a coordination.k8s.io Lease for the node, renewed every RenewInterval. Its
-/// existence makes the node a member; its renewals are the liveness of last resort, for peers that never hear
-/// this speaker's heartbeats on the LAN. So the lease never vouches for a node that cannot answer anywhere (no
-/// capture opens: NET_RAW missing, interfaces down or gone; such a node is never heard on the LAN, and judged by its
-/// renewals alone it would win addresses and answer nothing), it says so while that lasts, and from the start until
-/// the reconciler has opened a capture (<see cref="CannotAnswerAnnotation"/>). <see cref="Healthy"/> says whether the last successful renewal is recent
-/// enough that nobody judging by the lease can have given up on it yet; <see cref="LanLiveness"/> decides
-/// what that means for answering (a speaker that still hears its peers keeps answering).
+/// This speaker's Lease (coordination.k8s.io, one per node), renewed at kubelet's pace: the API's view of which
+/// speakers run, for people (`kubectl get leases`) and for one decision only: a speaker that hears nobody on the LAN
+/// stands alone only when no other speaker renews its lease (<see cref="OthersRenewingAsync"/>), so a node that
+/// went deaf fails silent instead of taking every address. Liveness itself is judged on the LAN, never by the lease:
+/// deleting a lease, or an API outage, changes nothing on the wire. The lease says why while its holder can answer
+/// nowhere (<see cref="CannotAnswerAnnotation"/>).
 /// </summary>
 public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options, SpeakerMetrics metrics, Health health, TimeProvider time, ILogger<SpeakerLease> logger)
 {
@@ -25,83 +22,57 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
     public const string ComponentValue = "speaker";
     public const string LabelSelector = $"{ComponentLabel}={ComponentValue}";
 
-    /// <summary>On the lease while its holder can answer nowhere, with why: others do not count it alive by its renewals.</summary>
+    /// <summary>On the lease while its holder can answer nowhere, with why (for people; no speaker reads it).</summary>
     public const string CannotAnswerAnnotation = "lballocator.io/cannot-answer";
 
+    // Another speaker's clock may run ahead of ours by this much: its lease is not called stale before.
+    private static readonly TimeSpan ClockSkew = TimeSpan.FromSeconds(5);
+
+    private readonly Dictionary<string, (string? Version, long SeenAt)> _observed = new(StringComparer.Ordinal); // holder: when its lease last changed, on our clock
     private V1Lease? _current;
-    private long _lastRenewStarted = long.MinValue;
-    private long _streakStarted = long.MinValue; // the first renewal of the current run of successful ones
-    private bool _healthy;
     private volatile string? _cannotAnswer = "starting: no capture open yet"; // what the next renewal says
-    private bool _saidCannotAnswer = true; // what the last successful renewal said
 
-    /// <summary>Raised when the lease becomes or stops being fresh.</summary>
-    public event Action? HealthChanged;
-
-    /// <summary>Raised after every successful renewal: the API server is reachable on a fresh request.</summary>
-    public event Action? Renewed;
+    /// <summary>Raised when a renewal succeeds after one or more failed: the API path is back, and watches may have hung meanwhile.</summary>
+    public event Action? Recovered;
 
     public static string NameFor(string node) => $"lballocator-speaker-{node}";
-
-    /// <summary>Why the lease's holder says it cannot answer anywhere, or null when it does not say so.</summary>
-    public static string? CannotAnswer(V1Lease lease) =>
-        lease.Metadata?.Annotations is { } annotations && annotations.TryGetValue(CannotAnswerAnnotation, out var why) ? why : null;
 
     /// <summary>Whether (null: it can) and why this node can answer nowhere; the next renewal says so.</summary>
     public void SetCannotAnswer(string? why) => _cannotAnswer = why;
 
     public string Name { get; } = NameFor(options.NodeName);
 
-    /// <summary>
-    /// Alive: the last renewal that succeeded was sent less than LeaseDuration minus half a renew interval ago.
-    /// Others give up on us LeaseDuration after they saw that renewal, which is later than we sent it.
-    /// Coming back (at start, or after renewals failed) takes two renewals in a row: the first tells the others
-    /// we are back, and by the second, a renew interval later, they have seen it and handed our addresses back,
-    /// so we never answer beside the node that stood in for us. The same after renewals that said this node cannot
-    /// answer: the others judging by the lease counted it dead meanwhile.
-    /// </summary>
-    public bool Healthy => _lastRenewStarted != long.MinValue && _lastRenewStarted != _streakStarted && time.GetElapsedTime(_lastRenewStarted) < Deadline;
-
-    /// <summary>When the current health runs out unless renewed, for scheduling the next check.</summary>
-    public TimeSpan UntilUnhealthy => Healthy ? Deadline - time.GetElapsedTime(_lastRenewStarted) : TimeSpan.Zero;
-
-    private TimeSpan Deadline => options.LeaseDuration - (options.RenewInterval / 2);
-
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        var failed = false;
         while (!cancellationToken.IsCancellationRequested)
         {
             // Each turn is bounded by the renew interval, so a loop silent for much longer is stuck.
-            health.Beat(RenewLoop, (options.RenewInterval * 10) + options.LeaseDuration);
+            health.Beat(RenewLoop, options.RenewInterval * 3);
             var started = time.GetTimestamp();
-            // A hung request must not hold the loop past the next renewal. The timeout runs on our clock, so
-            // a test's fake clock decides when it fires, not the machine's load.
             using (var timeout = new CancellationTokenSource(options.RenewInterval, time))
             using (var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
             {
                 try
                 {
-                    var cannotAnswer = _cannotAnswer;
-                    await RenewAsync(cannotAnswer, attempt.Token);
-                    if (_lastRenewStarted == long.MinValue || time.GetElapsedTime(_lastRenewStarted, started) >= Deadline
-                        || (_saidCannotAnswer && cannotAnswer is null))
+                    await RenewAsync(_cannotAnswer, attempt.Token);
+                    if (failed)
                     {
-                        _streakStarted = started;
+                        LogRenewedAgain(Name);
+                        Recovered?.Invoke();
                     }
 
-                    _lastRenewStarted = started;
-                    _saidCannotAnswer = cannotAnswer is not null;
-                    Renewed?.Invoke();
+                    failed = false;
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is KubeApiException or HttpRequestException or OperationCanceledException)
                 {
                     _current = null; // read afresh next time: someone may have changed or deleted it
+                    failed = true;
                     metrics.RenewFailed();
                     LogRenewFailed(e, Name);
                 }
             }
 
-            CheckHealth();
             var wait = options.RenewInterval - time.GetElapsedTime(started);
             if (wait > TimeSpan.Zero)
             {
@@ -112,36 +83,58 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
         health.Stopped(RenewLoop);
     }
 
-    /// <summary>Re-evaluates health; raises <see cref="HealthChanged"/> on a change.</summary>
-    public void CheckHealth()
+    /// <summary>
+    /// Whether another speaker still renews its lease: one whose lease changed (as this node saw it) within its lease
+    /// duration, and whose renew time, allowing for clock skew, is not older than that. A lease seen for the first time
+    /// counts as renewed then, unless its renew time is long past. The leases of <paramref name="left"/> (speakers heard
+    /// leaving, which delete their lease as they go) do not count.
+    /// </summary>
+    public async Task<bool> OthersRenewingAsync(IReadOnlySet<string> left, CancellationToken cancellationToken)
     {
-        var healthy = Healthy;
-        if (healthy != _healthy)
-        {
-            _healthy = healthy;
-            if (healthy)
-            {
-                LogAlive(Name);
-            }
-            else if (_lastRenewStarted == _streakStarted)
-            {
-                // Renewed just now, but the first renewal saying this node can answer again: not yet seen by the others.
-                LogCanAnswerAgain(Name);
-            }
-            else
-            {
-                LogFenced(Name, options.LeaseDuration);
-            }
-
-            HealthChanged?.Invoke();
-        }
+        var leases = await client.ListAsync(KubeResources.Leases, options.Namespace, LabelSelector, cancellationToken: cancellationToken);
+        return OthersRenewing((leases.Items ?? []).Where(l => l.Spec?.HolderIdentity is not { } holder || !left.Contains(holder)));
     }
 
-    /// <summary>Planned handoff: delete the lease, so the others take over at once.</summary>
+    /// <summary>The judgement of <see cref="OthersRenewingAsync"/> on leases listed now.</summary>
+    internal bool OthersRenewing(IEnumerable<V1Lease> leases)
+    {
+        var now = time.GetTimestamp();
+        var wall = time.GetUtcNow();
+        var renewing = false;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var lease in leases)
+        {
+            if (lease.Spec?.HolderIdentity is not { } holder || holder == options.NodeName)
+            {
+                continue;
+            }
+
+            seen.Add(holder);
+            var version = lease.Metadata?.ResourceVersion;
+            if (!_observed.TryGetValue(holder, out var observed) || observed.Version != version)
+            {
+                _observed[holder] = observed = (version, now);
+            }
+
+            var duration = TimeSpan.FromSeconds(lease.Spec.LeaseDurationSeconds ?? (int)options.LeaseDuration.TotalSeconds);
+            var renewedLongAgo = lease.Spec.RenewTime is { } renewed && new DateTimeOffset(DateTime.SpecifyKind(renewed, DateTimeKind.Utc)) + duration + ClockSkew < wall;
+            if (time.GetElapsedTime(observed.SeenAt, now) < duration && !renewedLongAgo)
+            {
+                renewing = true;
+            }
+        }
+
+        foreach (var gone in _observed.Keys.Where(h => !seen.Contains(h)).ToList())
+        {
+            _observed.Remove(gone);
+        }
+
+        return renewing;
+    }
+
+    /// <summary>Planned handoff: delete the lease (its holder has left the LAN already).</summary>
     public async Task ReleaseAsync(CancellationToken cancellationToken)
     {
-        _lastRenewStarted = long.MinValue;
-        CheckHealth();
         try
         {
             await client.DeleteAsync(KubeResources.Leases, options.Namespace, Name, cancellationToken);
@@ -185,7 +178,7 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
         now,
         cannotAnswer);
 
-    /// <summary>Makes the lease ours and fresh, with the label the speakers' lease watch selects on, saying whether we cannot answer.</summary>
+    /// <summary>Makes the lease ours and fresh, with the label the speakers list leases by, saying whether we cannot answer.</summary>
     private V1Lease Stamp(V1Lease lease, DateTime now, string? cannotAnswer)
     {
         lease.Spec ??= new V1LeaseSpec();
@@ -206,18 +199,12 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
         return lease;
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew lease {Lease}")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Could not renew lease {Lease} (the LAN decides who answers: nothing changes on the wire)")]
     private partial void LogRenewFailed(Exception exception, string lease);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} renewed")]
-    private partial void LogAlive(string lease);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} renewed again")]
+    private partial void LogRenewedAgain(string lease);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Lease {Lease} not renewed in time (lease duration {LeaseDuration}): answering only while peers are heard on the LAN")]
-    private partial void LogFenced(string lease, TimeSpan leaseDuration);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} says this node can answer again; it counts as renewed from the next renewal, once the others have seen it")]
-    private partial void LogCanAnswerAgain(string lease);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} deleted: other speakers take over now")]
+    [LoggerMessage(Level = LogLevel.Information, Message = "Lease {Lease} deleted")]
     private partial void LogReleased(string lease);
 }

@@ -18,9 +18,11 @@ public sealed class SpeakerMetrics
     private readonly Counter _ownershipChanges;
     private readonly Gauge _alive;
     private readonly Counter _conflicts;
+    private readonly Counter _defended;
+    private readonly Counter _rejected;
     private readonly HashSet<string> _exported = new(StringComparer.Ordinal);
 
-    public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, IAnnouncer announcer)
+    public SpeakerMetrics(IMetricFactory factory, CollectorRegistry registry, IAnswerer announcer)
     {
         _announced = factory.CreateGauge("lballocator_speaker_addresses_announced", "Addresses this node answers for.");
         _owned = factory.CreateGauge("lballocator_speaker_owned_addresses", "Addresses this node won the election for and answers for, by family, labelled with the node.", ["node", "family"]);
@@ -30,13 +32,24 @@ public sealed class SpeakerMetrics
         _renewFailures = factory.CreateCounter("lballocator_speaker_lease_renew_failures_total", "Speaker lease renewals that failed.");
         _ownershipChanges = factory.CreateCounter("lballocator_speaker_ownership_changes_total", "Addresses this node started (acquired) or stopped (released) announcing.", ["change"]);
         _conflicts = factory.CreateCounter("lballocator_speaker_address_conflicts_total", "Times a probe or an announcement found an address this node should announce claimed by a host that is not a speaker.");
-        _alive = factory.CreateGauge("lballocator_speaker_alive", "1 while this speaker's lease is fresh and it may answer.");
+        _defended = factory.CreateCounter("lballocator_speaker_addresses_defended_total", "Times another MAC announced an address this node answers, and this node announced it again.");
+        _rejected = factory.CreateCounter("lballocator_speaker_heartbeats_rejected_total", "Speaker messages (heartbeats and membership changes) dropped unread, by reason: malformed, unknown_key (signed with a key this speaker lacks), bad_tag (forged or altered).", ["reason"]);
+        _alive = factory.CreateGauge("lballocator_speaker_alive", "1 while this speaker is a member of its segment and may answer.");
         registry.AddBeforeCollectCallback(() => Export(announcer.Counters()));
     }
 
     public void RenewFailed() => _renewFailures.Inc();
 
     public void ConflictDetected() => _conflicts.Inc();
+
+    public void AddressDefended() => _defended.Inc();
+
+    public void LanMessageRejected(Lan.LanRead why) => _rejected.WithLabels(why switch
+    {
+        Lan.LanRead.UnknownKey => "unknown_key",
+        Lan.LanRead.BadTag => "bad_tag",
+        _ => "malformed",
+    }).Inc();
 
     public void SetAlive(bool alive) => _alive.Set(alive ? 1 : 0);
 

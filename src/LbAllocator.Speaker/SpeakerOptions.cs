@@ -21,19 +21,23 @@ public sealed class SpeakerOptions : IValidatableObject
     /// <summary>The spec.loadBalancerClass announced; empty announces Services without a class.</summary>
     public string? LoadBalancerClass { get; set; }
 
-    /// <summary>A speaker whose lease has not been renewed for this long is dead to the others.</summary>
-    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(3);
+    /// <summary>
+    /// How long a speaker's lease counts as renewed after its last renewal. Liveness is judged on the LAN, never by the
+    /// lease: only a speaker that hears nobody asks whether another still renews its lease, and waits this long after a
+    /// silent one's last renewal before it answers alone.
+    /// </summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(20);
 
-    /// <summary>How often each speaker renews its lease: the steady-state API cost, one write per node per interval.</summary>
-    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromSeconds(1);
+    /// <summary>How often each speaker renews its lease: the steady-state API cost, one write per node per interval (kubelet's pace).</summary>
+    public TimeSpan RenewInterval { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How often each speaker sends its heartbeat on the interfaces it announces on.</summary>
+    /// <summary>How often each speaker beats to each of its ring neighbours on the interfaces it announces on.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
-    /// A speaker unheard on the LAN for this long is dead to the others (each judged by the longer of its and the
-    /// judge's). Five heartbeats: one more than the obvious four for a busy node, short enough for a failover
-    /// under a second with a pass to spare.
+    /// A speaker unheard by its ring neighbours for this long is suspected by them (each judged by the longer of its and
+    /// the judge's), and dead once a majority of them suspect it. Five heartbeats: failover under a second with room to
+    /// spare; the speaker itself stops answering a little before, when it cannot show that its neighbours hear it.
     /// </summary>
     public TimeSpan DeadInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
@@ -87,10 +91,10 @@ public sealed class SpeakerOptions : IValidatableObject
                 [nameof(RenewInterval), nameof(LeaseDuration)]);
         }
 
-        if (!(HeartbeatInterval >= TimeSpan.FromMilliseconds(1) && HeartbeatInterval * 3 <= DeadInterval && DeadInterval <= TimeSpan.FromMilliseconds(ushort.MaxValue)))
+        if (!(HeartbeatInterval >= TimeSpan.FromMilliseconds(1) && HeartbeatInterval * 3 <= DeadInterval && DeadInterval <= Lan.Membership.MaxDeadInterval))
         {
             yield return new ValidationResult(
-                $"HeartbeatInterval ({HeartbeatInterval}) must be at least 1 ms and at most a third of DeadInterval ({DeadInterval}), which is at most 65.535 s, so two lost heartbeats do not kill a speaker",
+                $"HeartbeatInterval ({HeartbeatInterval}) must be at least 1 ms and at most a third of DeadInterval ({DeadInterval}), which is at most {Lan.Membership.MaxDeadInterval.TotalSeconds:0} s, so two lost heartbeats do not kill a speaker",
                 [nameof(HeartbeatInterval), nameof(DeadInterval)]);
         }
 

@@ -3,8 +3,8 @@ using LbAllocator.Core;
 
 namespace LbAllocator.Speaker;
 
-/// <summary>A ServiceL2Status as the plan needs it: its name, the Service it is about, the node it names, and whether it reports an address conflict.</summary>
-public readonly record struct StatusView(string Name, string ServiceKey, string? Node, bool AddressConflict = false);
+/// <summary>A ServiceL2Status as the plan needs it: its name, the Service it is about, and the node it names.</summary>
+public readonly record struct StatusView(string Name, string ServiceKey, string? Node);
 
 /// <summary>A Service this node announces: its addresses and the interfaces it answers on.</summary>
 public sealed record Ours(IReadOnlyList<Ip> Addresses, IReadOnlyList<string> Interfaces)
@@ -25,6 +25,7 @@ public sealed record PlannedEvent(string ServiceKey, string Type, string Reason,
     public const string AnnounceTopic = "announce";
     public const string ConflictTopic = "conflict";
     public const string VerifyTopic = "verify";
+    public const string DefendTopic = "defend";
 }
 
 /// <summary>
@@ -37,20 +38,15 @@ public sealed record PlannedEvent(string ServiceKey, string Type, string Reason,
 /// <param name="Failed">Services this node won but cannot announce, with the event message.</param>
 /// <param name="NotAnnounced">Services nobody announces, with the event message; only the janitor (see <see cref="Make"/>) reports them.</param>
 /// <param name="StaleStatuses">ServiceL2Statuses to delete.</param>
-/// <param name="Unproven">
-/// Owned addresses to probe for conflicts before answering (<see cref="AddressGuard"/>): those of Services without a
-/// ServiceL2Status (never announced) or whose status reports an address conflict.
-/// </param>
 public sealed record SpeakerPlan(
     IReadOnlyDictionary<Ip, string[]> Owned,
     IReadOnlyDictionary<string, Ours> Announced,
     IReadOnlyDictionary<string, string> Failed,
     IReadOnlyDictionary<string, string> NotAnnounced,
-    IReadOnlyList<string> StaleStatuses,
-    IReadOnlySet<Ip> Unproven)
+    IReadOnlyList<string> StaleStatuses)
 {
     public static readonly SpeakerPlan Empty = new(
-        new Dictionary<Ip, string[]>(), new Dictionary<string, Ours>(), new Dictionary<string, string>(), new Dictionary<string, string>(), [], new HashSet<Ip>());
+        new Dictionary<Ip, string[]>(), new Dictionary<string, Ours>(), new Dictionary<string, string>(), new Dictionary<string, string>(), []);
 
     /// <param name="node">This node.</param>
     /// <param name="standing">
@@ -88,16 +84,11 @@ public sealed record SpeakerPlan(
             ? election.NotAnnounced().ToDictionary(d => d.ServiceKey, d => $"no node announces {Join(d.Addresses)}: {d.Reason}", StringComparer.Ordinal)
             : new Dictionary<string, string>(StringComparer.Ordinal);
 
-        var statusList = statuses.ToList();
-        var proven = statusList.Where(s => !s.AddressConflict).Select(s => s.ServiceKey).ToHashSet(StringComparer.Ordinal);
-        var unproven = announced.Where(kv => !proven.Contains(kv.Key)).SelectMany(kv => kv.Value.Addresses).ToHashSet();
-
-        // This node's own statuses for Services it no longer announces, unless another node takes them over: that node
-        // rewrites the status, and finding it there tells its guard the address was announced already, so the takeover
-        // is not held up by a probe (deleted here first, it was: 0.3 s more silence at every handback and link fault).
-        // And, for the janitor, those of Services that are gone or announced by nobody.
-        var stale = statusList.Where(s => IsStale(s, election.Get(s.ServiceKey)?.Node)).Select(s => s.Name).ToList();
-        return new SpeakerPlan(owned, announced, failed, notAnnounced, stale, unproven);
+        // This node's own statuses for Services it no longer announces, unless another node takes them over (that node
+        // rewrites the status: one write, not a delete and a create). And, for the janitor, those of Services that are
+        // gone or announced by nobody.
+        var stale = statuses.Where(s => IsStale(s, election.Get(s.ServiceKey)?.Node)).Select(s => s.Name).ToList();
+        return new SpeakerPlan(owned, announced, failed, notAnnounced, stale);
 
         bool IsStale(StatusView status, string? owner) => status.Node == node
             ? standing && !announced.ContainsKey(status.ServiceKey) && (owner is null || owner == node)

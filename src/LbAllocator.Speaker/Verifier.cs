@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using k8s.Models;
 using LbAllocator.Core;
+using LbAllocator.Speaker.Capture;
 using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Speaker;
@@ -18,16 +19,19 @@ public sealed record Verdict(bool Verified, string Reason, string Message);
 /// neighbour learns from. The verdict goes into the ServiceL2Status's Verified condition (through the
 /// <see cref="L2StatusWriter"/>, off this loop), and a False one into a Warning event on the Service.
 /// </summary>
-public sealed partial class Verifier(string node, IAnnouncer announcer, L2StatusWriter writer, TimeProvider time, ILogger<Verifier> logger) : IDisposable
+public sealed partial class Verifier(string node, IAddressWatch watch, ICaptures captures, IStatusWriter writer, TimeProvider time, ILogger<Verifier> logger) : IDisposable
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
+
+    /// <summary>The most MACs kept per address in one round: any more answering it (a flood) are counted, not listed.</summary>
+    public const int MaxAnswerers = 8;
 
     // The owner answers a probe at once; half a second leaves room for a busy node.
     public static readonly TimeSpan AnswerWait = TimeSpan.FromMilliseconds(500);
 
     private readonly Lock _lock = new();
     private readonly SemaphoreSlim _wake = new(0);
-    private readonly ConcurrentDictionary<Ip, ConcurrentDictionary<MacAddress, bool>> _answers = new();
+    private readonly ConcurrentDictionary<Ip, Answers> _answers = new();
     private Dictionary<string, VerifyTarget> _targets = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Verdict> _last = new(StringComparer.Ordinal);
     private Func<string, V1Service?> _service = _ => null;
@@ -43,8 +47,8 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
             .ThenBy(n => n, StringComparer.Ordinal)
             .FirstOrDefault();
 
-    /// <summary>The verdict on one Service from the MACs heard answering each address.</summary>
-    public static Verdict Judge(VerifyTarget target, IReadOnlyDictionary<Ip, IReadOnlyCollection<MacAddress>> answers)
+    /// <summary>The verdict on one Service from the MACs heard answering each address (at most <see cref="MaxAnswerers"/> each, and how many more).</summary>
+    public static Verdict Judge(VerifyTarget target, IReadOnlyDictionary<Ip, IReadOnlyCollection<MacAddress>> answers, IReadOnlyDictionary<Ip, int>? more = null)
     {
         var owner = $"node {target.Owner} ({string.Join(", ", target.OwnerMacs)})";
         var problems = new List<string>();
@@ -56,7 +60,8 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
             if (others.Count > 0)
             {
                 reason = "AnsweredByOthers";
-                problems.Add($"{ip} answered by {string.Join(", ", others)}, not only by {owner}");
+                var extra = more?.GetValueOrDefault(ip) is > 0 and var count ? $" (and {count} more answers from other MACs)" : "";
+                problems.Add($"{ip} answered by {string.Join(", ", others)}{extra}, not only by {owner}");
             }
             else if (heard.Count == 0)
             {
@@ -92,7 +97,7 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
             _targets = now;
         }
 
-        announcer.Verify([.. now.Values.SelectMany(t => t.Addresses).Distinct()]);
+        watch.Verify([.. now.Values.SelectMany(t => t.Addresses).Distinct()]);
         if (changed)
         {
             _wake.Release();
@@ -101,7 +106,7 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        announcer.AddressAnswered += OnAnswer;
+        watch.AddressAnswered += OnAnswer;
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -126,7 +131,7 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
         }
         finally
         {
-            announcer.AddressAnswered -= OnAnswer;
+            watch.AddressAnswered -= OnAnswer;
         }
     }
 
@@ -148,22 +153,23 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
         var addresses = targets.SelectMany(t => t.Addresses).Distinct().ToList();
         foreach (var ip in addresses)
         {
-            _answers[ip] = new ConcurrentDictionary<MacAddress, bool>();
+            _answers[ip] = new Answers();
         }
 
         foreach (var ip in addresses)
         {
-            foreach (var name in announcer.Interfaces.Keys)
+            foreach (var name in captures.Interfaces.Keys)
             {
-                announcer.Probe(ip, name);
+                watch.Probe(ip, name);
             }
         }
 
         await Task.Delay(AnswerWait, time, cancellationToken);
-        var heard = _answers.ToDictionary(kv => kv.Key, kv => (IReadOnlyCollection<MacAddress>)[.. kv.Value.Keys]);
+        var heard = _answers.ToDictionary(kv => kv.Key, kv => kv.Value.Macs());
+        var more = _answers.ToDictionary(kv => kv.Key, kv => kv.Value.More);
         foreach (var target in targets)
         {
-            Report(target, Judge(target, heard));
+            Report(target, Judge(target, heard, more));
         }
     }
 
@@ -207,9 +213,40 @@ public sealed partial class Verifier(string node, IAnnouncer announcer, L2Status
 
     private void OnAnswer(Ip address, MacAddress from)
     {
-        if (_answers.TryGetValue(address, out var macs))
+        if (_answers.TryGetValue(address, out var answers))
         {
-            macs.TryAdd(from, true);
+            answers.Add(from);
+        }
+    }
+
+    /// <summary>The MACs heard answering one address in a round: the first <see cref="MaxAnswerers"/>, and how many more.</summary>
+    private sealed class Answers
+    {
+        private readonly HashSet<MacAddress> _macs = [];
+
+        public int More { get; private set; }
+
+        public void Add(MacAddress mac)
+        {
+            lock (_macs)
+            {
+                if (_macs.Count < MaxAnswerers)
+                {
+                    _macs.Add(mac);
+                }
+                else if (!_macs.Contains(mac))
+                {
+                    More++;
+                }
+            }
+        }
+
+        public IReadOnlyCollection<MacAddress> Macs()
+        {
+            lock (_macs)
+            {
+                return [.. _macs];
+            }
         }
     }
 

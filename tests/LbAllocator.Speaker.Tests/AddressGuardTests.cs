@@ -3,12 +3,13 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace LbAllocator.Speaker.Tests;
 
-/// <summary>Conflict detection's decisions on a fake clock: probe, hold back, back off, announce again.</summary>
+/// <summary>The guard's decisions on a fake clock: probe before a handback, take from the dead at once, hold back a conflict, defend an answered address.</summary>
 public class AddressGuardTests
 {
     private static readonly Ip Vip = Ip.Parse("192.0.2.10");
     private static readonly Ip Vip6 = Ip.Parse("2001:db8::10");
     private static readonly MacAddress Other = new(0x02_00_00_00_00_99);
+    private static readonly MacAddress Speaker = new(0x02_00_00_00_00_0b);
     private static readonly string[] Eth0 = ["eth0"];
 
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 27, 6, 0, 0, TimeSpan.Zero));
@@ -17,41 +18,62 @@ public class AddressGuardTests
     public AddressGuardTests() => _guard = new AddressGuard(_time);
 
     [Fact]
-    public void An_address_never_announced_is_probed_and_answered_only_after_a_quiet_probe_window()
+    public void An_address_not_taken_from_the_dead_is_probed_and_answered_only_after_a_quiet_probe_window()
     {
-        var first = Check(unproven: true);
+        var first = Check(fromTheDead: false);
         Assert.Empty(first.Allowed);
         Assert.Equal([(Vip, Eth0)], first.Probe);
-        Assert.Equal(TimeSpan.FromMilliseconds(300), first.NextDue);
+        Assert.Equal(AddressGuard.ProbeWait, first.NextDue);
 
-        _time.Advance(TimeSpan.FromMilliseconds(299));
-        var during = Check(unproven: true);
+        _time.Advance(AddressGuard.ProbeWait - TimeSpan.FromMilliseconds(1));
+        var during = Check(fromTheDead: false);
         Assert.Empty(during.Allowed);
         Assert.Empty(during.Probe); // probed once per window, not every pass
 
         _time.Advance(TimeSpan.FromMilliseconds(1));
-        var after = Check(unproven: true);
+        var after = Check(fromTheDead: false);
         Assert.Equal([Vip], after.Allowed.Keys);
         Assert.Null(after.NextDue);
         Assert.Empty(after.Resolved); // there was no conflict to resolve
     }
 
     [Fact]
-    public void A_takeover_of_an_address_announced_before_is_answered_at_once_without_probing()
+    public void An_address_taken_from_a_dead_speaker_is_answered_at_once_without_probing()
     {
-        var decision = Check(unproven: false);
+        var decision = Check(fromTheDead: true);
         Assert.Equal([Vip], decision.Allowed.Keys);
         Assert.Empty(decision.Probe);
     }
 
     [Fact]
-    public void A_claim_heard_while_probing_holds_the_address_back_and_probes_again_with_backoff_until_the_host_is_gone()
+    public void A_speaker_that_still_answers_the_probe_is_probed_again_shortly_until_it_lets_go()
     {
-        Check(unproven: true);
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other)); // the same conflict, counted once
+        Check(fromTheDead: false);
+        _time.Advance(TimeSpan.FromMilliseconds(10));
+        Assert.Equal(ClaimOutcome.Held, _guard.Claimed(Vip, Speaker, speaker: true));
+        var held = Check(fromTheDead: false);
+        Assert.Empty(held.Allowed);
+        Assert.Empty(held.Conflicts);
+        Assert.Equal(AddressGuard.ReprobeDelay, held.NextDue);
 
-        var held = Check(unproven: true);
+        _time.Advance(AddressGuard.ReprobeDelay);
+        var again = Check(fromTheDead: false);
+        Assert.Equal([(Vip, Eth0)], again.Probe);
+        Assert.Equal(AddressGuard.ProbeWait, again.NextDue);
+
+        // It let go: the second probe goes unanswered. From its release to this answer: at most a re-probe and a window.
+        _time.Advance(AddressGuard.ProbeWait);
+        Assert.Equal([Vip], Check(fromTheDead: false).Allowed.Keys);
+    }
+
+    [Fact]
+    public void A_foreign_host_answering_a_probe_holds_the_address_back_and_it_is_probed_again_with_backoff_until_the_host_is_gone()
+    {
+        Check(fromTheDead: false);
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false)); // the same conflict, counted once
+
+        var held = Check(fromTheDead: false);
         Assert.Empty(held.Allowed);
         Assert.Equal(Other, held.Conflicts[Vip].Claimant);
         Assert.Equal(TimeSpan.FromSeconds(1), held.NextDue);
@@ -59,86 +81,71 @@ public class AddressGuardTests
 
         // Second probe, one second later: still claimed; the next waits two seconds, then four.
         _time.Advance(TimeSpan.FromSeconds(1));
-        Assert.Equal([(Vip, Eth0)], Check(unproven: true).Probe);
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
-        var again = Check(unproven: true);
+        Assert.Equal([(Vip, Eth0)], Check(fromTheDead: false).Probe);
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other, speaker: false));
+        var again = Check(fromTheDead: false);
         Assert.Equal(TimeSpan.FromSeconds(2), again.NextDue);
         Assert.Equal(2, again.Conflicts[Vip].Detections);
         Assert.Equal(since, again.Conflicts[Vip].Since);
 
         _time.Advance(TimeSpan.FromSeconds(2));
-        Assert.Equal([(Vip, Eth0)], Check(unproven: true).Probe);
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
-        Assert.Equal(TimeSpan.FromSeconds(4), Check(unproven: true).NextDue);
+        Assert.Equal([(Vip, Eth0)], Check(fromTheDead: false).Probe);
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal(TimeSpan.FromSeconds(4), Check(fromTheDead: false).NextDue);
 
         // The other host is gone: the next probe goes unanswered and the address is announced.
         _time.Advance(TimeSpan.FromSeconds(4));
-        var probing = Check(unproven: true);
+        var probing = Check(fromTheDead: false);
         Assert.Equal([(Vip, Eth0)], probing.Probe);
         Assert.Empty(probing.Allowed);
         Assert.Equal(Other, probing.Conflicts[Vip].Claimant); // still reported while probed again, so the condition does not flap
-        _time.Advance(TimeSpan.FromMilliseconds(300));
-        var back = Check(unproven: true);
+        _time.Advance(AddressGuard.ProbeWait);
+        var back = Check(fromTheDead: false);
         Assert.Equal([Vip], back.Allowed.Keys);
         Assert.Equal([Vip], back.Resolved);
         Assert.Empty(back.Conflicts);
     }
 
     [Fact]
-    public void A_claim_heard_while_announcing_is_challenged_with_a_probe_and_withdraws_the_address_when_the_same_host_answers_it()
+    public void A_claim_of_an_answered_address_is_defended_at_most_once_a_second_and_the_address_stays_answered()
     {
-        Assert.Equal([Vip], Check(unproven: false).Allowed.Keys);
-        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other));
-        var challenged = Check(unproven: false);
-        Assert.Equal([Vip], challenged.Allowed.Keys); // still answered while the claim is checked
-        Assert.Equal([(Vip, Eth0)], challenged.Probe);
-        Assert.Empty(challenged.Conflicts);
-        Assert.Equal(TimeSpan.FromMilliseconds(300), challenged.NextDue);
+        Assert.Equal([Vip], Check(fromTheDead: true).Allowed.Keys);
+        Assert.Equal(ClaimOutcome.Defend, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Speaker, speaker: true));
+        _time.Advance(AddressGuard.DefendInterval - TimeSpan.FromMilliseconds(1));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(ClaimOutcome.Defend, _guard.Claimed(Vip, Speaker, speaker: true));
 
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, new MacAddress(0x02_00_00_00_00_aa))); // another sender: not the one checked
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other)); // the same host answers the probe
-        var decision = Check(unproven: false);
-        Assert.Empty(decision.Allowed);
-        Assert.Equal(Other, decision.Conflicts[Vip].Claimant);
-        Assert.Equal(TimeSpan.FromSeconds(1), decision.NextDue);
-    }
-
-    [Fact]
-    public void A_stray_claim_nobody_confirms_costs_a_probe_and_not_the_address()
-    {
-        Check(unproven: false);
-        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other));
-        Check(unproven: false);
-        _time.Advance(TimeSpan.FromMilliseconds(300));
-        var decision = Check(unproven: false);
+        var decision = Check(fromTheDead: true);
         Assert.Equal([Vip], decision.Allowed.Keys);
         Assert.Empty(decision.Probe);
         Assert.Empty(decision.Conflicts);
         Assert.Null(decision.NextDue);
-        Assert.Equal(ClaimOutcome.Challenged, _guard.Claimed(Vip, Other)); // the next claim is checked afresh
     }
 
     [Fact]
     public void Claims_for_addresses_not_wanted_are_ignored_and_addresses_given_up_are_forgotten()
     {
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other));
-        Check(unproven: true);
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
+        Check(fromTheDead: false);
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip, Other, speaker: false));
 
-        // Given up (another node won it), then won again as a takeover: judged afresh.
+        // Given up (another node won it), then won again from a dead speaker: judged afresh.
         _guard.Check(new Dictionary<Ip, string[]>(), new HashSet<Ip>());
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other));
-        Assert.Equal([Vip], Check(unproven: false).Allowed.Keys);
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal([Vip], Check(fromTheDead: true).Allowed.Keys);
     }
 
     [Fact]
     public void Each_address_is_judged_on_its_own()
     {
         var wanted = new Dictionary<Ip, string[]> { [Vip] = Eth0, [Vip6] = Eth0 };
-        _guard.Check(wanted, new HashSet<Ip> { Vip, Vip6 });
-        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip6, Other));
-        _time.Advance(TimeSpan.FromMilliseconds(300));
-        var decision = _guard.Check(wanted, new HashSet<Ip> { Vip, Vip6 });
+        _guard.Check(wanted, new HashSet<Ip>());
+        Assert.Equal(ClaimOutcome.Conflict, _guard.Claimed(Vip6, Other, speaker: false));
+        _time.Advance(AddressGuard.ProbeWait);
+        var decision = _guard.Check(wanted, new HashSet<Ip>());
         Assert.Equal([Vip], decision.Allowed.Keys);
         Assert.Equal([Vip6], decision.Conflicts.Keys);
     }
@@ -153,6 +160,6 @@ public class AddressGuardTests
     public void Backoff_doubles_from_one_second_to_a_minute(int detections, int seconds) =>
         Assert.Equal(TimeSpan.FromSeconds(seconds), AddressGuard.Backoff(detections));
 
-    private GuardDecision Check(bool unproven) =>
-        _guard.Check(new Dictionary<Ip, string[]> { [Vip] = Eth0 }, unproven ? new HashSet<Ip> { Vip } : new HashSet<Ip>());
+    private GuardDecision Check(bool fromTheDead) =>
+        _guard.Check(new Dictionary<Ip, string[]> { [Vip] = Eth0 }, fromTheDead ? new HashSet<Ip> { Vip } : new HashSet<Ip>());
 }

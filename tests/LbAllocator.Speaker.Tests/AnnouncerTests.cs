@@ -11,9 +11,9 @@ public class AnnouncerTests
     public void A_refused_capture_names_the_capability_it_takes(PcapError error) =>
         Assert.Equal(
             "cannot capture: Unable to activate the adapter (eth0). (the speaker needs the NET_RAW capability)",
-            Announcer.CannotCapture("Unable to activate the adapter (eth0).", error));
+            LbAllocator.Speaker.Capture.Captures.CannotCapture("Unable to activate the adapter (eth0).", error));
 
     [Fact]
     public void Other_failures_are_told_as_they_are() =>
-        Assert.Equal("cannot capture: interface eth0 not found", Announcer.CannotCapture("interface eth0 not found", null));
+        Assert.Equal("cannot capture: interface eth0 not found", LbAllocator.Speaker.Capture.Captures.CannotCapture("interface eth0 not found", null));
 }

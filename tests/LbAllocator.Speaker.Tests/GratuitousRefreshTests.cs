@@ -12,7 +12,7 @@ public sealed class GratuitousRefreshTests : IDisposable
     private static readonly Ip C = Ip.Parse("192.0.2.11");
 
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 27, 6, 0, 0, TimeSpan.Zero));
-    private readonly RecordingAnnouncer _announcer = new();
+    private readonly RecordingAnswerer _announcer = new();
     private readonly List<(TimeSpan At, Ip Address, string Interface)> _sent = [];
     private readonly DateTimeOffset _start;
     private GratuitousRefresh _refresh;

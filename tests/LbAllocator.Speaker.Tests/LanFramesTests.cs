@@ -167,11 +167,12 @@ public class LanFramesTests
         var parts = LanFrames.SyncParts(entries, "node-0001");
 
         Assert.Equal(entries, parts.SelectMany(p => p));
-        Assert.True(parts.Count is > 20 and < 40, $"{parts.Count} parts");
+        Assert.True(parts.Count is > 50 and < 80, $"{parts.Count} parts");
         var frame = new byte[LanFrames.MaxFrame];
         for (var i = 0; i < parts.Count; i++)
         {
             var length = LanFrames.Write(new Sync("node-0001", 1, (ulong)i, 2, 3, i, parts.Count, parts[i]), From, To, Cluster, frame);
+            Assert.True(length <= LanFrames.MaxSyncFrame, $"part {i}: {length} bytes");
             Assert.Equal(LanRead.Ok, LanFrames.TryRead(frame.AsSpan(0, length), Cluster, out var read, out _));
             Assert.Equal(parts[i], ((Sync)read!).Entries);
         }
@@ -180,6 +181,7 @@ public class LanFramesTests
     [Fact]
     public void Capture_filters_select_beats_to_us_apart_from_the_rest()
     {
+        Assert.Equal(LanFrames.OtherFilterExpression, $"ether proto 0x{LanFrames.EtherType:x4} and ether[{LanFrames.KindOffset}] != {(byte)LanKind.Beat}");
         Assert.Equal("ether proto 0x88b5 and ether[19] = 1 and ether dst 02:00:00:00:00:02", LanFrames.BeatFilter(To));
         Assert.Equal("ether proto 0x88b5 and ether[19] != 1", LanFrames.OtherFilter);
     }

@@ -62,12 +62,21 @@ internal sealed class LanSim
 
     public TimeSpan Now => Time.GetUtcNow() - new DateTimeOffset(2026, 12, 7, 12, 0, 0, TimeSpan.Zero);
 
-    public Node Add(string name, TimeSpan? interval = null, TimeSpan? dead = null)
+    public Node Add(string name, TimeSpan? interval = null, TimeSpan? dead = null) => Add(name, interval ?? Interval, dead ?? Dead, membership: null);
+
+    /// <summary>A node whose membership its owner made (a reconciler under test), which starts it and asks the API itself.</summary>
+    public Node Add(string name, Membership membership) => Add(name, Interval, Dead, membership);
+
+    private Node Add(string name, TimeSpan interval, TimeSpan dead, Membership? membership)
     {
-        var node = new Node(this, name, new MacAddress(0x02_00_00_00_00_00UL + (ulong)++_macs), interval ?? Interval, dead ?? Dead);
+        var node = new Node(this, name, new MacAddress(0x02_00_00_00_00_00UL + (ulong)++_macs), interval, dead, membership);
         Nodes[name] = node;
         _byMac[node.Mac] = node;
-        node.Membership.Start();
+        if (membership is null)
+        {
+            node.Membership.Start();
+        }
+
         return node;
     }
 
@@ -165,6 +174,11 @@ internal sealed class LanSim
             var by = Answering(service);
             if (by.Length > 1)
             {
+                if (Doubles.Count == 0)
+                {
+                    Log.Add($"{Now.TotalMilliseconds} FIRST DOUBLE {service} by {string.Join("+", by)}\n{Describe()}");
+                }
+
                 Doubles.Add((service, Now, by));
             }
 
@@ -187,15 +201,18 @@ internal sealed class LanSim
         private readonly Dictionary<string, string?> _lastOwner = new(StringComparer.Ordinal);
         private readonly Dictionary<string, TimeSpan> _probing = new(StringComparer.Ordinal);
         private TimeSpan _nextTick;
+        private ulong _passEpoch;
 
-        public Node(LanSim sim, string name, MacAddress mac, TimeSpan interval, TimeSpan dead)
+        public Node(LanSim sim, string name, MacAddress mac, TimeSpan interval, TimeSpan dead, Membership? membership)
         {
             _sim = sim;
             Name = name;
             Mac = mac;
             Interval = interval;
             DeadInterval = dead;
-            Membership = new Membership(name, interval, dead, sim.Time) { Sender = this };
+            Owned = membership is not null;
+            Membership = membership ?? new Membership(name, interval, dead, sim.Time);
+            Membership.Sender = this;
             // Nodes do not beat in step: each its own phase within the interval.
             _nextTick = sim.Now + TimeSpan.FromMilliseconds(10 * (sim.Nodes.Count % Math.Max(1, (int)(interval / Step))));
         }
@@ -232,6 +249,9 @@ internal sealed class LanSim
         }
 
         public bool Running => !Crashed && !Frozen;
+
+        /// <summary>Its membership belongs to a reconciler under test, which asks the API whether it is alone.</summary>
+        public bool Owned { get; }
 
         internal long LoggedVersion { get; set; } = -1;
 
@@ -293,7 +313,7 @@ internal sealed class LanSim
         }
 
         public bool OnWire(string service) =>
-            Running && !Down && Answered.Contains(service) && _sim.Time.GetTimestamp() < Membership.GateOpenUntil;
+            Running && !Down && Answered.Contains(service) && _passEpoch == Membership.Epoch && _sim.Time.GetTimestamp() < Membership.GateOpenUntil;
 
         internal void Arrive(LanMessage message, MacAddress from)
         {
@@ -329,10 +349,10 @@ internal sealed class LanSim
 
             _beats.Clear();
             Membership.Tick();
-            if (Membership.View().AloneCheckDue)
+            if (!Owned && Membership.View() is { AloneCheckDue: true } view)
             {
                 // The API: another speaker renews its lease while its process runs, and its lease outlives a crash.
-                Membership.AloneChecked(!_sim.Nodes.Values.Any(n => n != this && n.LeaseFresh));
+                Membership.AloneChecked(!_sim.Nodes.Values.Any(n => n != this && n.LeaseFresh && !view.Left.Contains(n.Name)));
             }
         }
 
@@ -341,6 +361,15 @@ internal sealed class LanSim
         {
             var view = Membership.View();
             var now = _sim.Now;
+            if (Membership.Epoch != _passEpoch)
+            {
+                // A new epoch (it rejoined): whatever it answered before, others may have taken meanwhile.
+                _passEpoch = Membership.Epoch;
+                Answered.Clear();
+                _probing.Clear();
+                _lastOwner.Clear();
+            }
+
             foreach (var service in _sim.Services)
             {
                 var owner = view.State == MemberState.Member ? Winner(service, view.Alive) : null;
@@ -361,6 +390,7 @@ internal sealed class LanSim
                 if (previous is not null && previous != Name && !view.Alive.Contains(previous))
                 {
                     Answered.Add(service); // its holder is dead: at once
+                    _sim.Log.Add($"{now.TotalMilliseconds} {Name} takes {service} from dead {previous}");
                 }
                 else if (!_probing.TryGetValue(service, out var until))
                 {
@@ -374,6 +404,7 @@ internal sealed class LanSim
                 {
                     _probing.Remove(service);
                     Answered.Add(service);
+                    _sim.Log.Add($"{now.TotalMilliseconds} {Name} takes {service} after a quiet probe");
                 }
             }
         }

@@ -12,8 +12,9 @@ using Prometheus;
 namespace LbAllocator.Speaker.Tests;
 
 /// <summary>
-/// The decision path against an API server whose every request hangs: the announcer changes at once,
-/// whatever the status writer is stuck on; the writer's calls time out and are retried in the background.
+/// Carrying plans out: probes before answering (but for addresses taken from a dead speaker), conflicts held back,
+/// claims of answered addresses defended. And against an API server whose every request hangs: the answerer changes
+/// at once, whatever the status writer is stuck on; the writer's calls time out and are retried in the background.
 /// </summary>
 public sealed class SpeakerEffectsTests : IDisposable
 {
@@ -23,11 +24,14 @@ public sealed class SpeakerEffectsTests : IDisposable
 
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 26, 12, 0, 0, TimeSpan.Zero));
     private readonly HangingHandler _api = new();
-    private readonly RecordingAnnouncer _announcer = new();
+    private readonly RecordingAnswerer _answerer = new();
+    private readonly RecordingWatch _watch = new();
+    private readonly RecordingStatusWriter _writer2 = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly SpeakerOptions _options = new() { NodeName = "node-a" };
     private readonly L2StatusWriter _writer;
-    private readonly SpeakerEffects _effects;
+    private readonly SpeakerEffects _effects; // with a recording writer
+    private readonly SpeakerEffects _hungEffects; // with the real writer, every API call of which hangs
     private readonly ElectionTable _election;
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly Task _writing;
@@ -38,8 +42,8 @@ public sealed class SpeakerEffectsTests : IDisposable
         var client = new KubeApi(new KubeConnection { Host = "http://127.0.0.1:9" }, _api);
         var statuses = new ResourceCache<V1Alpha1ServiceL2Status>(Sources.ServiceL2Statuses(client, _options.Namespace), NullLogger.Instance);
         _writer = new L2StatusWriter(client, _options, statuses, _time, NullLogger<L2StatusWriter>.Instance);
-        _effects = new SpeakerEffects(
-            _announcer, _writer, new SpeakerMetrics(Metrics.WithCustomRegistry(_registry), _registry, _announcer), _options, _time, NullLogger<SpeakerEffects>.Instance);
+        _hungEffects = new SpeakerEffects(_answerer, _watch, _writer, NewMetrics(), _options, _time, NullLogger<SpeakerEffects>.Instance);
+        _effects = new SpeakerEffects(_answerer, _watch, _writer2, NewMetrics(), _options, _time, NullLogger<SpeakerEffects>.Instance);
         var config = ConfigValidator.Validate([new PoolSpec("main", ["192.0.2.0/24"])], [new Core.L2AdvertisementSpec("all")]);
         _election = ElectionTable.Build(
             config.Pools,
@@ -50,18 +54,18 @@ public sealed class SpeakerEffectsTests : IDisposable
     }
 
     [Fact]
-    public async Task Ownership_changes_reach_the_announcer_at_once_while_every_api_call_hangs()
+    public async Task Ownership_changes_reach_the_answerer_at_once_while_every_api_call_hangs()
     {
-        Apply();
-        Assert.Equal([Address], _announcer.Owned.Keys);
+        Apply(_hungEffects, fromTheDead: true);
+        Assert.Equal([Address], _answerer.Owned.Keys);
 
         // The status write (and the nodeAssigned event) are now stuck in the API server.
         await Eventually(() => _api.InFlight(StatusPath) >= 1 && _api.InFlight(EventPath) >= 1);
 
         // This node's speaker is fenced: the next decision gives the address up, without waiting for anything.
         _election.SetNode(new ElectionNode("node-a", new Dictionary<string, string>(), SpeakerAlive: false));
-        await Task.Run(() => Apply()).WaitAsync(TimeSpan.FromSeconds(5)); // throws if the decision waited on the API
-        Assert.Empty(_announcer.Owned);
+        await Task.Run(() => Apply(_hungEffects, fromTheDead: true)).WaitAsync(TimeSpan.FromSeconds(5)); // throws if the decision waited on the API
+        Assert.Empty(_answerer.Owned);
         Assert.True(_api.InFlight(StatusPath) >= 1, "the hung write is still pending");
 
         // The writer's own timeout ends the hung calls; the write is no longer wanted, so it is not retried.
@@ -80,7 +84,7 @@ public sealed class SpeakerEffectsTests : IDisposable
     [Fact]
     public async Task A_status_write_that_times_out_is_retried()
     {
-        Apply();
+        Apply(_hungEffects, fromTheDead: true);
         await Eventually(() => _api.Sent(StatusPath) == 1);
 
         _time.Advance(_options.ApiTimeout);
@@ -92,52 +96,96 @@ public sealed class SpeakerEffectsTests : IDisposable
     }
 
     [Fact]
-    public void A_service_never_announced_is_probed_first_and_an_address_another_host_claims_is_no_longer_answered()
+    public void An_address_not_taken_from_the_dead_is_probed_first_and_one_a_foreign_host_answers_is_held_back_with_backoff()
     {
         var other = new MacAddress(0x02_00_00_00_00_99);
-        Assert.Equal(TimeSpan.FromMilliseconds(300), Apply(statuses: []));
-        Assert.Empty(_announcer.Owned);
-        Assert.Equal([(Address, "eth0")], _announcer.Probes);
-        Assert.Equal([Address], _announcer.Guarded);
-        _time.Advance(AddressGuard.ProbeSpacing);
-        Assert.Equal(2, _announcer.Probes.Count);
+        Assert.Equal(AddressGuard.ProbeWait, Apply(fromTheDead: false));
+        Assert.Empty(_answerer.Owned);
+        Assert.Equal([(Address, "eth0")], _watch.Probes);
+        Assert.Equal([Address], _watch.Guarded);
 
+        // A host that is not a speaker answers the probe: a conflict, probed again after the backoff.
+        Assert.True(_effects.Claimed(Address, other));
+        Assert.Equal(AddressGuard.FirstRetry, Apply(fromTheDead: false));
+        Assert.Empty(_answerer.Owned);
+        Assert.Equal([Address], _watch.Guarded); // still watched while held back
+        Assert.Equal(1, Prometheus.Metrics.WithCustomRegistry(_registry).CreateCounter("lballocator_speaker_address_conflicts_total", "").Value);
+        Assert.Single(_writer2.EventsOf(Kubernetes.Crds.L2Conditions.AddressConflict));
+
+        _time.Advance(AddressGuard.FirstRetry);
+        Apply(fromTheDead: false);
+        Assert.Equal(2, _watch.Probes.Count);
         _time.Advance(AddressGuard.ProbeWait);
-        Assert.Null(Apply(statuses: []));
-        Assert.Equal([Address], _announcer.Owned.Keys);
-        Assert.Equal(2, _announcer.Probes.Count);
+        Apply(fromTheDead: false);
+        Assert.Equal([Address], _answerer.Owned.Keys);
+        Assert.Single(_writer2.EventsOf("AddressConflictResolved"));
+    }
 
-        // A claim while answering is checked with a probe; the same host answering it is a conflict.
-        Assert.True(_effects.Claimed(Address, other));
-        Apply(statuses: []);
-        Assert.Equal([Address], _announcer.Owned.Keys);
-        Assert.Equal(3, _announcer.Probes.Count);
-        Assert.True(_effects.Claimed(Address, other));
-        Assert.Equal(AddressGuard.FirstRetry, Apply(statuses: []));
-        Assert.Empty(_announcer.Owned);
-        Assert.Equal([Address], _announcer.Guarded); // still watched while held back
-        Assert.Equal(1, Metrics.WithCustomRegistry(_registry).CreateCounter("lballocator_speaker_address_conflicts_total", "").Value);
+    [Fact]
+    public void A_speaker_still_answering_the_probe_is_probed_again_shortly_and_the_address_answered_once_it_is_quiet()
+    {
+        var holder = new MacAddress(0x02_00_00_00_00_0b);
+        _effects.SpeakerOf = mac => mac == holder ? "node-b" : null;
+        Apply(fromTheDead: false);
+        Assert.True(_effects.Claimed(Address, holder)); // the holder has not let go yet: no conflict
+        Assert.Equal(AddressGuard.ReprobeDelay, Apply(fromTheDead: false));
+        _time.Advance(AddressGuard.ReprobeDelay);
+        Apply(fromTheDead: false);
+        Assert.Equal(2, _watch.Probes.Count);
+        Assert.Empty(_answerer.Owned);
+        _time.Advance(AddressGuard.ProbeWait);
+        Apply(fromTheDead: false);
+        Assert.Equal([Address], _answerer.Owned.Keys);
+        Assert.Empty(_writer2.EventsOf(Kubernetes.Crds.L2Conditions.AddressConflict));
+    }
 
-        // Probed again after the backoff; nobody answers now, so it is answered again.
-        _time.Advance(AddressGuard.FirstRetry); // the challenge's second probe goes out meanwhile
-        Apply(statuses: []);
-        Assert.Equal(5, _announcer.Probes.Count);
-        _time.Advance(AddressGuard.ProbeSpacing + AddressGuard.ProbeWait);
-        Apply(statuses: []);
-        Assert.Equal([Address], _announcer.Owned.Keys);
+    [Fact]
+    public void An_address_taken_from_a_dead_speaker_is_answered_at_once_without_a_probe()
+    {
+        Assert.Null(Apply(fromTheDead: true));
+        Assert.Equal([Address], _answerer.Owned.Keys);
+        Assert.Empty(_watch.Probes);
+        Assert.Equal([(Address, "eth0")], _answerer.Gratuitous);
+    }
+
+    [Fact]
+    public void A_claim_of_an_answered_address_is_defended_at_once_at_most_once_a_second_and_never_yields_it()
+    {
+        var forger = new MacAddress(0x02_00_00_00_00_66);
+        Apply(fromTheDead: true);
+        _answerer.Gratuitous.Clear();
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.False(_effects.Claimed(Address, forger)); // no pass: nothing changes
+        }
+
+        Assert.Equal([(Address, "eth0")], _answerer.Gratuitous);
+        _time.Advance(AddressGuard.DefendInterval);
+        var before = _answerer.Gratuitous.Count; // the takeover's own rounds go on meanwhile
+        Assert.False(_effects.Claimed(Address, new MacAddress(0x02_00_00_00_00_67)));
+        Assert.Equal(before + 1, _answerer.Gratuitous.Count);
+        Apply(fromTheDead: true);
+        Assert.Equal([Address], _answerer.Owned.Keys);
+        Assert.Empty(_watch.Probes);
+        Assert.Equal(2, Prometheus.Metrics.WithCustomRegistry(_registry).CreateCounter("lballocator_speaker_addresses_defended_total", "").Value);
+        // One event, whatever the flood: "at most every few minutes".
+        var defended = Assert.Single(_writer2.EventsOf("AddressDefended"));
+        Assert.Equal("192.0.2.10 was announced by 02:00:00:00:00:66, a host that is not a speaker; node node-a announced it again and keeps answering it (reported at most every 5 minutes)", defended.Message);
     }
 
     [Fact]
     public async Task A_service_is_told_announced_only_once_its_first_probe_has_passed()
     {
-        Apply(statuses: []);
+        var effects = new SpeakerEffects(_answerer, _watch, _writer, NewMetrics(), _options, _time, NullLogger<SpeakerEffects>.Instance);
+        Apply(effects, fromTheDead: false);
         await Task.Delay(200);
-        Assert.Empty(_announcer.Owned);
+        Assert.Empty(_answerer.Owned);
         Assert.Equal(0, _api.Sent(EventPath)); // held back by the probe: not announced yet, so not told
 
-        _time.Advance(AddressGuard.ProbeSpacing + AddressGuard.ProbeWait);
-        Apply(statuses: []);
-        Assert.Equal([Address], _announcer.Owned.Keys);
+        _time.Advance(AddressGuard.ProbeWait);
+        Apply(effects, fromTheDead: false);
+        Assert.Equal([Address], _answerer.Owned.Keys);
         await Eventually(() => _api.Sent(EventPath) == 1);
     }
 
@@ -146,6 +194,7 @@ public sealed class SpeakerEffectsTests : IDisposable
         _stop.Cancel();
         _writing.Wait(TimeSpan.FromSeconds(5));
         _effects.Dispose();
+        _hungEffects.Dispose();
         _writer.Dispose();
         _stop.Dispose();
     }
@@ -153,12 +202,18 @@ public sealed class SpeakerEffectsTests : IDisposable
     private const string StatusPath = "servicel2statuses";
     private const string EventPath = "/events";
 
-    /// <param name="statuses">The ServiceL2Statuses seen; by default one naming another node, so this is a takeover (not probed).</param>
-    private TimeSpan? Apply(StatusView[]? statuses = null) =>
-        _effects.Apply(
-            SpeakerPlan.Make("node-a", _election, standing: true, janitor: false, statuses ?? [new StatusView("status", "default/web", "node-b")], [Eth0], new Regex("^lo$")),
+    private TimeSpan? Apply(bool fromTheDead) => Apply(_effects, fromTheDead);
+
+    /// <param name="fromTheDead">Whether the address is taken from a speaker now dead (answered at once) or not (probed first).</param>
+    private TimeSpan? Apply(SpeakerEffects effects, bool fromTheDead) =>
+        effects.Apply(
+            SpeakerPlan.Make("node-a", _election, standing: true, janitor: false, [], [Eth0], new Regex("^lo$")),
+            fromTheDead ? new HashSet<Ip> { Address } : [],
+            new Dictionary<string, MacAddress> { ["eth0"] = FakeCaptures.Mac },
             key => key == "default/web" ? Web : null,
             _stop.Token);
+
+    private SpeakerMetrics NewMetrics() => new(Prometheus.Metrics.WithCustomRegistry(_registry), _registry, _answerer);
 
     private async Task Eventually(Func<bool> condition)
     {

@@ -8,7 +8,7 @@ using Prometheus;
 
 namespace LbAllocator.Speaker.Tests;
 
-/// <summary>The speaker's own lease on a fake clock, against the API server double (which can fail requests).</summary>
+/// <summary>The speaker's own lease on a fake clock, against the API server double (which can fail requests), and how it judges the others'.</summary>
 public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
 {
     private static readonly ResourceType Leases = ResourceType.Find("coordination.k8s.io", "v1", "leases")!;
@@ -25,7 +25,7 @@ public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
         _server = await TestApiServer.TestApiServer.StartAsync();
         _client = _server.CreateApi();
         var registry = Metrics.NewCustomRegistry();
-        var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, new RecordingAnnouncer());
+        var metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(registry), registry, new RecordingAnswerer());
         _lease = new SpeakerLease(_client, _options, metrics, new Health(_time), _time, NullLogger<SpeakerLease>.Instance);
         _loop = _lease.RunAsync(_stop.Token);
     }
@@ -41,51 +41,71 @@ public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
     public void Dispose() => _stop.Dispose();
 
     [Fact]
-    public async Task Coming_back_takes_two_renewals_in_a_row_so_the_node_that_stood_in_has_let_go()
+    public async Task The_lease_is_renewed_once_a_renew_interval_and_a_renewal_after_failures_says_the_api_is_back()
     {
+        var recovered = 0;
+        _lease.Recovered += () => Interlocked.Increment(ref recovered);
         await RenewedAsync(advance: false);
-        Assert.False(_lease.Healthy, "one renewal at start: the others have not seen it yet and may still answer for our addresses");
+        var writes = LeaseWrites();
         await RenewedAsync();
-        Assert.True(_lease.Healthy, "the second renewal in a row");
+        Assert.Equal(writes + 1, LeaseWrites()); // one write per renew interval (10 s): kubelet's pace
+        Assert.Equal(0, recovered);
 
-        // Renewals fail for longer than the lease allows: fenced.
         _server.FailRequestsFor(TimeSpan.FromMinutes(10));
         await FailedRenewalAsync();
-        await FailedRenewalAsync();
-        Assert.True(_lease.Healthy, "2 s after the last renewal the lease (3 s) still holds");
-        await FailedRenewalAsync();
-        Assert.False(_lease.Healthy, "3 s after the last renewal");
-
-        // The API is back: the first renewal tells the others, the second lets us answer again.
         _server.FailRequestsFor(TimeSpan.Zero);
         await RenewedAsync();
-        Assert.False(_lease.Healthy, "back after one renewal: the node that stood in may not have seen it yet");
+        Assert.Equal(1, recovered);
         await RenewedAsync();
-        Assert.True(_lease.Healthy, "two renewals in a row");
+        Assert.Equal(1, recovered);
     }
 
     [Fact]
-    public async Task The_lease_says_the_node_cannot_answer_until_told_it_can_and_counts_renewed_again_after_two_renewals_saying_so()
+    public async Task The_lease_says_the_node_cannot_answer_until_told_it_can()
     {
-        // Until the reconciler has opened a capture, the lease does not vouch for the node.
+        // Until the reconciler has opened a capture, the lease says so (for people: no speaker reads it).
         await RenewedAsync(advance: false);
         Assert.StartsWith("starting", CannotAnswerOnServer());
-        await RenewedAsync();
-        Assert.True(_lease.Healthy, "renewed twice: the lease itself is fresh");
 
         _lease.SetCannotAnswer("eth0: cannot capture: permission denied (the speaker needs the NET_RAW capability)");
         await RenewedAsync();
         Assert.Equal("eth0: cannot capture: permission denied (the speaker needs the NET_RAW capability)", CannotAnswerOnServer());
 
-        // It can answer again: the others judging by the lease counted it dead, and see it back only with this
-        // renewal, so it counts as renewed from the next one.
         _lease.SetCannotAnswer(null);
         await RenewedAsync();
         Assert.Null(CannotAnswerOnServer());
-        Assert.False(_lease.Healthy, "the first renewal saying it can answer: the others may not have seen it yet");
-        await RenewedAsync();
-        Assert.True(_lease.Healthy, "the second renewal saying it can answer");
     }
+
+    [Fact]
+    public void Another_speaker_renews_while_its_lease_changes_within_its_duration_as_this_node_sees_it()
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        Assert.False(_lease.OthersRenewing([Lease("node-a", "1", now)])); // our own lease does not count
+        Assert.True(_lease.OthersRenewing([Lease("node-b", "1", now)])); // seen now: renewed now, whatever it says
+
+        _time.Advance(TimeSpan.FromSeconds(19));
+        Assert.True(_lease.OthersRenewing([Lease("node-b", "1", now)]));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        Assert.False(_lease.OthersRenewing([Lease("node-b", "1", now)]), "unchanged for its whole duration (20 s) on our clock");
+        Assert.True(_lease.OthersRenewing([Lease("node-b", "2", _time.GetUtcNow().UtcDateTime)]), "renewed again");
+    }
+
+    [Fact]
+    public void A_lease_renewed_long_ago_by_its_own_clock_is_not_counted_even_when_first_seen()
+    {
+        var longAgo = _time.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5);
+        Assert.False(_lease.OthersRenewing([Lease("node-b", "7", longAgo)]));
+        // A renewal a few seconds in our past (clocks differ) still counts.
+        Assert.True(_lease.OthersRenewing([Lease("node-c", "1", _time.GetUtcNow().UtcDateTime - TimeSpan.FromSeconds(22))]));
+    }
+
+    private static k8s.Models.V1Lease Lease(string holder, string version, DateTime renewed) => new()
+    {
+        Metadata = new k8s.Models.V1ObjectMeta { Name = SpeakerLease.NameFor(holder), ResourceVersion = version },
+        Spec = new k8s.Models.V1LeaseSpec { HolderIdentity = holder, LeaseDurationSeconds = 20, RenewTime = renewed },
+    };
+
+    private int LeaseWrites() => _server.Requests.Count(r => r.Path.Contains("/leases", StringComparison.Ordinal) && r.Method is "PUT" or "POST");
 
     private string? CannotAnswerOnServer() =>
         _server.Store.Get(Leases, _options.Namespace, SpeakerLease.NameFor(_options.NodeName))?["metadata"]?["annotations"]?[SpeakerLease.CannotAnswerAnnotation]?.GetValue<string>();

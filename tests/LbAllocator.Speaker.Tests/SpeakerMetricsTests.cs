@@ -12,7 +12,7 @@ public class SpeakerMetricsTests
     private readonly SpeakerMetrics _metrics;
 
     public SpeakerMetricsTests() =>
-        _metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(_registry), _registry, new Announcer(NullLogger<Announcer>.Instance));
+        _metrics = new SpeakerMetrics(Metrics.WithCustomRegistry(_registry), _registry, new RecordingAnswerer());
 
     [Fact]
     public void Per_address_series_follow_the_counts_and_restart_when_an_address_is_taken_again()

@@ -44,6 +44,8 @@ public static class KubeResources
     public static readonly KubeResource<V1Lease> Leases = new(
         "coordination.k8s.io", "v1", "leases", true, KubeJson.Default.V1Lease, KubeJson.Default.KubeListV1Lease, KubeJson.Default.WatchEventV1Lease);
 
+    public static readonly KubeResource<V1Secret> Secrets = new("", "v1", "secrets", true, KubeJson.Default.V1Secret, KubeJson.Default.KubeListV1Secret, KubeJson.Default.WatchEventV1Secret);
+
     public static readonly KubeResource<V1Alpha1IPAddressPool> Pools = new(
         Api.Group, Api.Version, "ipaddresspools", true, KubeJson.Default.V1Alpha1IPAddressPool, KubeJson.Default.KubeListV1Alpha1IPAddressPool, KubeJson.Default.WatchEventV1Alpha1IPAddressPool);
 

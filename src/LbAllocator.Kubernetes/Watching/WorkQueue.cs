@@ -38,6 +38,18 @@ public sealed class WorkQueue<T> : IDisposable where T : notnull
         }
     }
 
+    /// <summary>Nothing queued and nothing being handled: what a test waits for after it changed something.</summary>
+    public bool Idle
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _queue.Count == 0 && _processing.Count == 0;
+            }
+        }
+    }
+
     public void Add(T key)
     {
         lock (_lock)

@@ -46,6 +46,12 @@ public static class LanFrames
     public const ushort EtherType = 0x88B5;
     public const byte Version = 2;
     public const int MaxFrame = 1514;
+
+    /// <summary>The largest frame a view is sent in: the captures keep this much of each frame.</summary>
+    public const int MaxSyncFrame = 768;
+
+    /// <summary>Every speaker message but beats (see <see cref="OtherFilter"/>), as a constant for composing filters.</summary>
+    public const string OtherFilterExpression = "ether proto 0x88b5 and ether[19] != 1";
     public const int TagLength = 16;
     public const int MaxNameLength = 253;
 
@@ -66,7 +72,7 @@ public static class LanFrames
     public static string BeatFilter(MacAddress mac) => $"ether proto 0x{EtherType:x4} and ether[{KindOffset}] = {(byte)LanKind.Beat} and ether dst {mac}";
 
     /// <summary>The capture filter for every other message: acted on as it arrives.</summary>
-    public static string OtherFilter => $"ether proto 0x{EtherType:x4} and ether[{KindOffset}] != {(byte)LanKind.Beat}";
+    public static string OtherFilter => OtherFilterExpression;
 
     /// <summary>Writes the message from <paramref name="source"/> to <paramref name="destination"/>, signed; returns the frame's length.</summary>
     public static int Write(LanMessage message, MacAddress source, MacAddress destination, LanKeys keys, Span<byte> frame)
@@ -166,10 +172,10 @@ public static class LanFrames
         return message is null ? LanRead.Malformed : LanRead.Ok;
     }
 
-    /// <summary>The view cut into parts that each fit in one frame (one empty part for an empty view).</summary>
+    /// <summary>The view cut into parts that each fit in a frame of <see cref="MaxSyncFrame"/> bytes (one empty part for an empty view).</summary>
     public static IReadOnlyList<IReadOnlyList<ViewEntry>> SyncParts(IReadOnlyList<ViewEntry> entries, string sender)
     {
-        var room = MaxFrame - EthernetHeader - NameOffset - 1 - Name(sender).Length - TagLength - SyncHeader;
+        var room = MaxSyncFrame - EthernetHeader - NameOffset - 1 - Name(sender).Length - TagLength - SyncHeader;
         var parts = new List<IReadOnlyList<ViewEntry>>();
         var part = new List<ViewEntry>();
         var used = 0;

@@ -61,6 +61,21 @@ public sealed class LanKeys
         return new LanKeys(signing, accepted);
     }
 
+    /// <summary>Signs as <paramref name="signing"/> does and accepts what either accepts: the keys during a change.</summary>
+    public static LanKeys Combine(LanKeys signing, LanKeys also)
+    {
+        var accepted = new Dictionary<uint, byte[]>(signing._accepted);
+        foreach (var (id, key) in also._accepted)
+        {
+            accepted[id] = key;
+        }
+
+        return new LanKeys(signing.SigningKey, accepted);
+    }
+
+    /// <summary>Whether both sign with the same key and accept the same ones.</summary>
+    public bool SameAs(LanKeys other) => SigningId == other.SigningId && Ids.SequenceEqual(other.Ids);
+
     /// <summary>A new random key, as the controller creates it.</summary>
     public static byte[] NewKey() => RandomNumberGenerator.GetBytes(32);
 

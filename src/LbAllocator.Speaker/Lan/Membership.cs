@@ -25,7 +25,11 @@ public interface ILanSender
 /// <param name="Heard">How many of them were heard within their dead interval.</param>
 /// <param name="Why">Why this speaker does not stand, when it does not.</param>
 /// <param name="AloneCheckDue">Nobody answered this joiner: the API should say whether it is alone (<see cref="Membership.AloneChecked"/>).</param>
-public sealed record MembershipView(long Version, IReadOnlySet<string> Alive, MemberState State, int Neighbors, int Heard, string? Why, bool AloneCheckDue);
+/// <param name="Left">
+/// Speakers heard leaving lately and not back since: they stopped answering, and said so; their leases, which they
+/// delete as they go, are no sign of life when the API is asked.
+/// </param>
+public sealed record MembershipView(long Version, IReadOnlySet<string> Alive, MemberState State, int Neighbors, int Heard, string? Why, bool AloneCheckDue, IReadOnlySet<string> Left);
 
 /// <summary>
 /// The speakers of one LAN segment agree who is alive by watching each other on a ring (SWIM's probe-and-disseminate,
@@ -56,8 +60,8 @@ public sealed class Membership
     /// <summary>How long a joiner waits for a view before it asks the API whether it is alone.</summary>
     public static readonly TimeSpan JoinWait = TimeSpan.FromSeconds(1);
 
-    /// <summary>How often a joiner nobody answers asks the API again.</summary>
-    public static readonly TimeSpan AloneCheckInterval = TimeSpan.FromSeconds(5);
+    /// <summary>The longest a joiner nobody answers waits before it asks the API again (from one second, doubling).</summary>
+    public static readonly TimeSpan AloneCheckInterval = TimeSpan.FromSeconds(8);
 
     /// <summary>A Join whose epoch (the sender's clock when it joined, in ms) is older than this is a replay.</summary>
     public static readonly TimeSpan JoinFreshness = TimeSpan.FromMinutes(10);
@@ -65,7 +69,7 @@ public sealed class Membership
     private const int Repeats = 3; // broadcasts go out this many times, an interval apart: one lost frame changes nothing
     private const int NeverHeardFactor = 3;
     private const int SentHistory = 256;
-    private static readonly TimeSpan MaxJoinBackoff = TimeSpan.FromSeconds(8);
+    private static readonly TimeSpan MaxJoinBackoff = TimeSpan.FromSeconds(4);
 
     private readonly Lock _lock = new();
     private readonly string _self;
@@ -83,6 +87,7 @@ public sealed class Membership
     private readonly Dictionary<string, long> _syncedTo = new(StringComparer.Ordinal); // joiners answered lately, by name
     private readonly Dictionary<string, long> _askedFor = new(StringComparer.Ordinal); // speakers whose view we asked for lately
     private readonly Dictionary<string, (ulong Epoch, MacAddress Mac, long At)> _coJoiners = new(StringComparer.Ordinal); // others asking while we are
+    private readonly Dictionary<string, long> _left = new(StringComparer.Ordinal); // speakers heard leaving, and when
     private List<(LanMessage Message, MacAddress To)> _outbox = [];
     private MemberState _state = MemberState.Joining;
     private ulong _epoch;
@@ -93,10 +98,14 @@ public sealed class Membership
     private bool _aloneCheckDue;
     private bool _serving = true;
     private long _nextAloneCheck;
+    private int _aloneChecks; // asked since the last rejoin: sets the backoff
+    private bool _aloneConfirmed; // a member with no neighbours, which the API said is alone
     private long? _lastDrop;
     private long _gateOpenUntil;
     private long _stateVersion; // bumped with every change of state, reason or alone check
     private long _reported = -1;
+    private long _lastTick;
+    private bool _gateOpen; // as last reported
     private int _joinsLeft; // the first Joins of an epoch go out an interval apart, then with backoff
     private string? _why;
 
@@ -128,7 +137,9 @@ public sealed class Membership
         lock (_lock)
         {
             var alive = _view.Alive.Where(n => n != _self || _state == MemberState.Member).ToHashSet(StringComparer.Ordinal);
-            return new MembershipView(Version, alive, _state, _neighbors.Count, _neighbors.Values.Count(n => !Silent(n, _time.GetTimestamp())), _why, _aloneCheckDue);
+            return new MembershipView(
+                Version, alive, _state, _neighbors.Count, _neighbors.Values.Count(n => !Silent(n, _time.GetTimestamp())), _why, _aloneCheckDue,
+                _left.Keys.Where(n => !alive.Contains(n)).ToHashSet(StringComparer.Ordinal));
         }
     }
 
@@ -155,7 +166,6 @@ public sealed class Membership
 
             _state = MemberState.Stopped;
             Note("stopped");
-            Volatile.Write(ref _gateOpenUntil, 0);
         }
     });
 
@@ -187,7 +197,6 @@ public sealed class Membership
         _neighbors.Clear();
         _aloneCheckDue = false;
         Note("cannot answer: no capture open on an interface it announces on");
-        Volatile.Write(ref _gateOpenUntil, 0);
     });
 
     /// <summary>The transport's capture dropped frames: nobody is suspected for a dead interval from now.</summary>
@@ -201,7 +210,7 @@ public sealed class Membership
     {
         _aloneCheckDue = false;
         _stateVersion++;
-        _nextAloneCheck = now + Ticks(AloneCheckInterval);
+        _nextAloneCheck = now + Ticks(AloneCheckBackoff(++_aloneChecks));
         if (_state != MemberState.Joining)
         {
             return;
@@ -218,6 +227,7 @@ public sealed class Membership
             _view.End(other.Name, other.Epoch, now);
         }
 
+        _aloneConfirmed = true;
         BecomeMember(now);
     });
 
@@ -229,6 +239,7 @@ public sealed class Membership
             return;
         }
 
+        _lastTick = now;
         _view.Forget(now - Ticks(JoinFreshness + JoinFreshness));
         ForgetOld(now);
         if (_state == MemberState.Joining && !_serving)
@@ -276,8 +287,6 @@ public sealed class Membership
                 _repeats.RemoveAt(i);
             }
         }
-
-        UpdateGate(now);
     });
 
     /// <summary>A message that arrived at <paramref name="receivedAt"/> (a timestamp) from <paramref name="mac"/>, already authenticated.</summary>
@@ -299,6 +308,7 @@ public sealed class Membership
             case Leave leave:
                 if (_view.End(leave.From, leave.Epoch, now))
                 {
+                    _left[leave.From] = now;
                     Neighbors(now);
                 }
 
@@ -314,8 +324,6 @@ public sealed class Membership
                 OnSync(sync, now);
                 break;
         }
-
-        UpdateGate(now);
     });
 
     private long Version => _view.Version + _stateVersion;
@@ -524,9 +532,9 @@ public sealed class Membership
     }
 
     /// <summary>
-    /// Open while at least half of the neighbours echoed a beat we sent less than a dead interval ago and do not suspect
-    /// us; a member with no neighbours is alone and stays open. No grace for a new neighbour: a speaker that was frozen
-    /// learns of new neighbours late, and must not count on ones that may not count it alive.
+    /// Open while at least half of the neighbours echoed a beat we sent less than a dead interval ago (or are the first
+    /// neighbours of a speaker that was alone, see <see cref="Neighbor.GraceUntil"/>) and do not suspect us; a member
+    /// with no neighbours is alone and stays open.
     /// </summary>
     private void UpdateGate(long now)
     {
@@ -543,13 +551,18 @@ public sealed class Membership
         {
             var fresh = Ticks(_dead * 0.9);
             var until = _neighbors.Values
-                .Select(n => n.SuspectsUsUntil > now || n.EchoedSentAt is not { } sent ? 0 : sent + fresh)
+                .Select(n => n.SuspectsUsUntil > now ? 0 : Math.Max(n.EchoedSentAt is { } sent ? sent + fresh : 0, n.GraceUntil))
                 .OrderDescending()
                 .ToList();
             open = until[Half(_neighbors.Count) - 1];
         }
 
         Volatile.Write(ref _gateOpenUntil, open);
+        if (open > now != _gateOpen)
+        {
+            _gateOpen = open > now;
+            _stateVersion++; // readiness says whether it answers: a pass is due
+        }
     }
 
     /// <summary>
@@ -584,9 +597,9 @@ public sealed class Membership
     }
 
     /// <summary>Leaves the current epoch (if it was a member) and joins again with a newer one.</summary>
-    private void Rejoin(long now, string why, ulong after = 0)
+    /// <param name="checkAloneAt">When to ask the API whether it is alone if nobody answers (by default after <see cref="JoinWait"/>).</param>
+    private void Rejoin(long now, string why, ulong after = 0, long? checkAloneAt = null)
     {
-        Volatile.Write(ref _gateOpenUntil, 0);
         if (_epoch != 0)
         {
             if (_state == MemberState.Member)
@@ -605,7 +618,8 @@ public sealed class Membership
         _coJoiners.Clear();
         _suspicions.Remove(_self);
         _repeats.RemoveAll(r => r.Message is Join);
-        _nextAloneCheck = now + Ticks(JoinWait);
+        _nextAloneCheck = checkAloneAt ?? now + Ticks(JoinWait);
+        _aloneChecks = 0;
         _joinsLeft = Repeats;
         _joinBackoff = JoinWait / 2;
         _aloneCheckDue = false;
@@ -658,6 +672,22 @@ public sealed class Membership
     private void Neighbors(long now)
     {
         var names = _view.IsAlive(_self, _epoch) ? _view.Neighbors(_self, _count) : [];
+        // A speaker that was alone, as the API confirmed, and is current, counts its first neighbours as hearing it
+        // for a dead interval: they joined just now from its own view, and cannot suspect it sooner. Never otherwise:
+        // a speaker whose view has drifted must not count on neighbours that may not count it alive.
+        var grace = _aloneConfirmed && _neighbors.Count == 0 && _state == MemberState.Member && Current(now) ? now + Ticks(_dead * 0.9) : 0;
+        if (names.Count > 0)
+        {
+            _aloneConfirmed = false;
+        }
+        else if (_state == MemberState.Member && !_aloneConfirmed)
+        {
+            // The last neighbour left or died: this node may as well be the one nobody hears (a mute or cut-off node
+            // sees everyone leave). Alone only once the API says so, as for a joiner nobody answers.
+            Rejoin(now, "rejoining: no other speaker left in its view", checkAloneAt: now);
+            return;
+        }
+
         foreach (var gone in _neighbors.Keys.Where(n => !names.Contains(n)).ToList())
         {
             _neighbors.Remove(gone);
@@ -668,7 +698,7 @@ public sealed class Membership
             var epoch = _view.AliveEpoch(name)!.Value;
             if (!_neighbors.TryGetValue(name, out var neighbor) || neighbor.Epoch != epoch)
             {
-                _neighbors[name] = new Neighbor(name, epoch, now);
+                _neighbors[name] = new Neighbor(name, epoch, now, grace);
             }
         }
     }
@@ -714,7 +744,7 @@ public sealed class Membership
             _requests.Remove(sequence);
         }
 
-        foreach (var cache in new[] { _syncedTo, _askedFor })
+        foreach (var cache in new[] { _syncedTo, _askedFor, _left })
         {
             foreach (var (name, at) in cache.Where(r => Elapsed(r.Value, now) > MaxDeadInterval).ToList())
             {
@@ -749,7 +779,9 @@ public sealed class Membership
         bool changed;
         lock (_lock)
         {
-            change(_time.GetTimestamp());
+            var now = _time.GetTimestamp();
+            change(now);
+            UpdateGate(now);
             (outbox, _outbox) = (_outbox, []);
             var version = Version;
             changed = version != _reported;
@@ -767,7 +799,12 @@ public sealed class Membership
         }
     }
 
+    /// <summary>Whether this speaker has been ticking: a frozen one learns of what happened meanwhile only after it thaws.</summary>
+    private bool Current(long now) => _lastTick != 0 && Elapsed(_lastTick, now) <= _interval * 2;
+
     private static int Half(int count) => (count + 1) / 2;
+
+    private static TimeSpan AloneCheckBackoff(int checks) => checks >= 4 ? AloneCheckInterval : TimeSpan.FromSeconds(1 << (checks - 1));
 
     private TimeSpan Elapsed(long from, long to) => _time.GetElapsedTime(from, to);
 

@@ -4,7 +4,7 @@ namespace LbAllocator.Speaker.Lan;
 /// One ring neighbour as this speaker watches it (timestamps of the <see cref="TimeProvider"/>): when it was last
 /// heard, and when the latest of our beats it echoed was sent, which is what proves it still hears us.
 /// </summary>
-internal sealed class Neighbor(string name, ulong epoch, long since)
+internal sealed class Neighbor(string name, ulong epoch, long since, long graceUntil)
 {
     public string Name { get; } = name;
 
@@ -12,6 +12,9 @@ internal sealed class Neighbor(string name, ulong epoch, long since)
 
     /// <summary>When it became our neighbour: a neighbour never heard is suspected only after a longer wait from here.</summary>
     public long Since { get; } = since;
+
+    /// <summary>Until when it counts as hearing us without an echo yet: it cannot suspect us sooner (0: no grace).</summary>
+    public long GraceUntil { get; } = graceUntil;
 
     /// <summary>When its latest beat arrived; null before the first.</summary>
     public long? LastHeard { get; set; }
