@@ -1,4 +1,5 @@
 using LbAllocator.Hosting;
+using LbAllocator.Kubernetes;
 using LbAllocator.Kubernetes.Client;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -8,7 +9,8 @@ namespace LbAllocator.Controller;
 
 /// <summary>
 /// Runs the caches always and the reconcile loop only while this replica holds the leader Lease, so two
-/// replicas run safely: the standby has warm caches and takes over within the lease duration.
+/// replicas run safely: the standby has warm caches and takes over within the lease duration. At start it makes sure
+/// the speakers' key exists (<see cref="SpeakerKeySecret"/>).
 /// </summary>
 public sealed partial class ControllerService(
     KubeApi client, Reconciler reconciler, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, TimeProvider time, ILogger<ControllerService> logger)
@@ -22,18 +24,20 @@ public sealed partial class ControllerService(
     {
         // Ready once the caches are warm: a standby is ready too, so it can take over at once.
         health.SetReady(CachesGate, false, "listing Services, Namespaces and IPAddressPools");
+        // Every replica makes sure the speakers' key exists: a standby as well, so a new install needs no leader for it.
+        var key = SpeakerKeySecret.EnsureAsync(client, _options.Namespace, time, logger, stoppingToken);
         var caches = reconciler.RunCachesAsync(stoppingToken);
         _ = reconciler.WaitForCachesAsync(stoppingToken).ContinueWith(
             t => health.SetReady(CachesGate, true, "synced"), stoppingToken, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
         if (!_options.LeaderElection)
         {
             metrics.SetLeader(true);
-            await Task.WhenAll(caches, reconciler.RunAsync(stoppingToken));
+            await Task.WhenAll(key, caches, reconciler.RunAsync(stoppingToken));
             return;
         }
 
         var leading = LeadAsync(stoppingToken);
-        await Task.WhenAll(caches, leading);
+        await Task.WhenAll(key, caches, leading);
     }
 
     private async Task LeadAsync(CancellationToken stoppingToken)

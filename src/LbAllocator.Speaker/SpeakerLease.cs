@@ -18,6 +18,9 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
 {
     private const string RenewLoop = "lease-renewal";
 
+    /// <summary>The readiness line about the lease: always ok (the LAN decides who answers), saying how renewals go.</summary>
+    public const string Gate = "lease";
+
     public const string ComponentLabel = "app.kubernetes.io/component";
     public const string ComponentValue = "speaker";
     public const string LabelSelector = $"{ComponentLabel}={ComponentValue}";
@@ -45,6 +48,7 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var failed = false;
+        long? lastRenewed = null;
         while (!cancellationToken.IsCancellationRequested)
         {
             // Each turn is bounded by the renew interval, so a loop silent for much longer is stuck.
@@ -63,6 +67,8 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
                     }
 
                     failed = false;
+                    lastRenewed = time.GetTimestamp();
+                    health.SetReady(Gate, true, $"lease {Name} renewed");
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is KubeApiException or HttpRequestException or OperationCanceledException)
                 {
@@ -70,6 +76,8 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
                     failed = true;
                     metrics.RenewFailed();
                     LogRenewFailed(e, Name);
+                    var since = lastRenewed is { } at ? $"for {time.GetElapsedTime(at).TotalSeconds:0} s" : "yet";
+                    health.SetReady(Gate, true, $"lease {Name} not renewed {since}: the API server is unreachable, answering goes on as the LAN decides");
                 }
             }
 

@@ -15,6 +15,7 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
     public const string LanGate = "lan";
 
     private string? _cannotAnswer; // as last reported
+    private (MemberState, string?, bool)? _membership; // as last logged
 
     public void Starting() =>
         health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements and statuses");
@@ -27,6 +28,12 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
     public void Report(MembershipView view, bool answering, string? cannotAnswer, V1Node? node)
     {
         metrics.SetAlive(view.State == MemberState.Member);
+        if (_membership != (view.State, view.Why, answering))
+        {
+            _membership = (view.State, view.Why, answering);
+            LogMembership(view.State, answering, view.Alive.Count, view.Neighbors, view.Heard, view.Why ?? "");
+        }
+
         var lan = view.State switch
         {
             MemberState.Member when answering => $"member of the segment, answering; {view.Heard} of {view.Neighbors} ring neighbours heard",
@@ -58,6 +65,9 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
                 : new PlannedEvent($"node/{options.NodeName}", "Normal", "Answering", "speaker answers ARP/NDP on every interface it announces on again"));
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Segment membership: {State}, answering {Answering}; {Alive} speakers alive, {Heard} of {Neighbors} ring neighbours heard. {Why}")]
+    private partial void LogMembership(MemberState state, bool answering, int alive, int neighbors, int heard, string why);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cannot answer on {Problem}: not standing for election for what it cannot serve")]
     private partial void LogCannotAnswer(string problem);

@@ -142,11 +142,15 @@ public sealed partial class SpeakerReconciler : IDisposable
         }
     }
 
-    /// <summary>One heartbeat interval's work on the LAN: the beats that came, then the membership's tick.</summary>
+    /// <summary>One heartbeat interval's work on the LAN: the beats that came, the membership's tick, and a look at the captures.</summary>
     public void Tick()
     {
         _readBeats();
         _membership.Tick();
+        if (_captures.AnyStuck)
+        {
+            _queue.Add(Pass); // it says this node cannot answer there, and leaves if it can answer nowhere
+        }
     }
 
     /// <summary>The API path came back (a renewal succeeded after failures): watches that hung meanwhile start afresh.</summary>

@@ -332,8 +332,7 @@ public sealed partial class Lab : IAsyncLifetime
 
     /// <summary>Waits until every named speaker has a lease (it started and reached the API server).</summary>
     /// <param name="ready">
-    /// Also wait until each is ready with its lease counted as renewed: a starting speaker's lease says it cannot
-    /// answer until its capture opens and counts only from two renewals after that. False for one that cannot answer.
+    /// Also wait until each is ready: a member of the segment, answering. False for one that cannot answer.
     /// </param>
     public async Task WaitForSpeakersAsync(IEnumerable<string> nodes, bool ready = true)
     {
@@ -354,7 +353,7 @@ public sealed partial class Lab : IAsyncLifetime
             await Eventually.HoldsAsync(async () =>
             {
                 var (code, body) = await SpeakerStatusAsync(node, "/readyz");
-                return code == 200 && body.Contains($"lease {LbAllocator.Speaker.SpeakerLease.NameFor(node)} renewed", StringComparison.Ordinal) ? null : $"{node} not ready: {code} {body}";
+                return code == 200 && body.Contains("ok lan: member of the segment, answering", StringComparison.Ordinal) ? null : $"{node} not ready: {code} {body}";
             }, TimeSpan.FromSeconds(30));
         }
     }

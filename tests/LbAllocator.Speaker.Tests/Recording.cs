@@ -93,6 +93,8 @@ internal sealed class FakeCaptures : ICaptures
     public IReadOnlyDictionary<string, MacAddress> Interfaces =>
         Listening.Where(i => !Broken.ContainsKey(i)).ToDictionary(i => i, _ => Mac, StringComparer.Ordinal);
 
+    public bool AnyStuck => false;
+
     public IReadOnlyDictionary<string, string> Listen(IReadOnlyCollection<string> interfaces)
     {
         Interlocked.Increment(ref _listens);

@@ -20,6 +20,9 @@ public interface ICaptures
     /// <summary>The interfaces with an open capture, and their MACs.</summary>
     IReadOnlyDictionary<string, MacAddress> Interfaces { get; }
 
+    /// <summary>A capture thread has not turned for longer than it may: this node cannot answer there.</summary>
+    bool AnyStuck { get; }
+
     /// <summary>A capture stopped or could not send: the interface may have gone down or away.</summary>
     event Action? CaptureTrouble;
 }
@@ -106,6 +109,13 @@ public sealed partial class Captures : ICaptures, ICaptureHandler, IDisposable
                 }
             }
 
+            // A capture thread stuck (in libpcap, or starved) answers nothing: this node cannot answer there. It is not
+            // reopened under the stuck thread; /healthz fails, and the kubelet restarts the process.
+            foreach (var stuck in _open.Values.Where(c => !c.Failed && c.SinceTurn > InterfaceCapture.MaxSilence))
+            {
+                problems[stuck.Name] = $"capture thread stuck for {stuck.SinceTurn.TotalSeconds:0.#} s (the process is restarted when /healthz fails)";
+            }
+
             foreach (var name in _openFailures.Keys.Where(n => !interfaces.Contains(n)).ToList())
             {
                 _openFailures.Remove(name);
@@ -122,6 +132,9 @@ public sealed partial class Captures : ICaptures, ICaptureHandler, IDisposable
 
         return problems;
     }
+
+    /// <summary>Whether a capture thread has not turned for longer than it may (checked by the heartbeat thread).</summary>
+    public bool AnyStuck => _captures.Any(c => !c.Failed && c.SinceTurn > InterfaceCapture.MaxSilence);
 
     /// <summary>Reads the beats waiting on every capture (the heartbeat thread, once an interval).</summary>
     internal void ReadBeats()

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using LbAllocator.Hosting;
 using LbAllocator.Speaker.Lan;
@@ -31,9 +32,10 @@ internal sealed partial class InterfaceCapture : IDisposable
     /// <summary>Bytes kept of a frame: ARP, NDP and the speakers' messages (a view is sent in parts that fit).</summary>
     public const int Snaplen = LanFrames.MaxSyncFrame;
 
-    // The thread's wait in libpcap: it reports to the health checks at least this often.
+    // The thread's wait for a frame: it reports to the health checks at least this often.
     private const int ReadTimeoutMs = 500;
     private const int BeatSnaplen = 384;
+    private static readonly TimeSpan SpinGuard = TimeSpan.FromMilliseconds(10);
     private const int BeatBatch = 1024;
 
     // Inbound only (our own frames would wake the thread for nothing).
@@ -46,10 +48,10 @@ internal sealed partial class InterfaceCapture : IDisposable
     private readonly ILogger _logger;
     private readonly Lock _beatsLock = new(); // libpcap handles are not thread-safe; held while reading or closing
     private readonly byte[] _beatFrame = new byte[BeatSnaplen];
-    private readonly byte[] _frame = new byte[Snaplen]; // the capture thread's copy of the frame in hand
     private readonly Thread _thread;
     private volatile bool _stopping;
     private volatile bool _sendFailing;
+    private long _turnedAt = Stopwatch.GetTimestamp();
     private bool _closed;
 
     private InterfaceCapture(LibPcapLiveDevice device, LibPcapLiveDevice beats, ICaptureHandler handler, Health health, ILogger logger)
@@ -85,6 +87,9 @@ internal sealed partial class InterfaceCapture : IDisposable
     /// <summary>The capture stopped by itself (the interface went down or away); it is closed and opened anew.</summary>
     public bool Failed { get; private set; }
 
+    /// <summary>How long since the capture thread last turned (it turns at least every read timeout).</summary>
+    public TimeSpan SinceTurn => Stopwatch.GetElapsedTime(Volatile.Read(ref _turnedAt));
+
     private string HealthName => $"capture {Name}";
 
     public static InterfaceCapture Open(string name, ICaptureHandler handler, Health health, ILogger logger)
@@ -107,6 +112,7 @@ internal sealed partial class InterfaceCapture : IDisposable
         {
             beats.Open(new DeviceConfiguration { Mode = DeviceModes.None, Immediate = true, Snaplen = BeatSnaplen, BufferSize = 512 << 10 });
             beats.NonBlockingMode = true;
+            device.NonBlockingMode = true;
             var capture = new InterfaceCapture(device, beats, handler, health, logger);
             beats.Filter = LanFrames.BeatFilter(capture.Mac);
             device.Filter = FrameFilter;
@@ -196,9 +202,12 @@ internal sealed partial class InterfaceCapture : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        if (Thread.CurrentThread != _thread && _thread.IsAlive)
+        // At most one read timeout. A thread that does not come back (stuck in libpcap) keeps its handle open: closing it
+        // under the reader would crash the process; /healthz fails instead, and the kubelet restarts it.
+        if (Thread.CurrentThread != _thread && _thread.IsAlive && !_thread.Join(MaxSilence))
         {
-            _thread.Join(); // at most one read timeout: libpcap's handle must not close under the reader
+            LogThreadStuck(Name);
+            return;
         }
 
         _health.Stopped(HealthName);
@@ -217,25 +226,32 @@ internal sealed partial class InterfaceCapture : IDisposable
     {
         while (!_stopping)
         {
+            Volatile.Write(ref _turnedAt, Stopwatch.GetTimestamp());
             _health.Beat(HealthName, MaxSilence);
-            IntPtr header = 0, data = 0;
-            int read;
+            // The capture is non-blocking and polled for up to the read timeout: in immediate mode libpcap's own read
+            // blocks until a frame comes, however long, and stays blocked when the interface goes down.
+            GetPacketStatus read;
             try
             {
-                read = _device.GetNextPacketPointers(ref header, ref data);
+                var started = Stopwatch.GetTimestamp();
+                read = _device.GetNextPacket(out var capture);
+                if (read == GetPacketStatus.PacketRead)
+                {
+                    _handler.OnFrame(this, capture.Data);
+                }
+                else if (read == GetPacketStatus.ReadTimeout && Stopwatch.GetElapsedTime(started) < SpinGuard)
+                {
+                    // Readable but nothing to read: an error waits on the socket (the interface went down). A send sees
+                    // it and a pass closes this capture; until then, no spinning.
+                    Thread.Sleep(SpinGuard);
+                }
             }
             catch (Exception e) when (e is PcapException or ObjectDisposedException)
             {
-                read = -1;
+                read = GetPacketStatus.Error;
             }
 
-            if (read == 1)
-            {
-                var length = Math.Min(Marshal.ReadInt32(header, 16), _frame.Length);
-                Marshal.Copy(data, _frame, 0, length);
-                _handler.OnFrame(this, _frame.AsSpan(0, length));
-            }
-            else if (read < 0 && !_stopping)
+            if (read < 0 && !_stopping)
             {
                 Stop(CaptureStoppedEventStatus.ErrorWhileCapturing);
                 return;
@@ -258,6 +274,9 @@ internal sealed partial class InterfaceCapture : IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Sending on {Interface} failed")]
     private partial void LogSendFailed(Exception exception, string @interface);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The capture thread of {Interface} does not stop; its capture stays open until the process restarts")]
+    private partial void LogThreadStuck(string @interface);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Capture on {Interface} stopped: {Status}")]
     private partial void LogCaptureStopped(string @interface, CaptureStoppedEventStatus status);

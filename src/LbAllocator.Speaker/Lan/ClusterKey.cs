@@ -18,7 +18,7 @@ namespace LbAllocator.Speaker.Lan;
 public sealed partial class ClusterKey(Func<CancellationToken, Task<V1Secret?>> read, LanTransport transport, Health health, TimeProvider time, ILogger<ClusterKey> logger)
 {
     /// <summary>The Secret, in the speakers' namespace.</summary>
-    public const string SecretName = "lballocator-speaker-key";
+    public const string SecretName = Kubernetes.SpeakerKeySecret.Name;
 
     public const string Gate = "key";
 

@@ -12,7 +12,7 @@ namespace LbAllocator.Speaker.Lan;
 public sealed class LanKeys
 {
     /// <summary>The Secret's entry holding the key that signs.</summary>
-    public const string SigningEntry = "key";
+    public const string SigningEntry = Kubernetes.SpeakerKeySecret.SigningEntry;
 
     /// <summary>Shorter keys are refused: a key is a random secret, not a password.</summary>
     public const int MinimumLength = 16;
@@ -75,9 +75,6 @@ public sealed class LanKeys
 
     /// <summary>Whether both sign with the same key and accept the same ones.</summary>
     public bool SameAs(LanKeys other) => SigningId == other.SigningId && Ids.SequenceEqual(other.Ids);
-
-    /// <summary>A new random key, as the controller creates it.</summary>
-    public static byte[] NewKey() => RandomNumberGenerator.GetBytes(32);
 
     public static uint IdOf(ReadOnlySpan<byte> key)
     {
