@@ -22,6 +22,9 @@ public enum ClaimOutcome
 
     /// <summary>Another MAC announces an address this node answers: announce it again at once (RFC 5227 2.4(c)), never yield it.</summary>
     Defend,
+
+    /// <summary>Another claim within <see cref="AddressGuard.DefendInterval"/> of a defence: announce it again when the interval ends, so ours is the last word.</summary>
+    DefendLater,
 }
 
 /// <summary>What the guard lets through this pass.</summary>
@@ -51,7 +54,8 @@ public sealed record GuardDecision(
 /// <para>
 /// An address being answered is never given up to a claim: one forged ARP would otherwise silence it. The owner
 /// defends it (RFC 5227 section 2.4 (c)) by announcing it again at once, at most once every
-/// <see cref="DefendInterval"/>, so a neighbour that took the claim points back at the owner within a second.
+/// <see cref="DefendInterval"/> and once more at the end of it if claims went on meanwhile, so the last word is the
+/// owner's and a neighbour that took a claim points back at the owner within a fraction of a second.
 /// </para>
 /// No I/O: the effects send the probes and announcements, the address watch reports claims; time comes from the
 /// <see cref="TimeProvider"/>.
@@ -60,7 +64,7 @@ public sealed class AddressGuard(TimeProvider time)
 {
     public static readonly TimeSpan ProbeWait = TimeSpan.FromMilliseconds(100);
     public static readonly TimeSpan ReprobeDelay = TimeSpan.FromMilliseconds(50);
-    public static readonly TimeSpan DefendInterval = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan DefendInterval = TimeSpan.FromMilliseconds(250);
     public static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(60);
 
@@ -136,6 +140,22 @@ public sealed class AddressGuard(TimeProvider time)
         return new GuardDecision(allowed, probe, conflicts, resolved, next is { } due ? Max(due - now, TimeSpan.Zero) : null);
     }
 
+    /// <summary>The defence put off by <see cref="ClaimOutcome.DefendLater"/> is due: true when the address is still answered and it goes out now.</summary>
+    public bool DefendNow(Ip address)
+    {
+        var now = time.GetUtcNow();
+        lock (_lock)
+        {
+            if (!_states.TryGetValue(address, out var state) || state.Phase != Phase.Answering || !state.Held)
+            {
+                return false;
+            }
+
+            _states[address] = state with { Due = now, Held = false };
+            return true;
+        }
+    }
+
     /// <summary>
     /// Another MAC said it uses <paramref name="address"/> (<paramref name="speaker"/>: a live speaker's); called from a
     /// capture thread. The caller acts on the outcome at once: a pass for <see cref="ClaimOutcome.Held"/> and
@@ -155,10 +175,16 @@ public sealed class AddressGuard(TimeProvider time)
             {
                 if (state.Due != DateTimeOffset.MinValue && now - state.Due < DefendInterval)
                 {
-                    return ClaimOutcome.Ignored;
+                    if (state.Held)
+                    {
+                        return ClaimOutcome.Ignored; // a defence is due at the interval's end already
+                    }
+
+                    _states[address] = state with { Held = true };
+                    return ClaimOutcome.DefendLater;
                 }
 
-                _states[address] = state with { Due = now }; // when it was last defended
+                _states[address] = state with { Due = now, Held = false }; // when it was last defended
                 return ClaimOutcome.Defend;
             }
 
@@ -194,7 +220,7 @@ public sealed class AddressGuard(TimeProvider time)
 
     /// <param name="Due">Probing: when the window ends (or the next probe goes out, when <paramref name="Held"/>); conflict: when to probe again; answering: when it was last defended.</param>
     /// <param name="Conflict">The conflict being probed again, or held back for.</param>
-    /// <param name="Held">Probing: a speaker answered the probe, which is sent again.</param>
+    /// <param name="Held">Probing: a speaker answered the probe, which is sent again; answering: a defence is put off to the interval's end.</param>
     private sealed record State(Phase Phase, DateTimeOffset Due, AddressConflict? Conflict, bool Held = false)
     {
         public static readonly State Answering = new(Phase.Answering, DateTimeOffset.MinValue, null);

@@ -110,6 +110,9 @@ public sealed partial class SpeakerEffects(
             case ClaimOutcome.Defend:
                 Defend(address, claimant, speaker);
                 return false;
+            case ClaimOutcome.DefendLater:
+                _ = DefendLaterAsync(address, claimant, speaker);
+                return false;
             case ClaimOutcome.Conflict:
                 metrics.ConflictDetected();
                 LogConflict(address, claimant);
@@ -122,6 +125,15 @@ public sealed partial class SpeakerEffects(
     }
 
     public void Dispose() => _refresh.Dispose();
+
+    private async Task DefendLaterAsync(Ip address, MacAddress claimant, string? speaker)
+    {
+        await Task.Delay(AddressGuard.DefendInterval, time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        if (_guard.DefendNow(address))
+        {
+            Defend(address, claimant, speaker);
+        }
+    }
 
     /// <summary>Announces an answered address again on its interfaces, and says so on its Service (at most every few minutes).</summary>
     private void Defend(Ip address, MacAddress claimant, string? speaker)

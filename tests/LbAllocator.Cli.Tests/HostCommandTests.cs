@@ -16,7 +16,7 @@ public class HostCommandTests
     [InlineData("controller", "-n", "Bad_Namespace", "Namespace \"Bad_Namespace\" is not a valid namespace name")]
     [InlineData("speaker", "--node", "", "NodeName is required")]
     [InlineData("speaker", "--node", "Node_1", "NodeName \"Node_1\" is not a valid node name")]
-    [InlineData("speaker", "--renew-interval", "2", "must be positive and at most half of LeaseDuration")]
+    [InlineData("speaker", "--renew-interval", "11", "must be positive and at most half of LeaseDuration")]
     [InlineData("speaker", "--exclude-interfaces", "(", "ExcludeInterfaces is not a valid regular expression")]
     [InlineData("speaker", "--api-timeout", "0", "ApiTimeout (00:00:00) must be positive")]
     [InlineData("speaker", "--gratuitous-refresh-interval", "-1", "GratuitousRefreshInterval (-00:00:01) must be 0 (off) or at least 1 s")]

@@ -115,6 +115,13 @@ public sealed partial class ArpWatch : IDisposable
         return longest;
     }
 
+    /// <summary>How many questions two or more MACs answered (counted, not timed: a double answer is one too many).</summary>
+    public int AnsweredTwice(DateTimeOffset? from = null)
+    {
+        var first = from?.ToUnixTimeMilliseconds() / 1000.0 ?? double.MinValue;
+        return Questions().Count(q => q.At >= first && q.Answers.Count >= 2);
+    }
+
     /// <summary>The questions two or more MACs answered: when (Unix seconds), and who.</summary>
     public IEnumerable<string> Doubles() =>
         Questions().Where(q => q.Answers.Count >= 2).Select(q => $"{q.At:F3} {string.Join("+", q.Answers)}");

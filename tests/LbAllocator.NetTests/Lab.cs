@@ -631,7 +631,7 @@ public sealed partial class Lab : IAsyncLifetime
         }
 
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
-            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "192.0.2.226-192.0.2.227", "2001:db8::200-2001:db8::22f"] } },
+            new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new IPAddressPoolSpec { Addresses = ["192.0.2.200-192.0.2.219", "192.0.2.226-192.0.2.239", "2001:db8::200-2001:db8::22f"] } },
             Api.Group, Api.Version, InstallNamespace, "ipaddresspools");
         await Client.CustomObjects.CreateNamespacedCustomObjectAsync(
             new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "lab" }, Spec = new L2AdvertisementSpec { Interfaces = ["eth0"] } },

@@ -107,15 +107,19 @@ public class AddressGuardTests
     }
 
     [Fact]
-    public void A_claim_of_an_answered_address_is_defended_at_most_once_a_second_and_the_address_stays_answered()
+    public void A_claim_of_an_answered_address_is_defended_at_once_and_once_more_after_the_interval_if_claims_go_on()
     {
         Assert.Equal([Vip], Check(fromTheDead: true).Allowed.Keys);
         Assert.Equal(ClaimOutcome.Defend, _guard.Claimed(Vip, Other, speaker: false));
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Speaker, speaker: true));
-        _time.Advance(AddressGuard.DefendInterval - TimeSpan.FromMilliseconds(1));
-        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Other, speaker: false));
-        _time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Equal(ClaimOutcome.DefendLater, _guard.Claimed(Vip, Other, speaker: false));
+        Assert.Equal(ClaimOutcome.Ignored, _guard.Claimed(Vip, Speaker, speaker: true)); // put off once already
+        _time.Advance(AddressGuard.DefendInterval);
+        Assert.True(_guard.DefendNow(Vip));
+        Assert.False(_guard.DefendNow(Vip)); // once
+        Assert.Equal(ClaimOutcome.DefendLater, _guard.Claimed(Vip, Other, speaker: false));
+        _time.Advance(AddressGuard.DefendInterval);
+        Assert.True(_guard.DefendNow(Vip));
+        _time.Advance(AddressGuard.DefendInterval);
         Assert.Equal(ClaimOutcome.Defend, _guard.Claimed(Vip, Speaker, speaker: true));
 
         var decision = Check(fromTheDead: true);
