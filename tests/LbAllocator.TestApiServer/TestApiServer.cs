@@ -311,7 +311,9 @@ public sealed class TestApiServer : IAsyncDisposable
         ended.CancelAfter(timeout);
         try
         {
+            // Headers out at once, as kube-apiserver flushes them: the client knows the watch started before any event.
             await context.Response.StartAsync(ended.Token);
+            await context.Response.Body.FlushAsync(ended.Token);
             var reader = watcher.Changes;
             while (!ended.IsCancellationRequested)
             {
