@@ -34,5 +34,10 @@ public sealed class KubeApiServerTests
         await api.ListAsync(KubeResources.Nodes, null);
         var byVerb = await server.RequestsByVerbAsync(["nodes"]);
         Assert.Equal((1, 1, 1), (byVerb.GetValueOrDefault("GET"), byVerb.GetValueOrDefault("WATCH"), byVerb.GetValueOrDefault("LIST")));
+
+        await using var watch = api.WatchAsync(KubeResources.Nodes, null, null, "0", 60).GetAsyncEnumerator();
+        var watching = watch.MoveNextAsync().AsTask(); // ADDED for "kept"
+        Assert.True(await watching);
+        Assert.Equal(1, (await server.WatchesByResourceAsync()).GetValueOrDefault("nodes"));
     }
 }

@@ -263,11 +263,11 @@ public sealed class KubeApiServer : IAsyncDisposable
         PrometheusText.Sum(await MetricsAsync(cancellationToken), "apiserver_request_total", "verb", labels => resources is null || resources.Contains(labels.GetValueOrDefault("resource", "")));
 
     /// <summary>
-    /// The watches the server's watch caches are serving now, by kind (<c>apiserver_registered_watchers</c>): a watch
-    /// refused with 410 Gone is never registered, so this counts the clients that are watching again.
+    /// The watches open on the server now, by resource (<c>apiserver_longrunning_requests</c>, verb WATCH), its own
+    /// informers' included. A watch refused with 410 Gone is open for a moment too: a count that holds is the judge.
     /// </summary>
-    public async Task<IReadOnlyDictionary<string, double>> WatchersByKindAsync(CancellationToken cancellationToken = default) =>
-        PrometheusText.Sum(await MetricsAsync(cancellationToken), "apiserver_registered_watchers", "kind");
+    public async Task<IReadOnlyDictionary<string, double>> WatchesByResourceAsync(CancellationToken cancellationToken = default) =>
+        PrometheusText.Sum(await MetricsAsync(cancellationToken), "apiserver_longrunning_requests", "resource", labels => labels.GetValueOrDefault("verb") == "WATCH");
 
     /// <summary>Stops kube-apiserver with SIGSTOP: it keeps its sockets but answers nothing (a hung control plane).</summary>
     public Task FreezeAsync() => SignalApiServerAsync("STOP");
