@@ -166,6 +166,46 @@ public sealed class KubeApiTests
             answer.Asked?.ToString());
     }
 
+    /// <summary>
+    /// The pager follows continue tokens (without the version, which the token carries) and returns the first page's
+    /// version; when a token has expired it reads the whole list in one request instead, as client-go's pager does.
+    /// </summary>
+    [Theory]
+    [InlineData(false, new[] { "?limit=2", "?limit=2&continue=c1" }, "7")]
+    [InlineData(true, new[] { "?limit=2", "?limit=2&continue=c1", "" }, "9")]
+    public async Task The_pager_follows_continue_tokens_and_lists_whole_when_one_expired(bool expired, string[] queries, string version)
+    {
+        var pages = new Pages(expired);
+        using var api = new KubeApi(new KubeConnection { Host = "https://192.0.2.1:6443/" }, pages);
+
+        var list = await api.ListAllAsync(KubeResources.Leases, "ns", new ListOptions { Limit = 2 });
+
+        Assert.Equal(queries, pages.Asked);
+        Assert.Equal(["a", "b", "c"], list.Items!.Select(l => l.Metadata.Name));
+        Assert.Equal(version, list.Metadata!.ResourceVersion);
+    }
+
+    /// <summary>Two pages of Leases at version 7, or an expired token and then the whole list at version 9.</summary>
+    private sealed class Pages(bool expired) : DelegatingHandler
+    {
+        public List<string> Asked { get; } = [];
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var query = request.RequestUri!.Query;
+            Asked.Add(query);
+            static string Items(params string[] names) => string.Join(",", names.Select(n => "{\"metadata\":{\"name\":\"" + n + "\"}}"));
+            var (code, body) = query switch
+            {
+                "?limit=2" => (HttpStatusCode.OK, $$"""{"metadata":{"resourceVersion":"7","continue":"c1"},"items":[{{Items("a", "b")}}]}"""),
+                "?limit=2&continue=c1" when expired => (HttpStatusCode.Gone, """{"kind":"Status","code":410,"reason":"Expired","message":"The provided continue parameter is too old"}"""),
+                "?limit=2&continue=c1" => (HttpStatusCode.OK, $$"""{"metadata":{"resourceVersion":"7"},"items":[{{Items("c")}}]}"""),
+                _ => (HttpStatusCode.OK, $$"""{"metadata":{"resourceVersion":"9"},"items":[{{Items("a", "b", "c")}}]}"""),
+            };
+            return Task.FromResult(new HttpResponseMessage(code) { Content = new StringContent(body) });
+        }
+    }
+
     /// <summary>Answers every request with an empty list, remembering what was asked.</summary>
     private sealed class Answer : DelegatingHandler
     {
