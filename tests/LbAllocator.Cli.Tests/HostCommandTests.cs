@@ -67,7 +67,7 @@ public class HostCommandTests
 
     /// <summary>Each component has its own client rate limit (sized to its bursts) unless one is given.</summary>
     [Theory]
-    [InlineData("controller", null, null, 100.0, 500)]
+    [InlineData("controller", null, null, 100.0, 1000)]
     [InlineData("speaker", null, null, 20.0, 50)]
     [InlineData("speaker", "7.5", "15", 7.5, 15)]
     public void The_client_rate_limit_is_the_components_own_unless_given(string component, string? qps, string? burst, double expectedQps, int expectedBurst)
