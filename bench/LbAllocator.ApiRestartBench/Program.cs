@@ -52,8 +52,8 @@ const string Code = "after";
 #endif
 Console.WriteLine($"{Code}: {speakers} speakers x 7 caches + the controller's 4 = {fleet.Caches} caches on {speakers + 1} clients; {services} Services and EndpointSlices, {nodes} Nodes; {watchers} watches open on these resources");
 Console.WriteLine();
-Console.WriteLine("| code | round | kill to ready | all watching again, after the kill | LIST answered (codes) | of which from the watch cache / etcd | LIST peak /s (second) | server: LIST requests / etcd lists | WATCH requests | refused while down |");
-Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+Console.WriteLine("| code | round | kill to ready | all watching again, after the kill | LIST answered (codes) | of which from the watch cache / etcd | LIST peak /s (second) | server: LIST requests / etcd lists | kube-apiserver CPU | WATCH requests | refused while down |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
 for (var round = 1; round <= rounds; round++)
 {
     // Every cluster writes all the time (leases): etcd's revision moves past what every cache has seen, so after the
@@ -97,8 +97,9 @@ for (var round = 1; round <= rounds; round++)
     var metrics = await server.MetricsAsync();
     var serverLists = PrometheusText.Sum(metrics, "apiserver_request_total", "resource", l => l.GetValueOrDefault("verb") == "LIST").Where(r => resources.Contains(r.Key)).Sum(r => r.Value);
     var etcdLists = PrometheusText.Sum(metrics, "apiserver_storage_list_total", "resource").Where(r => resources.Contains(r.Key.Split('.')[0])).Sum(r => r.Value);
+    var cpu = PrometheusText.Parse(metrics).GetValueOrDefault("process_cpu_seconds_total"); // since it started: its start-up too
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-        $"| {Code} | {round} | {ready.TotalSeconds:F1} s | {(back is { } b ? $"{b.TotalSeconds:F1} s" : "not in 5 min")} | {lists.Count} ({codes}) | {lists.Count(r => r.FromWatchCache)} / {lists.Count(r => !r.FromWatchCache)} | {peak?.Count() ?? 0} ({peak?.Key ?? 0}) | {serverLists} / {etcdLists} | {requests.Count(r => r.Watch && r.Code != 0)} | {requests.Count(r => r.Code == 0)} |"));
+        $"| {Code} | {round} | {ready.TotalSeconds:F1} s | {(back is { } b ? $"{b.TotalSeconds:F1} s" : "not in 5 min")} | {lists.Count} ({codes}) | {lists.Count(r => r.FromWatchCache)} / {lists.Count(r => !r.FromWatchCache)} | {peak?.Count() ?? 0} ({peak?.Key ?? 0}) | {serverLists} / {etcdLists} | {cpu:F1} s | {requests.Count(r => r.Watch && r.Code != 0)} | {requests.Count(r => r.Code == 0)} |"));
 }
 
 return 0;
