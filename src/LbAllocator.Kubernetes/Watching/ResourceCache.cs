@@ -43,6 +43,7 @@ public sealed record ResourceSource<T>(
 /// <summary>A cache's pacing, client-go's reflector's by default; the clock and the randomness are injectable for tests.</summary>
 public sealed record CacheOptions
 {
+    /// <summary>The backoff's first step; each failure doubles it up to <see cref="MaxBackoff"/> (<see cref="Backoff"/>).</summary>
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromMilliseconds(800);
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
 
