@@ -23,9 +23,15 @@ internal static class HostCommand
             DefaultValueFactory = _ => defaultStatusAddress,
         };
 
+        public Option<double?> KubeApiQps { get; } = new("--kube-api-qps") { Description = "Requests a second to the API server, sustained (0: no client-side limit; default: the component's)" };
+
+        public Option<int?> KubeApiBurst { get; } = new("--kube-api-burst") { Description = "Requests to the API server that may start at once (default: the component's)" };
+
         public void AddTo(Command command)
         {
             command.Options.Add(Kubeconfig);
+            command.Options.Add(KubeApiQps);
+            command.Options.Add(KubeApiBurst);
             command.Options.Add(LogLevel);
             command.Options.Add(LogFormat);
             command.Options.Add(StatusAddress);
@@ -38,6 +44,8 @@ internal static class HostCommand
             ["Logging:LogLevel:Default"] = result.GetValue(LogLevel),
             [ComponentHost.LogFormatKey] = result.GetValue(LogFormat),
             [$"{StatusOptions.Section}:{nameof(StatusOptions.Address)}"] = result.GetValue(StatusAddress),
+            [$"{KubeClientOptions.Section}:{nameof(KubeClientOptions.Qps)}"] = result.GetValue(KubeApiQps)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [$"{KubeClientOptions.Section}:{nameof(KubeClientOptions.Burst)}"] = result.GetValue(KubeApiBurst)?.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
 
         private static Option<string> Choice(string name, string defaultValue, string description, params string[] values)

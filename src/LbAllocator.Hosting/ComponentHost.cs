@@ -66,18 +66,33 @@ public static class ComponentHost
 
     /// <summary>
     /// The client, its connection read now so a missing kubeconfig is one clear error before anything starts. Its
-    /// requests carry the component's User-Agent and are counted in the metrics.
+    /// requests carry the component's User-Agent and are counted in the metrics; their rate is limited by the
+    /// component's <see cref="KubeClientOptions"/>.
     /// </summary>
     /// <param name="requestsOffWatchConnection">Requests other than watches on connections of their own (<see cref="RequestsOffWatchConnection"/>).</param>
     public static void AddKubernetesClient(this HostApplicationBuilder builder, string component, string? kubeconfig, bool requestsOffWatchConnection = false)
     {
         var connection = KubeClientConfiguration.Load(kubeconfig);
+        builder.AddValidatedOptions<KubeClientOptions>(KubeClientOptions.Section, (section, options) =>
+        {
+            var defaults = KubeClientOptions.DefaultsFor(component);
+            (options.Qps, options.Burst) = (defaults.Qps, defaults.Burst);
+            section.Bind(options);
+        });
         builder.Services.AddSingleton(sp =>
         {
+            var limit = sp.GetRequiredService<KubeClientOptions>();
+            var settings = new KubeApiSettings
+            {
+                Qps = limit.Qps > 0 ? limit.Qps : null,
+                Burst = limit.Burst,
+                Time = sp.GetRequiredService<TimeProvider>(),
+                Logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("LbAllocator.Kubernetes.Client"),
+            };
             var metrics = new ApiRequestMetrics(component, sp.GetRequiredService<IMetricFactory>());
             return requestsOffWatchConnection
-                ? new KubeApi(connection, metrics, new RequestsOffWatchConnection())
-                : new KubeApi(connection, metrics);
+                ? new KubeApi(connection, settings, metrics, new RequestsOffWatchConnection())
+                : new KubeApi(connection, settings, metrics);
         });
     }
 

@@ -22,8 +22,10 @@ public sealed class KubeApiServer : IAsyncDisposable
     public const string AdminToken = "lballocator-test-admin";
 
     private readonly string _dir;
-    private readonly List<Process> _processes = [];
     private readonly StringBuilder _log = new();
+    private Process? _etcd;
+    private Process? _apiServer;
+    private string[] _apiServerArgs = [];
 
     private KubeApiServer(string dir, Uri url)
     {
@@ -99,12 +101,12 @@ public sealed class KubeApiServer : IAsyncDisposable
         {
             server.WriteCredentials();
             var auditArgs = audit ? server.WriteAuditPolicy() : [];
-            server.Start(EtcdBinary!, "etcd",
+            server._etcd = server.Start(EtcdBinary!, "etcd",
                 "--data-dir", Path.Combine(dir, "etcd"),
                 "--listen-client-urls", $"http://127.0.0.1:{etcdPort}", "--advertise-client-urls", $"http://127.0.0.1:{etcdPort}",
                 "--listen-peer-urls", $"http://127.0.0.1:{peerPort}", "--initial-advertise-peer-urls", $"http://127.0.0.1:{peerPort}",
                 "--initial-cluster", $"default=http://127.0.0.1:{peerPort}", "--log-level", "warn");
-            server.Start(ApiServerBinary!, "kube-apiserver", [
+            server._apiServerArgs = [
                 $"--etcd-servers=http://127.0.0.1:{etcdPort}",
                 $"--bind-address={bindAddress}", $"--secure-port={apiPort}", $"--advertise-address={bindAddress}",
                 $"--cert-dir={Path.Combine(dir, "certs")}",
@@ -115,7 +117,8 @@ public sealed class KubeApiServer : IAsyncDisposable
                 $"--service-account-signing-key-file={Path.Combine(dir, "sa.key")}",
                 "--service-cluster-ip-range=10.96.0.0/16,fd00:10:96::/112",
                 "--endpoint-reconciler-type=none",
-                .. auditArgs]);
+                .. auditArgs];
+            server._apiServer = server.Start(ApiServerBinary!, "kube-apiserver", server._apiServerArgs);
             await server.WaitReadyAsync(TimeSpan.FromSeconds(90), cancellationToken);
             return server;
         }
@@ -224,6 +227,48 @@ public sealed class KubeApiServer : IAsyncDisposable
         return [.. events.Values];
     }
 
+    /// <summary>
+    /// Kills kube-apiserver (SIGKILL, as a crashed control-plane node) and starts it again on the same address with the
+    /// same etcd and flags, after <paramref name="down"/>; returns once /readyz answers. Its watch cache starts afresh
+    /// at etcd's current revision, so a watch from any older version gets 410 Gone; its metrics start from zero.
+    /// </summary>
+    public async Task RestartAsync(TimeSpan down = default, CancellationToken cancellationToken = default)
+    {
+        var old = _apiServer!;
+        old.Kill(entireProcessTree: true);
+        await old.WaitForExitAsync(cancellationToken);
+        old.Dispose();
+        if (down > TimeSpan.Zero)
+        {
+            await Task.Delay(down, cancellationToken);
+        }
+
+        _apiServer = Start(ApiServerBinary!, "kube-apiserver", _apiServerArgs);
+        await WaitReadyAsync(TimeSpan.FromSeconds(90), cancellationToken);
+    }
+
+    /// <summary>The server's /metrics page (Prometheus text; <see cref="PrometheusText"/> reads it).</summary>
+    public async Task<string> MetricsAsync(CancellationToken cancellationToken = default)
+    {
+        using var http = AdminHttp();
+        return await http.GetStringAsync(new Uri(Url, "/metrics"), cancellationToken);
+    }
+
+    /// <summary>
+    /// Requests the server has answered since it (re)started, by verb (LIST, WATCH, GET, CREATE, UPDATE, PATCH, DELETE,
+    /// ...), over every code, from <c>apiserver_request_total</c>; only those on <paramref name="resources"/> when given
+    /// (plural names, as "services").
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, double>> RequestsByVerbAsync(IReadOnlyCollection<string>? resources = null, CancellationToken cancellationToken = default) =>
+        PrometheusText.Sum(await MetricsAsync(cancellationToken), "apiserver_request_total", "verb", labels => resources is null || resources.Contains(labels.GetValueOrDefault("resource", "")));
+
+    /// <summary>
+    /// The watches open on the server now, by resource (<c>apiserver_longrunning_requests</c>, verb WATCH), its own
+    /// informers' included. A watch refused with 410 Gone is open for a moment too: a count that holds is the judge.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, double>> WatchesByResourceAsync(CancellationToken cancellationToken = default) =>
+        PrometheusText.Sum(await MetricsAsync(cancellationToken), "apiserver_longrunning_requests", "resource", labels => labels.GetValueOrDefault("verb") == "WATCH");
+
     /// <summary>Stops kube-apiserver with SIGSTOP: it keeps its sockets but answers nothing (a hung control plane).</summary>
     public Task FreezeAsync() => SignalApiServerAsync("STOP");
 
@@ -245,7 +290,7 @@ public sealed class KubeApiServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         // The API server first, then its etcd.
-        foreach (var process in Enumerable.Reverse(_processes))
+        foreach (var process in new[] { _apiServer, _etcd }.OfType<Process>())
         {
             try
             {
@@ -294,8 +339,7 @@ public sealed class KubeApiServer : IAsyncDisposable
 
     private async Task SignalApiServerAsync(string signal)
     {
-        // etcd is started first, kube-apiserver second.
-        var apiServer = _processes[1];
+        var apiServer = _apiServer!;
         using var kill = Process.Start("kill", [$"-{signal}", apiServer.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         await kill.WaitForExitAsync();
         if (kill.ExitCode != 0)
@@ -304,11 +348,10 @@ public sealed class KubeApiServer : IAsyncDisposable
         }
     }
 
-    private void Start(string file, string name, params string[] args)
+    private Process Start(string file, string name, params string[] args)
     {
         var start = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = _dir };
         var process = Process.Start(start) ?? throw new InvalidOperationException($"{name} did not start");
-        _processes.Add(process);
         void Append(string? line)
         {
             if (line is null)
@@ -332,16 +375,24 @@ public sealed class KubeApiServer : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>A plain client for the admin, for what KubeApi does not read (/readyz, /metrics).</summary>
+    private static HttpClient AdminHttp()
+    {
+        var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, _, _, _) => true }) { Timeout = TimeSpan.FromSeconds(5) };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        return http;
     }
 
     private async Task WaitReadyAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = (_, _, _, _) => true }) { Timeout = TimeSpan.FromSeconds(5) };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        using var http = AdminHttp();
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            if (_processes.FirstOrDefault(p => p.HasExited) is { } dead)
+            if (new[] { _etcd, _apiServer }.OfType<Process>().FirstOrDefault(p => p.HasExited) is { } dead)
             {
                 throw new InvalidOperationException($"{Path.GetFileName(dead.StartInfo.FileName)} exited with {dead.ExitCode} while starting:\n{Log}");
             }

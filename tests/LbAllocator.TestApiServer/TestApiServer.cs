@@ -19,7 +19,8 @@ public sealed record RecordedRequest(string Method, string Path, string Query, s
 /// A test double of kube-apiserver over HTTP on 127.0.0.1, for the resources in <see cref="ResourceType.All"/>:
 /// list, watch (ADDED/MODIFIED/DELETED/BOOKMARK, 410 for expired versions), get, create, update, merge /
 /// JSON / strategic patch, delete, the status subresource, 409 on stale resourceVersions and label
-/// selectors; with switches to drop watches and to fail requests with 500s.
+/// selectors; with switches to drop watches, to fail requests with 500s, and to answer chosen requests with
+/// another code (<see cref="Inject"/>).
 /// </summary>
 public sealed class TestApiServer : IAsyncDisposable
 {
@@ -29,6 +30,7 @@ public sealed class TestApiServer : IAsyncDisposable
     private long _failUntilTicks;
     private long _failPathUntilTicks;
     private volatile string _failPath = "";
+    private readonly List<Fault> _faults = [];
 
     private TestApiServer(WebApplication app, Store store, TimeSpan bookmarkInterval)
     {
@@ -106,6 +108,39 @@ public sealed class TestApiServer : IAsyncDisposable
 
     public void CompactHistory() => Store.CompactHistory();
 
+    /// <summary>
+    /// The next <paramref name="times"/> requests that <paramref name="matches"/> get <paramref name="code"/> (a Status
+    /// with kube-apiserver's reason for it) instead of being served, with <paramref name="retryAfter"/> as the Retry-After
+    /// header when given (seconds, or an HTTP date): as API Priority and Fairness answers 429 and a proxy in front of
+    /// the server 503. A request answered 200 gets an empty body: a watch that ends at once, with no event.
+    /// </summary>
+    public void Inject(Func<RecordedRequest, bool> matches, int code, int times = 1, string? retryAfter = null)
+    {
+        lock (_faults)
+        {
+            _faults.Add(new Fault(matches, code, retryAfter) { Left = times });
+        }
+    }
+
+    private sealed record Fault(Func<RecordedRequest, bool> Matches, int Code, string? RetryAfter)
+    {
+        public int Left { get; set; }
+    }
+
+    private Fault? TakeFault(RecordedRequest request)
+    {
+        lock (_faults)
+        {
+            var fault = _faults.FirstOrDefault(f => f.Left > 0 && f.Matches(request));
+            if (fault is not null)
+            {
+                fault.Left--;
+            }
+
+            return fault;
+        }
+    }
+
     public int CountRequests(string method, string pathContains) =>
         _requests.Count(r => r.Method == method && r.Path.Contains(pathContains, StringComparison.Ordinal));
 
@@ -119,9 +154,27 @@ public sealed class TestApiServer : IAsyncDisposable
     private async Task HandleAsync(HttpContext context)
     {
         var request = context.Request;
-        _requests.Enqueue(new RecordedRequest(request.Method, request.Path.Value ?? "", request.QueryString.Value ?? "", request.Headers.UserAgent.ToString()));
+        var recorded = new RecordedRequest(request.Method, request.Path.Value ?? "", request.QueryString.Value ?? "", request.Headers.UserAgent.ToString());
+        _requests.Enqueue(recorded);
         try
         {
+            if (TakeFault(recorded) is { } fault)
+            {
+                if (fault.RetryAfter is { } after)
+                {
+                    context.Response.Headers.RetryAfter = after;
+                }
+
+                if (fault.Code == 200)
+                {
+                    context.Response.StatusCode = 200;
+                    context.Response.ContentType = "application/json";
+                    return;
+                }
+
+                throw new ApiException(fault.Code, ReasonOf(fault.Code), $"injected {fault.Code}");
+            }
+
             if (Interlocked.Decrement(ref _failNext) >= 0 || DateTime.UtcNow.Ticks < Interlocked.Read(ref _failUntilTicks)
                 || (DateTime.UtcNow.Ticks < Interlocked.Read(ref _failPathUntilTicks) && !HttpMethods.IsGet(request.Method) && (request.Path.Value ?? "").Contains(_failPath, StringComparison.Ordinal)))
             {
@@ -258,7 +311,9 @@ public sealed class TestApiServer : IAsyncDisposable
         ended.CancelAfter(timeout);
         try
         {
+            // Headers out at once, as kube-apiserver flushes them: the client knows the watch started before any event.
             await context.Response.StartAsync(ended.Token);
+            await context.Response.Body.FlushAsync(ended.Token);
             var reader = watcher.Changes;
             while (!ended.IsCancellationRequested)
             {
@@ -340,6 +395,17 @@ public sealed class TestApiServer : IAsyncDisposable
             throw new ApiException(400, "BadRequest", $"the body is not valid JSON: {e.Message}");
         }
     }
+
+    private static string ReasonOf(int code) => code switch
+    {
+        409 => "Conflict",
+        410 => "Expired",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
+    };
 
     private static JsonObject Status(int code, string reason, string message) => new()
     {

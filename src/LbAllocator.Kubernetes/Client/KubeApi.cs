@@ -1,11 +1,11 @@
 using System.Net;
-using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using k8s;
 using k8s.Models;
+using Microsoft.Extensions.Logging;
 
 namespace LbAllocator.Kubernetes.Client;
 
@@ -13,18 +13,29 @@ namespace LbAllocator.Kubernetes.Client;
 /// The Kubernetes API as the components use it: list, watch, get, create, replace, merge-patch and delete, for the
 /// kinds in <see cref="KubeResources"/>, over one HttpClient. It replaces KubernetesClient's client class, whose JSON
 /// context compiles in every Kubernetes model (README, "Why our own API client"); the models themselves still come
-/// from KubernetesClient.
+/// from KubernetesClient. It keeps client-go's manners (<see cref="KubeApiSettings"/>): a client-side rate limit, and
+/// Retry-After honoured.
 /// </summary>
-public sealed class KubeApi : IDisposable
+public sealed partial class KubeApi : IDisposable
 {
     /// <summary>How long a request may wait for its response headers (a watch: for its stream to start).</summary>
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(100);
 
     private readonly HttpClient _http;
+    private readonly KubeApiSettings _settings;
+    private readonly TokenBucket? _bucket;
 
     /// <param name="handlers">Handlers between the client and the connection, outermost first (metrics, test gates).</param>
     public KubeApi(KubeConnection connection, params DelegatingHandler[] handlers)
+        : this(connection, KubeApiSettings.Unlimited, handlers)
     {
+    }
+
+    /// <param name="handlers">Handlers between the client and the connection, outermost first (metrics, test gates).</param>
+    public KubeApi(KubeConnection connection, KubeApiSettings settings, params DelegatingHandler[] handlers)
+    {
+        _settings = settings;
+        _bucket = settings.Qps is { } qps ? new TokenBucket(qps, settings.Burst, settings.Time) : null;
         HttpMessageHandler inner = connection.CreateHandler();
         for (var i = handlers.Length - 1; i >= 0; i--)
         {
@@ -45,23 +56,49 @@ public sealed class KubeApi : IDisposable
     public void Dispose() => _http.Dispose();
 
     /// <param name="resourceVersion">"0": any recent state, from the API server's watch cache; null: the latest, from etcd.</param>
-    public async Task<KubeList<T>> ListAsync<T>(
+    public Task<KubeList<T>> ListAsync<T>(
         KubeResource<T> resource, string? ns, string? labelSelector = null, string? resourceVersion = null, CancellationToken cancellationToken = default)
+        where T : class => ListAsync(resource, ns, new ListOptions { LabelSelector = labelSelector, ResourceVersion = resourceVersion }, cancellationToken);
+
+    /// <summary>One page of a list (all of it when <see cref="ListOptions.Limit"/> is not set or the server ignores it).</summary>
+    public Task<KubeList<T>> ListAsync<T>(KubeResource<T> resource, string? ns, ListOptions options, CancellationToken cancellationToken = default)
+        where T : class => SendAsync(HttpMethod.Get, resource.CollectionPath(ns) + options.Query(), null, resource.List, Throttled(resource), cancellationToken);
+
+    /// <summary>
+    /// Every page of a list, as client-go's pager reads it: follows the continue tokens (each page at the first one's
+    /// resourceVersion); when a token has expired (410: etcd compacted that version while we read), reads the whole
+    /// list again in one request without a limit. The result carries the first page's resourceVersion.
+    /// </summary>
+    public async Task<KubeList<T>> ListAllAsync<T>(KubeResource<T> resource, string? ns, ListOptions options, CancellationToken cancellationToken = default)
         where T : class
     {
-        var query = new List<string>();
-        if (labelSelector is not null)
+        var first = await ListAsync(resource, ns, options, cancellationToken);
+        var next = first.Metadata?.ContinueProperty;
+        if (string.IsNullOrEmpty(next))
         {
-            query.Add($"labelSelector={Uri.EscapeDataString(labelSelector)}");
+            return first;
         }
 
-        if (resourceVersion is not null)
+        var items = new List<T>(first.Items ?? []);
+        while (!string.IsNullOrEmpty(next))
         {
-            query.Add($"resourceVersion={Uri.EscapeDataString(resourceVersion)}");
+            KubeList<T> page;
+            try
+            {
+                // The token carries the version; the server refuses one given with it.
+                page = await ListAsync(resource, ns, options with { ResourceVersion = null, ResourceVersionMatch = null, Continue = next }, cancellationToken);
+            }
+            catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.Gone)
+            {
+                LogContinueExpired(_settings.Logger, resource.Plural, items.Count);
+                return await ListAsync(resource, ns, options with { Limit = null }, cancellationToken);
+            }
+
+            items.AddRange(page.Items ?? []);
+            next = page.Metadata?.ContinueProperty;
         }
 
-        var path = resource.CollectionPath(ns) + (query.Count == 0 ? "" : "?" + string.Join('&', query));
-        return await SendAsync(HttpMethod.Get, path, null, resource.List, cancellationToken);
+        return new KubeList<T> { Metadata = new V1ListMeta { ResourceVersion = first.Metadata!.ResourceVersion }, Items = items };
     }
 
     /// <summary>
@@ -81,9 +118,9 @@ public sealed class KubeApi : IDisposable
         }
 
         var path = resource.CollectionPath(ns) + query;
-        using var request = new HttpRequestMessage(HttpMethod.Get, path);
-        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-        await ThrowIfFailedAsync(response, request, cancellationToken);
+        using var exchange = await SendWithRetriesAsync(HttpMethod.Get, path, null, HttpCompletionOption.ResponseHeadersRead, Throttled(resource), cancellationToken);
+        var response = exchange.Response;
+        await ThrowIfFailedAsync(response, exchange.Request, cancellationToken);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken), Encoding.UTF8);
         while (true)
         {
@@ -150,46 +187,44 @@ public sealed class KubeApi : IDisposable
     }
 
     public Task<T> GetAsync<T>(KubeResource<T> resource, string? ns, string name, string? subresource = null, CancellationToken cancellationToken = default)
-        where T : class => SendAsync(HttpMethod.Get, resource.ItemPath(ns, name, subresource), null, resource.Item, cancellationToken);
+        where T : class => SendAsync(HttpMethod.Get, resource.ItemPath(ns, name, subresource), null, resource.Item, Throttled(resource), cancellationToken);
 
     public Task<T> CreateAsync<T>(KubeResource<T> resource, string? ns, T body, CancellationToken cancellationToken = default)
-        where T : class => SendAsync(HttpMethod.Post, resource.CollectionPath(ns), Content(body, resource.Item), resource.Item, cancellationToken);
+        where T : class => SendAsync(HttpMethod.Post, resource.CollectionPath(ns), Json(body, resource.Item), resource.Item, Throttled(resource), cancellationToken);
 
     /// <summary>PUT: fails with 409 Conflict when the body's resourceVersion is no longer the object's.</summary>
     public Task<T> ReplaceAsync<T>(KubeResource<T> resource, string? ns, string name, T body, string? subresource = null, CancellationToken cancellationToken = default)
-        where T : class => SendAsync(HttpMethod.Put, resource.ItemPath(ns, name, subresource), Content(body, resource.Item), resource.Item, cancellationToken);
+        where T : class => SendAsync(HttpMethod.Put, resource.ItemPath(ns, name, subresource), Json(body, resource.Item), resource.Item, Throttled(resource), cancellationToken);
 
     /// <summary>A JSON merge patch (RFC 7386): the fields it names are set, null removes one.</summary>
     public Task<T> PatchAsync<T>(KubeResource<T> resource, string? ns, string name, string mergePatch, string? subresource = null, CancellationToken cancellationToken = default)
-        where T : class
-    {
-        var content = new StringContent(mergePatch, Encoding.UTF8);
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/merge-patch+json");
-        return SendAsync(HttpMethod.Patch, resource.ItemPath(ns, name, subresource), content, resource.Item, cancellationToken);
-    }
+        where T : class => SendAsync(
+            HttpMethod.Patch, resource.ItemPath(ns, name, subresource), new Body(Encoding.UTF8.GetBytes(mergePatch), "application/merge-patch+json"), resource.Item, Throttled(resource), cancellationToken);
 
     public async Task DeleteAsync<T>(KubeResource<T> resource, string? ns, string name, CancellationToken cancellationToken = default)
         where T : class
     {
-        using var request = new HttpRequestMessage(HttpMethod.Delete, resource.ItemPath(ns, name));
-        using var response = await _http.SendAsync(request, cancellationToken);
-        await ThrowIfFailedAsync(response, request, cancellationToken);
+        using var exchange = await SendWithRetriesAsync(HttpMethod.Delete, resource.ItemPath(ns, name), null, HttpCompletionOption.ResponseContentRead, Throttled(resource), cancellationToken);
+        await ThrowIfFailedAsync(exchange.Response, exchange.Request, cancellationToken);
     }
 
-    private static ByteArrayContent Content<T>(T body, JsonTypeInfo<T> info)
-    {
-        var content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(body, info));
-        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        return content;
-    }
+    /// <summary>
+    /// Leases are the components' heartbeats (the speaker's liveness, the controller's leadership) and skip the bucket,
+    /// as kubelet sends its node lease through a client with no client-side limit and controller-manager its leader
+    /// election through a client of its own: a burst of status writes must not hold a renewal past its deadline.
+    /// </summary>
+    private static bool Throttled<T>(KubeResource<T> resource)
+        where T : class => !ReferenceEquals(resource, KubeResources.Leases);
 
-    private async Task<TResult> SendAsync<TResult>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<TResult> result, CancellationToken cancellationToken)
+    private static Body Json<T>(T body, JsonTypeInfo<T> info) => new(JsonSerializer.SerializeToUtf8Bytes(body, info), "application/json");
+
+    private async Task<TResult> SendAsync<TResult>(HttpMethod method, string path, Body? body, JsonTypeInfo<TResult> result, bool throttled, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(method, path) { Content = content };
-        using var response = await _http.SendAsync(request, cancellationToken);
-        await ThrowIfFailedAsync(response, request, cancellationToken);
-        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
-        return await JsonSerializer.DeserializeAsync(body, result, cancellationToken)
+        using var exchange = await SendWithRetriesAsync(method, path, body, HttpCompletionOption.ResponseContentRead, throttled, cancellationToken);
+        var response = exchange.Response;
+        await ThrowIfFailedAsync(response, exchange.Request, cancellationToken);
+        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
+        return await JsonSerializer.DeserializeAsync(stream, result, cancellationToken)
             ?? throw new JsonException($"{method} {path}: the response had no object");
     }
 

@@ -7,9 +7,6 @@ namespace LbAllocator.Kubernetes.Watching;
 /// <summary>List and watch calls for the kinds the controller and the speaker follow.</summary>
 public static class Sources
 {
-    /// <summary>The server ends each watch after this long; the cache then resumes from its last version.</summary>
-    private const int WatchTimeoutSeconds = 300;
-
     public static ResourceSource<V1Service> Services(KubeApi api) => Of(api, KubeResources.Services, ns: null);
 
     public static ResourceSource<V1Namespace> Namespaces(KubeApi api) => Of(api, KubeResources.Namespaces, ns: null);
@@ -35,10 +32,10 @@ public static class Sources
     private static ResourceSource<T> Of<T>(KubeApi api, KubeResource<T> resource, string? ns, string? labelSelector = null)
         where T : class => new(
         resource.Plural,
-        async (version, ct) =>
+        async (options, ct) =>
         {
-            var list = await api.ListAsync(resource, ns, labelSelector, version, ct);
+            var list = await api.ListAllAsync(resource, ns, options with { LabelSelector = labelSelector }, ct);
             return (list.Items ?? [], list.Metadata?.ResourceVersion ?? "");
         },
-        (version, ct) => api.WatchAsync(resource, ns, labelSelector, version, WatchTimeoutSeconds, ct));
+        (version, timeoutSeconds, ct) => api.WatchAsync(resource, ns, labelSelector, version, timeoutSeconds, ct));
 }
