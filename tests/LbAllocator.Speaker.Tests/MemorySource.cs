@@ -77,7 +77,7 @@ internal sealed class MemorySource<T>
         }
     }
 
-    private async Task<(IList<T> Items, string ResourceVersion)> ListAsync(string? version, CancellationToken cancellationToken)
+    private async Task<(IList<T> Items, string ResourceVersion)> ListAsync(Kubernetes.Client.ListOptions options, CancellationToken cancellationToken)
     {
         while (Hang)
         {
@@ -90,7 +90,7 @@ internal sealed class MemorySource<T>
         }
     }
 
-    private async IAsyncEnumerable<(WatchEventType Type, T Object)> WatchAsync(string version, [EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<(WatchEventType Type, T Object)> WatchAsync(string version, int timeoutSeconds, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var channel = Channel.CreateUnbounded<(WatchEventType, T)>();
         lock (_lock)
