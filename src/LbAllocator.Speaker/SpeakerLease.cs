@@ -156,17 +156,27 @@ public sealed partial class SpeakerLease(KubeApi client, SpeakerOptions options,
     private async Task RenewAsync(string? cannotAnswer, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        if (_current is null)
+        if (_current is not null)
         {
             try
             {
-                _current = await client.GetAsync(KubeResources.Leases, options.Namespace, Name, cancellationToken: cancellationToken);
-            }
-            catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
-            {
-                _current = await client.CreateAsync(KubeResources.Leases, options.Namespace, NewLease(now, cannotAnswer), cancellationToken);
+                _current = await client.ReplaceAsync(KubeResources.Leases, options.Namespace, Name, Stamp(_current, now, cannotAnswer), cancellationToken: cancellationToken);
                 return;
             }
+            catch (KubeApiException e) when (e.StatusCode is HttpStatusCode.NotFound or HttpStatusCode.Conflict)
+            {
+                // Deleted (the API server says 409 for the UID it no longer has) or changed since we wrote it: read afresh, in this same turn.
+            }
+        }
+
+        try
+        {
+            _current = await client.GetAsync(KubeResources.Leases, options.Namespace, Name, cancellationToken: cancellationToken);
+        }
+        catch (KubeApiException e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+            _current = await client.CreateAsync(KubeResources.Leases, options.Namespace, NewLease(now, cannotAnswer), cancellationToken);
+            return;
         }
 
         _current = await client.ReplaceAsync(KubeResources.Leases, options.Namespace, Name, Stamp(_current, now, cannotAnswer), cancellationToken: cancellationToken);

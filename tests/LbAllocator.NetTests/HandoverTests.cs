@@ -17,7 +17,7 @@ public class HandoverTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
 
     private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
 
-    public Task InitializeAsync() => Task.CompletedTask;
+    public Task InitializeAsync() => lab.RestoreNodesAsync();
 
     public Task DisposeAsync() => _rbac.AssertNoneAsync();
 

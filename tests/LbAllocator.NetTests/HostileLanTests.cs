@@ -15,7 +15,7 @@ public class HostileLanTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly Lab.RefusalCheck _rbac = lab.CheckRefusals();
 
-    public Task InitializeAsync() => Task.CompletedTask;
+    public Task InitializeAsync() => lab.RestoreNodesAsync();
 
     public Task DisposeAsync() => _rbac.AssertNoneAsync();
 
@@ -27,7 +27,7 @@ public class HostileLanTests(Lab lab, ITestOutputHelper output) : IAsyncLifetime
         var owner = await lab.WaitForArpOwnerAsync(ip);
         var captured = await lab.CaptureSpeakerFramesAsync(owner, TimeSpan.FromSeconds(2));
         var frames = Pcap.Read(captured);
-        Assert.True(frames.Count > 20, $"only {frames.Count} of {owner}'s messages captured");
+        Assert.True(frames.Count > 20, $"only {frames.Count} of {owner}'s messages captured: " + string.Join(", ", frames.GroupBy(f => Convert.ToHexString(f, 0, 6) + "/" + f[19]).Select(g => $"{g.Key} x{g.Count()}")));
         await using var intruder = await lab.AddIntruderAsync("replay");
         using var watch = await ArpWatch.StartAsync(lab, ip);
         await Task.Delay(500);

@@ -5,16 +5,19 @@ namespace LbAllocator.NetTests;
 /// <summary>What a hostile or broken segment does to the speakers: frames captured and replayed, forged, flooded, dropped at a switch port.</summary>
 public sealed partial class Lab
 {
-    /// <summary>The speakers' messages the node sends for <paramref name="span"/>, as they went out (a pcap file, deleted with the lab).</summary>
+    /// <summary>
+    /// The speakers' messages the node sends for <paramref name="span"/>, as they went out (a pcap file, deleted with
+    /// the lab). Immediate mode and a write per packet: otherwise libpcap holds up to a second of frames, lost to the kill.
+    /// </summary>
     public async Task<string> CaptureSpeakerFramesAsync(string node, TimeSpan span)
     {
         var file = Path.Combine(_dir, $"{node}-{Guid.NewGuid():N}.pcap");
-        using (var capture = await Shell.CaptureAsync(NodeNs(node), "-w", file, "-U", "outbound and ether proto 0x88b5"))
+        using (var capture = await Shell.CaptureAsync(NodeNs(node), "-w", file, "--immediate-mode", "-U", "outbound and ether proto 0x88b5"))
         {
             await Task.Delay(span);
         }
 
-        await Task.Delay(200); // tcpdump writes what it holds as it stops
+
         return file;
     }
 

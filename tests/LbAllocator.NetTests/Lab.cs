@@ -77,7 +77,9 @@ public sealed partial class Lab : IAsyncLifetime
     /// Extra `lballocator speaker` options for every speaker: in the tests only a short gratuitous refresh interval;
     /// the benchmark runs the defaults, and its variants their own options.
     /// </summary>
-    public IReadOnlyList<string> SpeakerOptions { get; set; } =
+    public IReadOnlyList<string> SpeakerOptions { get; set; } = DefaultSpeakerOptions;
+
+    private static readonly string[] DefaultSpeakerOptions =
         ["--gratuitous-refresh-interval", RefreshInterval.TotalSeconds.ToString(CultureInfo.InvariantCulture)];
 
     /// <summary>The lballocator binary speakers started from now on run (see <see cref="CliPath"/>); the footprint benchmark's published binaries.</summary>
@@ -329,6 +331,25 @@ public sealed partial class Lab : IAsyncLifetime
 
     /// <summary>The command line that runs a binary: an assembly through dotnet, a native executable as it is.</summary>
     public static string[] Launch(string cli) => cli.EndsWith(".dll", StringComparison.Ordinal) ? ["dotnet", cli] : [cli];
+
+    /// <summary>
+    /// Brings every node back as a test found it, whatever a failed test before it left behind: the LAN link up, the
+    /// speaker running with the default options, all of them ready. Tests that take nodes down call it first.
+    /// </summary>
+    public async Task RestoreNodesAsync()
+    {
+        SpeakerOptions = DefaultSpeakerOptions;
+        foreach (var node in Nodes)
+        {
+            await SetLanLinkAsync(node, up: true);
+            if (_speakers[node].HasExited)
+            {
+                StartSpeaker(node);
+            }
+        }
+
+        await WaitForSpeakersAsync(Nodes);
+    }
 
     /// <summary>Waits until every named speaker has a lease (it started and reached the API server).</summary>
     /// <param name="ready">

@@ -77,6 +77,17 @@ public sealed class SpeakerLeaseTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task A_lease_deleted_under_a_running_speaker_is_made_anew_at_the_next_renewal()
+    {
+        await RenewedAsync(advance: false);
+        _server.Store.Delete(Leases, _options.Namespace, SpeakerLease.NameFor(_options.NodeName));
+        var failures = _server.Requests.Count;
+        await RenewedAsync(); // the replace finds nothing: the same turn creates it, not the one after
+        Assert.NotNull(_server.Store.Get(Leases, _options.Namespace, SpeakerLease.NameFor(_options.NodeName)));
+        Assert.Contains(_server.Requests.Skip(failures), r => r.Method == "POST");
+    }
+
+    [Fact]
     public void Another_speaker_renews_while_its_lease_changes_within_its_duration_as_this_node_sees_it()
     {
         var now = _time.GetUtcNow().UtcDateTime;

@@ -111,6 +111,12 @@ public sealed class Store
     {
         lock (_lock)
         {
+            if (Metadata(body)["uid"]?.GetValue<string>() is { } uid && Get(type, ns, name) is null)
+            {
+                // As kube-apiserver: the UID is a precondition, checked against an object it no longer has.
+                throw new ApiException(409, "Conflict", $"Operation cannot be fulfilled on {type.Plural} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: ");
+            }
+
             var current = Existing(type, ns, name);
             var version = Metadata(body)["resourceVersion"]?.GetValue<string>();
             if (string.IsNullOrEmpty(version) && !type.AllowUnconditionalUpdate)

@@ -57,9 +57,6 @@ public sealed class Membership
     /// <summary>The longest dead interval honoured, whatever a beat says.</summary>
     public static readonly TimeSpan MaxDeadInterval = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a joiner waits for a view before it asks the API whether it is alone.</summary>
-    public static readonly TimeSpan JoinWait = TimeSpan.FromSeconds(1);
-
     /// <summary>The longest a joiner nobody answers waits before it asks the API again (from one second, doubling).</summary>
     public static readonly TimeSpan AloneCheckInterval = TimeSpan.FromSeconds(8);
 
@@ -108,6 +105,16 @@ public sealed class Membership
     private bool _gateOpen; // as last reported
     private int _joinsLeft; // the first Joins of an epoch go out an interval apart, then with backoff
     private string? _why;
+
+    /// <summary>
+    /// How long a joiner waits for a member's view before it founds the membership with the other joiners or asks the
+    /// API whether it is alone: one dead interval. Members answer a Join as it arrives, and it goes out three times an
+    /// interval apart, so a member that hears it has answered by then.
+    /// </summary>
+    private TimeSpan JoinWait => _dead;
+
+    /// <summary>A joiner asks at least every <see cref="MaxJoinBackoff"/>: one heard within this still asks.</summary>
+    private TimeSpan CoJoinerFreshness => MaxJoinBackoff + JoinWait;
 
     public Membership(string self, TimeSpan interval, TimeSpan deadInterval, TimeProvider time, int neighbors = DefaultNeighbors)
     {
@@ -254,7 +261,7 @@ public sealed class Membership
                 SendJoin(now);
             }
 
-            if (now >= _nextAloneCheck && _coJoiners.Values.Any(j => Elapsed(j.At, now) < JoinWait * 2))
+            if (now >= _nextAloneCheck && _coJoiners.Values.Any(j => Elapsed(j.At, now) < CoJoinerFreshness))
             {
                 Found(now);
             }
@@ -572,7 +579,7 @@ public sealed class Membership
     /// </summary>
     private void Found(long now)
     {
-        foreach (var (name, (epoch, mac, at)) in _coJoiners.Where(j => Elapsed(j.Value.At, now) < JoinWait * 2))
+        foreach (var (name, (epoch, mac, at)) in _coJoiners.Where(j => Elapsed(j.Value.At, now) < CoJoinerFreshness))
         {
             _view.Apply(new ViewEntry(name, epoch, false, mac), now);
         }
