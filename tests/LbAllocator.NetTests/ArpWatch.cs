@@ -10,6 +10,12 @@ namespace LbAllocator.NetTests;
 /// </summary>
 public sealed partial class ArpWatch : IDisposable
 {
+    /// <summary>
+    /// How late a reply may come and still answer its own question, in seconds: just over one question's interval, so
+    /// the end of a silence is placed at most one question early (the watch's resolution anyway).
+    /// </summary>
+    private const double ReplyWindow = 0.03;
+
     private readonly Shell.Background _capture;
     private readonly Shell.Background _asker;
     private readonly string _ip;
@@ -41,7 +47,12 @@ public sealed partial class ArpWatch : IDisposable
         return new ArpWatch(ip, request, capture, asker);
     }
 
-    /// <summary>For every question: when it was asked, and the MACs that answered before the next one.</summary>
+    /// <summary>
+    /// For every question: when it was asked, and the MACs that answered it. A reply answers the oldest question nobody
+    /// answered yet among those asked within <see cref="ReplyWindow"/> before it, so a reply that comes after the next
+    /// question (a loaded machine, or tcpreplay sending two questions back to back to catch up) still answers its own;
+    /// when every question in the window has an answer, it answers the latest (two MACs answering one question).
+    /// </summary>
     private List<(double At, HashSet<string> Answers)> Questions()
     {
         var questions = new List<(double At, HashSet<string> Answers)>();
@@ -61,7 +72,14 @@ public sealed partial class ArpWatch : IDisposable
             }
             else if (what.StartsWith($"Reply {_ip} is-at ", StringComparison.Ordinal) && match.Groups["to"].Value != "ff:ff:ff:ff:ff:ff" && questions.Count > 0)
             {
-                questions[^1].Answers.Add(match.Groups["from"].Value);
+                var first = questions.Count - 1;
+                while (first > 0 && questions[first - 1].At >= at - ReplyWindow)
+                {
+                    first--;
+                }
+
+                var oldest = questions.FindIndex(first, q => q.Answers.Count == 0);
+                questions[oldest >= 0 ? oldest : questions.Count - 1].Answers.Add(match.Groups["from"].Value);
             }
         }
 
