@@ -44,16 +44,17 @@ internal static class IdleBench
 
         Console.WriteLine($"{label}: {services} Services of type LoadBalancer with EndpointSlices and ServiceL2Statuses; kubelets renew leases every {Kubelets.LeaseRenewInterval.TotalSeconds:0} s and write Node status every {statusPeriod.TotalSeconds:0} s; windows {quiet.TotalSeconds:0} s (server alone), {window.TotalSeconds:0} s (A, B). Per node: per second, divided by N.");
         Console.WriteLine();
-        Console.WriteLine("| code | N | kubelets' writes/s per node (A − server alone) | controller + speakers add (B − A) | ratio | speakers' own writes/s per node (their clients) | speakers' GETs/s per node | watch events/s per node, A | added (B − A) | of which Node | added, without Node | watches open A → B | kube-apiserver CPU added, ms/s per node | this process's CPU added, ms/s per speaker | heap / RSS added per speaker | failed kubelet writes |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("| code | N | kubelets' writes/s per node (A − server alone) | speakers' writes/s per node (their clients) | ratio to kubelets' | all writes added, per node (B − A) | of which the controller's, /s in all | speakers' GETs/s per node | watch events/s per node, A | added (B − A) | of which Node | added, without Node | watches open A → B | kube-apiserver CPU added, ms/s per node | this process's CPU added, ms/s per speaker | heap / RSS added per speaker | failed kubelet writes |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var (n, q, a, b, failures) in results)
         {
             var kubelet = PerNode(a.WritesTotal, a) - PerNode(q.WritesTotal, q);
+            var speakers = b.SpeakerWrites / b.Seconds / n;
             var added = PerNode(b.WritesTotal, b) - PerNode(a.WritesTotal, a);
             var eventsAdded = PerNode(b.EventsTotal, b) - PerNode(a.EventsTotal, a);
             var nodeEvents = PerNode(b.Events.GetValueOrDefault("Node"), b) - PerNode(a.Events.GetValueOrDefault("Node"), a);
             Console.WriteLine(Invariant(
-                $"| {label} | {n} | {kubelet:F4} | {added:F4} | {added / kubelet:F2} | {b.SpeakerWrites / b.Seconds / n:F4} | {b.SpeakerReads / b.Seconds / n:F4} | {PerNode(a.EventsTotal, a):F4} | {eventsAdded:F4} | {nodeEvents:F4} | {eventsAdded - nodeEvents:F4} | {a.Watches:0} → {b.Watches:0} | {1000 * (PerNode(b.ServerCpu, b) - PerNode(a.ServerCpu, a)):F2} | {1000 * (PerNode(b.ProcessCpu, b) - PerNode(a.ProcessCpu, a)):F2} | {(b.ProcessHeap - a.ProcessHeap) / n / 1024:F0} KiB / {(b.ProcessRss - a.ProcessRss) / n / 1024:F0} KiB | {failures} |"));
+                $"| {label} | {n} | {kubelet:F4} | {speakers:F4} | {speakers / kubelet:F2} | {added:F4} | {(added - speakers) * n:F2} | {b.SpeakerReads / b.Seconds / n:F4} | {PerNode(a.EventsTotal, a):F4} | {eventsAdded:F4} | {nodeEvents:F4} | {eventsAdded - nodeEvents:F4} | {a.Watches:0} → {b.Watches:0} | {1000 * (PerNode(b.ServerCpu, b) - PerNode(a.ServerCpu, a)):F2} | {1000 * (PerNode(b.ProcessCpu, b) - PerNode(a.ProcessCpu, a)):F2} | {(b.ProcessHeap - a.ProcessHeap) / n / 1024:F0} KiB / {(b.ProcessRss - a.ProcessRss) / n / 1024:F0} KiB | {failures} |"));
         }
 
         Console.WriteLine();
