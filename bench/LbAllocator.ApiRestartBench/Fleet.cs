@@ -32,7 +32,7 @@ internal sealed class Fleet : IAsyncDisposable
             ["Controller:Kubeconfig"] = server.WriteKubeconfig("controller", KubeApiServer.AdminToken),
             ["Controller:Identity"] = "bench-controller",
             ["Status:Address"] = "127.0.0.1:0",
-            ["Logging:LogLevel:Default"] = "Warning",
+            ["Logging:LogLevel:Default"] = "Error", // its retries through a restart are the bench's subject, not news
         });
         await controller.StartAsync();
         return new Fleet(controller);
@@ -76,7 +76,7 @@ internal sealed class Fleet : IAsyncDisposable
     }
 }
 
-/// <summary>One request of the fleet's: when it was answered (seconds from a mark), its query, and its code (0: no answer, as a refused connection).</summary>
+/// <summary>One request of the speakers': when it was answered (seconds from a mark), its method and query, and its code (0: no answer, as a refused connection).</summary>
 internal sealed record Request(double Seconds, string Method, string Query, int Code)
 {
     public bool Watch => Query.Contains("watch=true", StringComparison.Ordinal);
@@ -91,7 +91,7 @@ internal sealed record Request(double Seconds, string Method, string Query, int 
         || (Query.Contains("resourceVersion=", StringComparison.Ordinal) && !Query.Contains("limit=", StringComparison.Ordinal));
 }
 
-/// <summary>Every list and watch request the fleet makes, as it was answered.</summary>
+/// <summary>Every request the speakers make (the controller's client is its own), as it was answered.</summary>
 internal sealed class RequestLog
 {
     private readonly ConcurrentQueue<(long At, string Method, string Query, int Code)> _requests = new();
