@@ -7,15 +7,23 @@ using LbAllocator.Kubernetes.Crds;
 using LbAllocator.Speaker;
 using LbAllocator.TestApiServer;
 
-// API server restart benchmark on a real kube-apiserver (KUBEBUILDER_ASSETS, with etcd): N speakers' caches and the
-// controller's, each component on its own client, watch a populated cluster; kube-apiserver is killed and started
-// again on the same etcd. Reports the lists that hit it (from etcd or its watch cache, and the peak per second) and
-// how long until every cache watches again. Usage:
+// Benchmarks on a real kube-apiserver (KUBEBUILDER_ASSETS, with etcd), two modes:
+// restart (the default): N speakers' watches and the controller, each on its own client, watch a populated cluster;
+// kube-apiserver is killed and started again on the same etcd. Reports the lists that hit it (from etcd or its watch
+// cache, and the peak per second) and how long until every watch is open again. Usage:
 //   LbAllocator.ApiRestartBench [--speakers 100] [--services 500] [--nodes 100] [--rounds 3] [--settle 20] [--gap 120]
+// idle: the API server's cost per node of an idle cluster, kubelets alone and with the controller and speakers (IdleBench).
+//   LbAllocator.ApiRestartBench idle [--sizes 10,30,100] [--window 120] [--status-period 60] [--services 50] ...
 if (KubeApiServer.Missing is { } missing)
 {
     Console.Error.WriteLine(missing);
     return 2;
+}
+
+if (args is ["idle", ..])
+{
+    await IdleBench.RunAsync(args[1..]);
+    return 0;
 }
 
 var speakers = Arg("--speakers", 100);
@@ -26,19 +34,19 @@ var settle = TimeSpan.FromSeconds(Arg("--settle", 20));
 // Quiet between rounds: the caches' backoff starts again from 800 ms only after 2 min without a failure (client-go's
 // too), so without it each round would begin where the last one's backoff left off.
 var gap = TimeSpan.FromSeconds(Arg("--gap", 120));
-const string Ns = "lballocator-system";
-string[] resources = ["services", "endpointslices", "nodes", "namespaces", "leases", "ipaddresspools", "l2advertisements", "servicel2statuses"];
+const string Ns = BenchCluster.Ns;
+// The kinds the speakers and the controller watch (configmaps and secrets for what they may read there).
+string[] resources = ["services", "endpointslices", "nodes", "namespaces", "leases", "configmaps", "secrets", "ipaddresspools", "l2advertisements", "servicel2statuses"];
 
-await using var server = await KubeApiServer.StartAsync();
-await server.KubectlMustAsync("apply", "--server-side", "-k", Path.Combine(InstallManifests.RepoRoot, "config", "crd"));
-await server.KubectlMustAsync("wait", "--for=condition=Established", "crd/ipaddresspools.lballocator.io", "crd/l2advertisements.lballocator.io", "crd/servicel2statuses.lballocator.io", "--timeout=60s");
+await using var server = await BenchCluster.StartAsync();
 using (var setup = server.CreateApi())
 {
     await PopulateAsync(setup);
 }
 
 var log = new RequestLog();
-await using var fleet = Fleet.Start(server, Ns, speakers, log);
+await using var fleet = await Fleet.StartControllerAsync(server);
+fleet.StartSpeakers(server, Ns, Enumerable.Range(0, speakers).Select(i => $"node-{i}"), log, leaseAndKey: false);
 using (var synced = new CancellationTokenSource(TimeSpan.FromMinutes(5)))
 {
     await fleet.WaitSyncedAsync(synced.Token);
@@ -50,7 +58,7 @@ const string Code = "before";
 #else
 const string Code = "after";
 #endif
-Console.WriteLine($"{Code}: {speakers} speakers x 7 caches + the controller's 4 = {fleet.Caches} caches on {speakers + 1} clients; {services} Services and EndpointSlices, {nodes} Nodes; {watchers} watches open on these resources");
+Console.WriteLine($"{Code}: {speakers} speakers' watches (SpeakerInputs) and the controller, on {speakers + 1} clients; {services} Services and EndpointSlices, {nodes} Nodes; {watchers} watches open on these resources");
 Console.WriteLine();
 Console.WriteLine("| code | round | kill to ready | all watching again, after the kill | LIST answered (codes) | of which from the watch cache / etcd | LIST peak /s (second) | server: LIST requests / etcd lists | kube-apiserver CPU | WATCH requests | refused while down |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -104,14 +112,12 @@ for (var round = 1; round <= rounds; round++)
 
 return 0;
 
-int Arg(string name, int fallback) =>
-    Array.IndexOf(args, name) is var at and >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
+int Arg(string name, int fallback) => BenchArgs.Int(args, name, fallback);
 
-// Objects for every cache to list: Services with an EndpointSlice each, Nodes, a pool and an advertisement, a status
-// for half the Services, and a lease per speaker.
+// Objects for every cache to list: Services with an EndpointSlice each, Nodes, a pool and an advertisement, and a
+// status for half the Services.
 async Task PopulateAsync(KubeApi api)
 {
-    await api.CreateAsync(KubeResources.Namespaces, null, new V1Namespace { Metadata = new V1ObjectMeta { Name = Ns } });
     await api.CreateAsync(KubeResources.Pools, Ns, new V1Alpha1IPAddressPool { Metadata = new V1ObjectMeta { Name = "bench" }, Spec = new IPAddressPoolSpec { Addresses = ["2001:db8::/112"] } });
     await api.CreateAsync(KubeResources.Advertisements, Ns, new V1Alpha1L2Advertisement { Metadata = new V1ObjectMeta { Name = "bench" }, Spec = new L2AdvertisementSpec() });
     await Parallel.ForAsync(0, nodes, async (i, ct) =>
@@ -135,20 +141,15 @@ async Task PopulateAsync(KubeApi api)
             await api.CreateAsync(KubeResources.ServiceL2Statuses, Ns, new V1Alpha1ServiceL2Status { Metadata = new V1ObjectMeta { Name = $"default-svc-{i}" } }, ct);
         }
     });
-    await Parallel.ForAsync(0, speakers, async (i, ct) =>
-        await api.CreateAsync(KubeResources.Leases, Ns, new V1Lease
-        {
-            Metadata = new V1ObjectMeta { Name = $"speaker-node-{i}", Labels = new Dictionary<string, string> { [SpeakerLease.ComponentLabel] = SpeakerLease.ComponentValue } },
-            Spec = new V1LeaseSpec { HolderIdentity = $"node-{i}", LeaseDurationSeconds = 40 },
-        }, ct));
 }
 
 // The watches open on the fleet's resources (the server's own informers' among them).
 async Task<double> WatchesAsync() => (await server.WatchesByResourceAsync()).Where(r => resources.Contains(r.Key)).Sum(r => r.Value);
 
-// The watches open once the count has held still for 3 s.
+// The watches open once the count has held still for 3 s, and at least as many as the speakers have opened.
 async Task<double> SteadyWatchersAsync()
 {
+    var speakerWatches = log.Since(0).Count(r => r.Watch && r.Code == 200);
     double last = -1;
     var since = Stopwatch.GetTimestamp();
     while (true)
@@ -158,7 +159,7 @@ async Task<double> SteadyWatchersAsync()
         {
             (last, since) = (now, Stopwatch.GetTimestamp());
         }
-        else if (Stopwatch.GetElapsedTime(since) > TimeSpan.FromSeconds(3) && now >= fleet.Caches)
+        else if (Stopwatch.GetElapsedTime(since) > TimeSpan.FromSeconds(3) && now >= speakerWatches)
         {
             return now;
         }
