@@ -18,7 +18,7 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
     private (MemberState, string?, bool)? _membership; // as last logged
 
     public void Starting() =>
-        health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements and statuses");
+        health.SetReady(CachesGate, false, "listing Services, EndpointSlices, the node digest, pools, advertisements and statuses");
 
     public void Synced() => health.SetReady(CachesGate, true, "synced");
 
