@@ -40,9 +40,6 @@ public sealed partial class NodeDigestPublisher(INodeDigestTarget target, string
     private V1ConfigMap? _held; // the server's copy, as last watched or written; null: none
     private bool _tooLarge;
 
-    /// <summary>Writes (creations and updates) that succeeded.</summary>
-    public int Writes { get; private set; }
-
     public void NodeChanged(V1Node? old, V1Node? now)
     {
         var name = (now ?? old)!.Metadata.Name;
@@ -204,7 +201,6 @@ public sealed partial class NodeDigestPublisher(INodeDigestTarget target, string
             }
         }
 
-        Writes++;
         LogWritten(ns, NodeDigest.ConfigMapName, data.Count, bytes);
         return true;
     }
