@@ -30,7 +30,7 @@ internal sealed class Fleet : IAsyncDisposable
             var api = fleet.Client(server, "speaker", log);
             fleet.Add(Sources.Services(api));
             fleet.Add(Sources.EndpointSlices(api));
-            fleet.Add(Sources.Nodes(api));
+            fleet.Add(new DigestNodes(Sources.NodeDigest(api, ns), NullLogger.Instance).Source);
             fleet.Add(Sources.Pools(api, ns));
             fleet.Add(Sources.Advertisements(api, ns));
             fleet.Add(Sources.ServiceL2Statuses(api, ns));
@@ -42,6 +42,8 @@ internal sealed class Fleet : IAsyncDisposable
         fleet.Add(Sources.Namespaces(controller));
         fleet.Add(Sources.Pools(controller, ns));
         fleet.Add(Sources.Advertisements(controller, ns));
+        fleet.Add(Sources.Nodes(controller));
+        fleet.Add(Sources.NodeDigest(controller, ns));
         fleet._running = [.. fleet._caches.Select(c => c.RunAsync(fleet._stop.Token))];
         return fleet;
     }

@@ -12,6 +12,7 @@ using LbAllocator.TestApiServer;
 // again on the same etcd. Reports the lists that hit it (from etcd or its watch cache, and the peak per second) and
 // how long until every cache watches again. Usage:
 //   LbAllocator.ApiRestartBench [--speakers 100] [--services 500] [--nodes 100] [--rounds 3] [--settle 20] [--gap 120]
+// With node-churn first, the Node watch events of speakers watching Nodes and reading the node digest (NodeChurn).
 if (KubeApiServer.Missing is { } missing)
 {
     Console.Error.WriteLine(missing);
@@ -27,7 +28,13 @@ var settle = TimeSpan.FromSeconds(Arg("--settle", 20));
 // too), so without it each round would begin where the last one's backoff left off.
 var gap = TimeSpan.FromSeconds(Arg("--gap", 120));
 const string Ns = "lballocator-system";
-string[] resources = ["services", "endpointslices", "nodes", "namespaces", "leases", "ipaddresspools", "l2advertisements", "servicel2statuses"];
+if (args.FirstOrDefault() == "node-churn")
+{
+    await using var churnServer = await KubeApiServer.StartAsync();
+    return await NodeChurn.RunAsync(churnServer, speakers, nodes);
+}
+
+string[] resources = ["services", "endpointslices", "nodes", "configmaps", "namespaces", "leases", "ipaddresspools", "l2advertisements", "servicel2statuses"];
 
 await using var server = await KubeApiServer.StartAsync();
 await server.KubectlMustAsync("apply", "--server-side", "-k", Path.Combine(InstallManifests.RepoRoot, "config", "crd"));
@@ -50,7 +57,7 @@ const string Code = "before";
 #else
 const string Code = "after";
 #endif
-Console.WriteLine($"{Code}: {speakers} speakers x 7 caches + the controller's 4 = {fleet.Caches} caches on {speakers + 1} clients; {services} Services and EndpointSlices, {nodes} Nodes; {watchers} watches open on these resources");
+Console.WriteLine($"{Code}: {speakers} speakers x 7 caches + the controller's 6 = {fleet.Caches} caches on {speakers + 1} clients; {services} Services and EndpointSlices, {nodes} Nodes; {watchers} watches open on these resources");
 Console.WriteLine();
 Console.WriteLine("| code | round | kill to ready | all watching again, after the kill | LIST answered (codes) | of which from the watch cache / etcd | LIST peak /s (second) | server: LIST requests / etcd lists | kube-apiserver CPU | WATCH requests | refused while down |");
 Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
