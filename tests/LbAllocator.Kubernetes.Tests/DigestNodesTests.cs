@@ -47,7 +47,7 @@ public sealed class DigestNodesTests : IDisposable
         Assert.All(nodes, n => Assert.Equal("10", n.Metadata.ResourceVersion));
         Assert.Equal("x", nodes.Single(n => n.Metadata.Name == "a").Metadata.Labels["zone"]);
 
-        await using var watch = source.Watch("100", 300, _stop.Token).GetAsyncEnumerator(_stop.Token);
+        await using var watch = source.Watch("10", 300, _stop.Token).GetAsyncEnumerator(_stop.Token);
         // a relabelled, b gone, c new.
         _events.Writer.TryWrite((WatchEventType.Modified, Map("11", new() { ["a"] = Entry("ua", "y"), ["c"] = Entry("uc") })));
         var changes = new List<(WatchEventType, string, string)>();
@@ -57,7 +57,8 @@ public sealed class DigestNodesTests : IDisposable
             changes.Add((watch.Current.Type, watch.Current.Object.Metadata.Name, watch.Current.Object.Metadata.ResourceVersion));
         }
 
-        Assert.Equal([(WatchEventType.Deleted, "b", "11"), (WatchEventType.Modified, "a", "11"), (WatchEventType.Added, "c", "11")], changes);
+        // Only the last carries the new version: a watch cut short before it resumes at 10 and gets the rest again.
+        Assert.Equal([(WatchEventType.Deleted, "b", "10"), (WatchEventType.Modified, "a", "10"), (WatchEventType.Added, "c", "11")], changes);
 
         // A version that changes no entry (someone's annotation) moves the watch's version on, nothing else.
         var same = Map("12", new() { ["a"] = Entry("ua", "y"), ["c"] = Entry("uc") });
@@ -77,6 +78,28 @@ public sealed class DigestNodesTests : IDisposable
         }
 
         Assert.Equal(["a", "c"], gone.Order());
+    }
+
+    [Fact]
+    public async Task A_watch_cut_short_within_a_version_resumes_before_it_and_gets_the_rest()
+    {
+        _listed = [Map("10", new() { ["a"] = Entry("ua"), ["b"] = Entry("ub") })];
+        var source = Digest().Source;
+        await source.List(new ListOptions { ResourceVersion = "0" }, _stop.Token);
+        var both = Map("11", new() { ["a"] = Entry("ua", "x"), ["b"] = Entry("ub", "x") });
+
+        await using (var cut = source.Watch("10", 300, _stop.Token).GetAsyncEnumerator(_stop.Token))
+        {
+            _events.Writer.TryWrite((WatchEventType.Modified, both));
+            Assert.True(await cut.MoveNextAsync());
+            Assert.Equal(("a", "10"), (cut.Current.Object.Metadata.Name, cut.Current.Object.Metadata.ResourceVersion));
+        }
+
+        // The server sends what came after 10 again.
+        await using var resumed = source.Watch("10", 300, _stop.Token).GetAsyncEnumerator(_stop.Token);
+        _events.Writer.TryWrite((WatchEventType.Modified, both));
+        Assert.True(await resumed.MoveNextAsync());
+        Assert.Equal((WatchEventType.Modified, "b", "11"), (resumed.Current.Type, resumed.Current.Object.Metadata.Name, resumed.Current.Object.Metadata.ResourceVersion));
     }
 
     [Fact]

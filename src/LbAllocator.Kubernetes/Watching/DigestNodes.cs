@@ -40,37 +40,40 @@ public sealed partial class DigestNodes
 
     private async IAsyncEnumerable<(WatchEventType Type, V1Node Object)> WatchAsync(string version, int timeoutSeconds, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        var last = version; // the version a watch cut short resumes from: the last one applied whole
         await foreach (var (type, map) in _configMaps.Watch(version, timeoutSeconds, cancellationToken))
         {
             var at = map.Metadata?.ResourceVersion;
             if (type is not (WatchEventType.Added or WatchEventType.Modified or WatchEventType.Deleted) || map.Metadata?.Name != NodeDigest.ConfigMapName)
             {
+                last = at;
                 yield return (WatchEventType.Bookmark, Bookmark(at));
                 continue;
             }
 
-            var now = type == WatchEventType.Deleted ? Entries(null) : Entries(map);
-            var changed = false;
-            foreach (var name in _entries.Keys.Where(name => !now.ContainsKey(name)))
+            var now = Entries(type == WatchEventType.Deleted ? null : map);
+            List<(string Name, string? Entry)> changes =
+            [
+                .. _entries.Keys.Where(name => !now.ContainsKey(name)).Select(name => (name, (string?)null)),
+                .. now.Where(entry => _entries.GetValueOrDefault(entry.Key) != entry.Value).Select(entry => (entry.Key, (string?)entry.Value)),
+            ];
+            for (var i = 0; i < changes.Count; i++)
             {
-                changed = true;
-                yield return (WatchEventType.Deleted, Gone(name, at));
-            }
-
-            foreach (var (name, entry) in now)
-            {
-                var known = _entries.TryGetValue(name, out var old);
-                if (old == entry)
+                // Only the last event carries the new version: a watch cut short within one resumes before it.
+                var (name, entry) = changes[i];
+                var stamp = i == changes.Count - 1 ? at : last;
+                var known = _entries.Remove(name);
+                var node = entry is null ? null : Node(name, entry, stamp);
+                if (entry is not null)
                 {
-                    continue;
+                    _entries[name] = entry;
                 }
 
-                changed = true;
-                yield return Node(name, entry, at) is { } node ? (known ? WatchEventType.Modified : WatchEventType.Added, node) : (WatchEventType.Deleted, Gone(name, at));
+                yield return node is null ? (WatchEventType.Deleted, Gone(name, stamp)) : (known ? WatchEventType.Modified : WatchEventType.Added, node);
             }
 
-            _entries = now;
-            if (!changed)
+            last = at;
+            if (changes.Count == 0)
             {
                 yield return (WatchEventType.Bookmark, Bookmark(at));
             }
