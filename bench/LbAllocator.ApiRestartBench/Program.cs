@@ -28,17 +28,16 @@ var settle = TimeSpan.FromSeconds(Arg("--settle", 20));
 // too), so without it each round would begin where the last one's backoff left off.
 var gap = TimeSpan.FromSeconds(Arg("--gap", 120));
 const string Ns = "lballocator-system";
-if (args.FirstOrDefault() == "node-churn")
-{
-    await using var churnServer = await KubeApiServer.StartAsync();
-    return await NodeChurn.RunAsync(churnServer, speakers, nodes);
-}
-
 string[] resources = ["services", "endpointslices", "nodes", "configmaps", "namespaces", "leases", "ipaddresspools", "l2advertisements", "servicel2statuses"];
 
 await using var server = await KubeApiServer.StartAsync();
 await server.KubectlMustAsync("apply", "--server-side", "-k", Path.Combine(InstallManifests.RepoRoot, "config", "crd"));
 await server.KubectlMustAsync("wait", "--for=condition=Established", "crd/ipaddresspools.lballocator.io", "crd/l2advertisements.lballocator.io", "crd/servicel2statuses.lballocator.io", "--timeout=60s");
+if (args.FirstOrDefault() == "node-churn")
+{
+    return await NodeChurn.RunAsync(server, speakers, nodes);
+}
+
 using (var setup = server.CreateApi())
 {
     await PopulateAsync(setup);
