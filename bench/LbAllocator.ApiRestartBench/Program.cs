@@ -14,6 +14,8 @@ using LbAllocator.TestApiServer;
 //   LbAllocator.ApiRestartBench [--speakers 100] [--services 500] [--nodes 100] [--rounds 3] [--settle 20] [--gap 120]
 // idle: the API server's cost per node of an idle cluster, kubelets alone and with the controller and speakers (IdleBench).
 //   LbAllocator.ApiRestartBench idle [--sizes 10,30,100] [--window 120] [--status-period 60] [--services 50] ...
+// node-churn: the Node watch events of speakers watching Nodes and reading the node digest (NodeChurn).
+//   LbAllocator.ApiRestartBench node-churn [--speakers 100] [--nodes 100]
 if (KubeApiServer.Missing is { } missing)
 {
     Console.Error.WriteLine(missing);
@@ -39,6 +41,11 @@ const string Ns = BenchCluster.Ns;
 string[] resources = ["services", "endpointslices", "nodes", "namespaces", "leases", "configmaps", "secrets", "ipaddresspools", "l2advertisements", "servicel2statuses"];
 
 await using var server = await BenchCluster.StartAsync();
+if (args.FirstOrDefault() == "node-churn")
+{
+    return await NodeChurn.RunAsync(server, speakers, nodes);
+}
+
 using (var setup = server.CreateApi())
 {
     await PopulateAsync(setup);

@@ -34,7 +34,7 @@ internal sealed class SimulatedSpeaker : IDisposable
         var transport = new LanTransport(_captures, membership, metrics, time, NullLogger<LanTransport>.Instance);
         _key = new ClusterKey(ClusterKey.From(api, ns), transport, health, time, NullLogger<ClusterKey>.Instance);
         _lease = new SpeakerLease(api, options, metrics, health, time, NullLogger<SpeakerLease>.Instance);
-        Inputs = new SpeakerInputs(SpeakerSources.Of(api, ns), options, NullLogger.Instance);
+        Inputs = new SpeakerInputs(SpeakerSources.Of(api, ns, NullLogger.Instance), options, NullLogger.Instance);
     }
 
     public SpeakerInputs Inputs { get; }

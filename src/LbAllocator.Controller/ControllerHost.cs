@@ -20,6 +20,7 @@ public static class ControllerHost
         builder.AddKubernetesClient(Component, settings.GetValueOrDefault($"{ControllerOptions.Section}:{nameof(ControllerOptions.Kubeconfig)}"), requestsOffWatchConnection: true);
         builder.Services.AddSingleton<ControllerMetrics>();
         builder.Services.AddSingleton<Reconciler>();
+        builder.Services.AddSingleton<NodeDigestFeed>();
         builder.Services.AddHostedService<ControllerService>();
         return builder.BuildValidated();
     }

@@ -10,10 +10,11 @@ namespace LbAllocator.Controller;
 /// <summary>
 /// Runs the caches always and the reconcile loop only while this replica holds the leader Lease, so two
 /// replicas run safely: the standby has warm caches and takes over within the lease duration. At start it makes sure
-/// the speakers' key exists (<see cref="SpeakerKeySecret"/>).
+/// the speakers' key exists (<see cref="SpeakerKeySecret"/>); the leader publishes the node digest (<see cref="NodeDigestFeed"/>).
 /// </summary>
 public sealed partial class ControllerService(
-    KubeApi client, Reconciler reconciler, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, TimeProvider time, ILogger<ControllerService> logger)
+    KubeApi client, Reconciler reconciler, NodeDigestFeed nodeDigest, ControllerMetrics metrics, Health health, IOptions<ControllerOptions> options, TimeProvider time,
+    ILogger<ControllerService> logger)
     : BackgroundService
 {
     private const string CachesGate = "caches";
@@ -26,13 +27,13 @@ public sealed partial class ControllerService(
         health.SetReady(CachesGate, false, "listing Services, Namespaces and IPAddressPools");
         // Every replica makes sure the speakers' key exists: a standby as well, so a new install needs no leader for it.
         var key = SpeakerKeySecret.EnsureAsync(client, _options.Namespace, time, logger, stoppingToken);
-        var caches = reconciler.RunCachesAsync(stoppingToken);
+        var caches = Task.WhenAll(reconciler.RunCachesAsync(stoppingToken), nodeDigest.RunCachesAsync(stoppingToken));
         _ = reconciler.WaitForCachesAsync(stoppingToken).ContinueWith(
             t => health.SetReady(CachesGate, true, "synced"), stoppingToken, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
         if (!_options.LeaderElection)
         {
             metrics.SetLeader(true);
-            await Task.WhenAll(key, caches, reconciler.RunAsync(stoppingToken));
+            await Task.WhenAll(key, caches, reconciler.RunAsync(stoppingToken), nodeDigest.RunAsync(stoppingToken));
             return;
         }
 
@@ -55,7 +56,7 @@ public sealed partial class ControllerService(
             {
                 LogLeading(_options.Identity);
                 metrics.SetLeader(true);
-                work = reconciler.RunAsync(term.Token);
+                work = Task.WhenAll(reconciler.RunAsync(term.Token), nodeDigest.RunAsync(term.Token));
             };
             elector.OnNewLeader += leader => LogNewLeader(leader);
             try

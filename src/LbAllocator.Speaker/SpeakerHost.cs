@@ -49,7 +49,8 @@ public static class SpeakerHost
         services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<SpeakerOptions>();
-            return new SpeakerInputs(SpeakerSources.Of(sp.GetRequiredService<KubeApi>(), options.Namespace), options, sp.GetRequiredService<ILoggerFactory>().CreateLogger("LbAllocator.Speaker.Watch"));
+            var logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("LbAllocator.Speaker.Watch");
+            return new SpeakerInputs(SpeakerSources.Of(sp.GetRequiredService<KubeApi>(), options.Namespace, logger), options, logger);
         });
         services.AddSingleton(sp => new L2StatusWriter(
             sp.GetRequiredService<KubeApi>(), sp.GetRequiredService<SpeakerOptions>(), sp.GetRequiredService<SpeakerInputs>().Statuses,

@@ -18,10 +18,11 @@ public sealed record SpeakerSources(
     ResourceSource<V1Alpha1L2Advertisement> Advertisements,
     ResourceSource<V1Alpha1ServiceL2Status> Statuses)
 {
-    public static SpeakerSources Of(KubeApi api, string ns) => new(
+    /// <summary>Nodes come from the controller's node digest (<see cref="NodeDigest"/>): one object, not every Node.</summary>
+    public static SpeakerSources Of(KubeApi api, string ns, ILogger logger) => new(
         Sources.Services(api) with { Trim = SpeakerTrims.Service },
         Sources.EndpointSlices(api),
-        Sources.Nodes(api),
+        new DigestNodes(Sources.NodeDigest(api, ns), logger).Source,
         Sources.Pools(api, ns),
         Sources.Advertisements(api, ns),
         Sources.ServiceL2Statuses(api, ns) with { Trim = SpeakerTrims.Status });

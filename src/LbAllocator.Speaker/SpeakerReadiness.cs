@@ -18,7 +18,7 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
     private (MemberState, string?, bool)? _membership; // as last logged
 
     public void Starting() =>
-        health.SetReady(CachesGate, false, "listing Services, EndpointSlices, Nodes, pools, advertisements and statuses");
+        health.SetReady(CachesGate, false, "listing Services, EndpointSlices, the node digest, pools, advertisements and statuses");
 
     public void Synced() => health.SetReady(CachesGate, true, "synced");
 
@@ -59,8 +59,8 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
 
         if (node is not null && (cannotAnswer is not null || wasTrouble))
         {
-            // Listed objects carry no kind, and the event recorder's default is a Service.
-            writer.Record(new V1Node { ApiVersion = "v1", Kind = V1Node.KubeKind, Metadata = node.Metadata }, cannotAnswer is not null
+            // Listed objects carry no kind, and the event recorder's default is a Service; the node's version is the digest's.
+            writer.Record(new V1Node { ApiVersion = "v1", Kind = V1Node.KubeKind, Metadata = new V1ObjectMeta { Name = node.Metadata.Name, Uid = node.Metadata.Uid } }, cannotAnswer is not null
                 ? new PlannedEvent($"node/{options.NodeName}", "Warning", "CannotAnswer", $"speaker cannot answer ARP/NDP on {cannotAnswer}: not standing for election for what it cannot serve")
                 : new PlannedEvent($"node/{options.NodeName}", "Normal", "Answering", "speaker answers ARP/NDP on every interface it announces on again"));
         }

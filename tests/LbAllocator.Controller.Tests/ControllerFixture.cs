@@ -87,11 +87,13 @@ public sealed class ControllerFixture : IAsyncDisposable
         return fixture;
     }
 
-    public sealed class RunningController(Reconciler reconciler, ControllerService service)
+    public sealed class RunningController(Reconciler reconciler, NodeDigestFeed nodeDigest, ControllerService service)
     {
         private bool _stopped;
 
         public Reconciler Reconciler { get; } = reconciler;
+
+        public NodeDigestFeed NodeDigest { get; } = nodeDigest;
 
         /// <summary>Stops as SIGTERM would: the host cancels the service and waits for it.</summary>
         public async Task StopAsync()
@@ -123,9 +125,11 @@ public sealed class ControllerFixture : IAsyncDisposable
         var client = new KubeApi(_connection, ControllerRequests.NewHandler());
         var metrics = new ControllerMetrics(Prometheus.Metrics.WithCustomRegistry(Prometheus.Metrics.NewCustomRegistry()));
         var reconciler = new Reconciler(client, options, metrics, NullLoggerFactory.Instance);
-        var service = new ControllerService(client, reconciler, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), TimeProvider.System, NullLogger<ControllerService>.Instance);
+        var nodeDigest = new NodeDigestFeed(client, options, reconciler, TimeProvider.System, NullLoggerFactory.Instance);
+        var service = new ControllerService(
+            client, reconciler, nodeDigest, metrics, new LbAllocator.Hosting.Health(TimeProvider.System), Options.Create(options), TimeProvider.System, NullLogger<ControllerService>.Instance);
         await service.StartAsync(CancellationToken.None);
-        var running = new RunningController(reconciler, service);
+        var running = new RunningController(reconciler, nodeDigest, service);
         _controllers.Add(running);
         return running;
     }

@@ -123,7 +123,7 @@ public sealed class KubeApiMannersTests : IAsyncLifetime, IDisposable
         using var api = Api();
         _server.Inject(r => r.Query.Contains("watch=true", StringComparison.Ordinal), 429, retryAfter: "2");
 
-        await using var events = api.WatchAsync(KubeResources.Services, null, null, "1", 60, Stop).GetAsyncEnumerator(Stop);
+        await using var events = api.WatchAsync(KubeResources.Services, null, null, null, "1", 60, Stop).GetAsyncEnumerator(Stop);
         var moving = events.MoveNextAsync().AsTask();
         await _clock.ElapseNextAsync(TimeSpan.FromSeconds(2), Stop);
         await CreateServiceAsync("w");
@@ -147,7 +147,7 @@ public sealed class KubeApiMannersTests : IAsyncLifetime, IDisposable
         Assert.True(_clock.NoTimers);
 
         using var endWatch = CancellationTokenSource.CreateLinkedTokenSource(Stop);
-        await using var watch = api.WatchAsync(KubeResources.Services, null, null, "1", 60, endWatch.Token).GetAsyncEnumerator(endWatch.Token);
+        await using var watch = api.WatchAsync(KubeResources.Services, null, null, null, "1", 60, endWatch.Token).GetAsyncEnumerator(endWatch.Token);
         var watching = watch.MoveNextAsync().AsTask();
         Assert.Equal(TimeSpan.FromMilliseconds(500), await _clock.NextTimerAsync(Stop));
         Assert.Equal(0, _server.Requests.Count(r => r.Query.Contains("watch=true", StringComparison.Ordinal)));

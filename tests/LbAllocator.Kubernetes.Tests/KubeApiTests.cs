@@ -130,7 +130,7 @@ public sealed class KubeApiTests
 
         var e = await Assert.ThrowsAsync<KubeApiException>(async () =>
         {
-            await foreach (var _ in api.WatchAsync(KubeResources.Services, null, null, version, 5))
+            await foreach (var _ in api.WatchAsync(KubeResources.Services, null, null, null, version, 5))
             {
             }
         });

@@ -96,7 +96,7 @@ public sealed class KubeJsonTests
     public void CoversEveryKindTheClientUses()
     {
         var kinds = typeof(KubeResources).GetFields().Select(f => f.GetValue(null)!).ToList();
-        Assert.Equal(10, kinds.Count);
+        Assert.Equal(11, kinds.Count);
         foreach (var kind in kinds)
         {
             var item = kind.GetType().GetGenericArguments()[0];

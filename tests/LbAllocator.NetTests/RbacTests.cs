@@ -1,4 +1,7 @@
 using k8s;
+using k8s.Models;
+using LbAllocator.Core;
+using LbAllocator.Kubernetes;
 
 namespace LbAllocator.NetTests;
 
@@ -34,7 +37,7 @@ public class RbacTests(Lab lab) : IAsyncLifetime
     [RealApiFact]
     public async Task The_install_rbac_allows_every_call_the_components_make_and_nothing_they_do_not()
     {
-        // Exercise every path: announce, hand over on SIGTERM (lease deleted, status moved), delete.
+        // Exercise every path: announce, hand over on SIGTERM (lease deleted, status moved), delete, a node relabelled.
         await lab.CreateServiceAsync("rbac", ip: "192.0.2.210");
         var owner = await lab.WaitForArpOwnerAsync("192.0.2.210");
         await Eventually.HoldsAsync(async () => (await lab.L2StatusAsync("rbac"))?.Status?.Node == owner ? null : "no status for rbac yet" + Refused(), TimeSpan.FromSeconds(10));
@@ -47,6 +50,16 @@ public class RbacTests(Lab lab) : IAsyncLifetime
         await lab.WaitForSpeakersAsync([owner]);
         await lab.Client.CoreV1.DeleteNamespacedServiceAsync("rbac", "default");
         await Eventually.HoldsAsync(async () => await lab.L2StatusAsync("rbac") is null ? null : "status of rbac not deleted" + Refused(), TimeSpan.FromSeconds(10));
+        // A label the election reads, put on and taken off a node: the controller updates the node digest twice.
+        foreach (var excluded in new[] { true, false })
+        {
+            var label = $"{{\"metadata\":{{\"labels\":{{\"{Election.ExcludeLabel}\":{(excluded ? "\"\"" : "null")}}}}}}}";
+            await lab.Client.CoreV1.PatchNodeAsync(new V1Patch(label, V1Patch.PatchType.MergePatch), Lab.Nodes[2]);
+            await Eventually.HoldsAsync(
+                async () => (await lab.Client.CoreV1.ReadNamespacedConfigMapAsync(NodeDigest.ConfigMapName, Ns)).Data[Lab.Nodes[2]].Contains(Election.ExcludeLabel, StringComparison.Ordinal) == excluded
+                    ? null : "node digest not updated" + Refused(),
+                TimeSpan.FromSeconds(10));
+        }
 
         var audited = lab.Server.AuditEvents();
         foreach (var (component, user) in new[] { ("controller", Lab.ControllerUser), ("speaker", Lab.SpeakerUser) })

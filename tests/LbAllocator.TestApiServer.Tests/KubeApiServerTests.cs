@@ -26,7 +26,7 @@ public sealed class KubeApiServerTests
         Assert.Equal(node.Metadata.Uid, (await api.GetAsync(KubeResources.Nodes, null, "kept")).Metadata.Uid);
         var e = await Assert.ThrowsAsync<KubeApiException>(async () =>
         {
-            await foreach (var _ in api.WatchAsync(KubeResources.Nodes, null, null, node.Metadata.ResourceVersion, 5))
+            await foreach (var _ in api.WatchAsync(KubeResources.Nodes, null, null, null, node.Metadata.ResourceVersion, 5))
             {
             }
         });
@@ -35,7 +35,7 @@ public sealed class KubeApiServerTests
         var byVerb = await server.RequestsByVerbAsync(["nodes"]);
         Assert.Equal((1, 1, 1), (byVerb.GetValueOrDefault("GET"), byVerb.GetValueOrDefault("WATCH"), byVerb.GetValueOrDefault("LIST")));
 
-        await using var watch = api.WatchAsync(KubeResources.Nodes, null, null, "0", 60).GetAsyncEnumerator();
+        await using var watch = api.WatchAsync(KubeResources.Nodes, null, null, null, "0", 60).GetAsyncEnumerator();
         var watching = watch.MoveNextAsync().AsTask(); // ADDED for "kept"
         Assert.True(await watching);
         Assert.Equal(1, (await server.WatchesByResourceAsync()).GetValueOrDefault("nodes"));

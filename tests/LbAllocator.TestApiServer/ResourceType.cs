@@ -14,6 +14,7 @@ public sealed record ResourceType(string Group, string Version, string Plural, s
         new("", "v1", "services", "Service", Namespaced: true, HasStatus: true),
         new("", "v1", "namespaces", "Namespace", Namespaced: false, HasStatus: true),
         new("", "v1", "nodes", "Node", Namespaced: false, HasStatus: true),
+        new("", "v1", "configmaps", "ConfigMap", Namespaced: true, HasStatus: false),
         new("", "v1", "events", "Event", Namespaced: true, HasStatus: false),
         new("events.k8s.io", "v1", "events", "Event", Namespaced: true, HasStatus: false),
         new("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", Namespaced: true, HasStatus: false),

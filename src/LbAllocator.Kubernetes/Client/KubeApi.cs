@@ -106,8 +106,9 @@ public sealed partial class KubeApi : IDisposable
     /// <paramref name="timeoutSeconds"/>) or the connection drops: then the enumeration just ends. An ERROR event (410
     /// Gone: that version is no longer kept) ends it with a <see cref="KubeApiException"/>.
     /// </summary>
+    /// <param name="fieldSelector">"metadata.name=NAME" watches one object, which RBAC can limit to that name.</param>
     public async IAsyncEnumerable<(WatchEventType Type, T Object)> WatchAsync<T>(
-        KubeResource<T> resource, string? ns, string? labelSelector, string resourceVersion, int timeoutSeconds,
+        KubeResource<T> resource, string? ns, string? labelSelector, string? fieldSelector, string resourceVersion, int timeoutSeconds,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
         where T : class
     {
@@ -115,6 +116,11 @@ public sealed partial class KubeApi : IDisposable
         if (labelSelector is not null)
         {
             query.Append("&labelSelector=").Append(Uri.EscapeDataString(labelSelector));
+        }
+
+        if (fieldSelector is not null)
+        {
+            query.Append("&fieldSelector=").Append(Uri.EscapeDataString(fieldSelector));
         }
 
         var path = resource.CollectionPath(ns) + query;

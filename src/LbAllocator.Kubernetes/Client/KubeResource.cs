@@ -44,6 +44,8 @@ public static class KubeResources
     public static readonly KubeResource<V1Lease> Leases = new(
         "coordination.k8s.io", "v1", "leases", true, KubeJson.Default.V1Lease, KubeJson.Default.KubeListV1Lease, KubeJson.Default.WatchEventV1Lease);
 
+    public static readonly KubeResource<V1ConfigMap> ConfigMaps = new("", "v1", "configmaps", true, KubeJson.Default.V1ConfigMap, KubeJson.Default.KubeListV1ConfigMap, KubeJson.Default.WatchEventV1ConfigMap);
+
     public static readonly KubeResource<V1Secret> Secrets = new("", "v1", "secrets", true, KubeJson.Default.V1Secret, KubeJson.Default.KubeListV1Secret, KubeJson.Default.WatchEventV1Secret);
 
     public static readonly KubeResource<V1Alpha1IPAddressPool> Pools = new(

@@ -17,6 +17,7 @@ public sealed record ListOptions
     public const string NotOlderThan = "NotOlderThan";
 
     public string? LabelSelector { get; init; }
+    public string? FieldSelector { get; init; }
     public string? ResourceVersion { get; init; }
     public string? ResourceVersionMatch { get; init; }
     public int? Limit { get; init; }
@@ -35,6 +36,7 @@ public sealed record ListOptions
         }
 
         Add("labelSelector", LabelSelector);
+        Add("fieldSelector", FieldSelector);
         Add("resourceVersion", ResourceVersion);
         Add("resourceVersionMatch", ResourceVersionMatch);
         Add("limit", Limit?.ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -17,6 +17,10 @@ public static class Sources
         Trim = node => node.Status?.Images = null,
     };
 
+    /// <summary>The one ConfigMap holding the node digest (<see cref="NodeDigest"/>), in the components' namespace.</summary>
+    public static ResourceSource<V1ConfigMap> NodeDigest(KubeApi api, string ns) =>
+        Of(api, KubeResources.ConfigMaps, ns, fieldSelector: $"metadata.name={Kubernetes.NodeDigest.ConfigMapName}");
+
     public static ResourceSource<V1EndpointSlice> EndpointSlices(KubeApi api) => Of(api, KubeResources.EndpointSlices, ns: null);
 
     /// <summary>Leases in one namespace with the given labels (the speakers' liveness leases).</summary>
@@ -29,13 +33,13 @@ public static class Sources
     public static ResourceSource<V1Alpha1L2Advertisement> Advertisements(KubeApi api, string ns) => Of(api, KubeResources.Advertisements, ns);
 
     /// <param name="ns">One namespace, or null for all of them.</param>
-    private static ResourceSource<T> Of<T>(KubeApi api, KubeResource<T> resource, string? ns, string? labelSelector = null)
+    private static ResourceSource<T> Of<T>(KubeApi api, KubeResource<T> resource, string? ns, string? labelSelector = null, string? fieldSelector = null)
         where T : class => new(
         resource.Plural,
         async (options, ct) =>
         {
-            var list = await api.ListAllAsync(resource, ns, options with { LabelSelector = labelSelector }, ct);
+            var list = await api.ListAllAsync(resource, ns, options with { LabelSelector = labelSelector, FieldSelector = fieldSelector }, ct);
             return (list.Items ?? [], list.Metadata?.ResourceVersion ?? "");
         },
-        (version, timeoutSeconds, ct) => api.WatchAsync(resource, ns, labelSelector, version, timeoutSeconds, ct));
+        (version, timeoutSeconds, ct) => api.WatchAsync(resource, ns, labelSelector, fieldSelector, version, timeoutSeconds, ct));
 }
