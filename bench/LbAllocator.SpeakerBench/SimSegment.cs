@@ -1,0 +1,291 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using LbAllocator.Speaker;
+using LbAllocator.Speaker.Lan;
+
+/// <summary>
+/// Simulated speakers beside the real ones on one segment: each runs the product's own <see cref="Membership"/> with
+/// its own name and MAC, on real time. What one sends to another simulated speaker is handed over in memory (on a real
+/// switch such a unicast reaches only its destination, never the real nodes); what it sends to any other MAC, and every
+/// broadcast, goes to <see cref="Wire"/>. What arrives from the wire (<see cref="FromWire"/>) is handed to the speaker
+/// it is addressed to, a broadcast to all of them. As the speaker's transport does, beats are read in a batch when the
+/// recipient ticks and everything else as it comes.
+/// <para>
+/// One thread does it all, so the memberships see no contention: the interval is cut into <see cref="Slots"/> slots and
+/// each speaker ticks in its own, so their beats are spread over the interval as real nodes' are; between slots it
+/// hands over what arrived. Joins are paced at <see cref="JoinRate"/> a second, as a DaemonSet rolls out.
+/// </para>
+/// </summary>
+internal sealed class SimSegment : IDisposable
+{
+    public const int Slots = 20;
+
+    private readonly Node[] _nodes;
+    private readonly Dictionary<MacAddress, Node> _byMac = [];
+    private readonly ConcurrentQueue<(LanMessage Message, MacAddress From, MacAddress To, long At)> _fromWire = new();
+    private readonly Queue<(Node To, LanMessage Message, MacAddress From, long At)> _pending = new();
+    private readonly TimeSpan _interval;
+    private readonly TimeSpan _dead;
+    private readonly ManualResetEventSlim _stop = new();
+    private readonly Thread _thread;
+    private volatile Func<string>? _ask; // a question for the simulation thread, answered between slots
+    private volatile string? _answer;
+    private int _started;
+    private bool _stopping; // nobody left to hand anything to in memory
+
+    public SimSegment(int members, string prefix, ulong firstMac, TimeSpan interval, TimeSpan dead, double joinRate)
+    {
+        _interval = interval;
+        _dead = dead;
+        JoinRate = joinRate;
+        _nodes = [.. Enumerable.Range(0, members).Select(i => new Node(this, $"{prefix}-{i:D4}", new MacAddress(firstMac + (ulong)i), i % Slots))];
+        foreach (var node in _nodes)
+        {
+            _byMac[node.Mac] = node;
+        }
+
+        _thread = new Thread(Run) { IsBackground = true, Name = "lan-sim" };
+    }
+
+    public double JoinRate { get; }
+
+    /// <summary>Sends a message on the wire from a simulated speaker's MAC; called on the simulation thread.</summary>
+    public Action<LanMessage, MacAddress, MacAddress>? Wire { get; set; }
+
+    // Tallies, read by other threads (torn reads of a counter are harmless here).
+    public long MemoryUnicast;          // sim-to-sim unicast messages handed over in memory
+    public long MemoryBroadcastCopies;  // broadcasts handed to each other simulated speaker in memory
+    public long WireSent;               // messages sent on the wire (to a real node, or broadcast)
+    public long WireSentBroadcast;
+    public long WireReceived;           // messages from the wire handed to a simulated speaker (a broadcast once)
+    public long SlotsLate;              // slots that began more than one slot late
+
+    /// <summary>Time spent in the memberships (Stopwatch ticks): [0] their ticks, [kind] receiving messages of that kind.</summary>
+    public readonly long[] Cost = new long[8];
+
+    public string CostText() => string.Join(' ', Enum.GetValues<LanKind>().Select(k => $"{k}={Cost[(int)k] * 1000.0 / Stopwatch.Frequency:F0}").Prepend($"Tick={Cost[0] * 1000.0 / Stopwatch.Frequency:F0}")) + " ms";
+
+    public int Count => _nodes.Length;
+
+    public bool IsSimulated(MacAddress mac) => _byMac.ContainsKey(mac);
+
+    public void Start() => _thread.Start();
+
+    public void Stop()
+    {
+        _stop.Set();
+        _thread.Join();
+    }
+
+    public void Dispose() => _stop.Dispose();
+
+    /// <summary>A message read off the wire (any thread): to a simulated speaker, or broadcast.</summary>
+    public void FromWire(LanMessage message, MacAddress from, MacAddress to)
+    {
+        if (to == MacAddress.Broadcast || _byMac.ContainsKey(to))
+        {
+            _fromWire.Enqueue((message, from, to, Stopwatch.GetTimestamp()));
+        }
+    }
+
+    /// <summary>
+    /// "members JOINED/TOTAL view MIN-MAX": how many have joined and the smallest and largest view among them (computed
+    /// on the simulation thread: reading a membership's view costs a set of its alive members, so it is asked for, not polled).
+    /// </summary>
+    public string Census(TimeSpan timeout)
+    {
+        _answer = null;
+        _ask = () =>
+        {
+            var views = _nodes.Take(_started).Select(n => n.Membership.View()).ToList();
+            var members = views.Where(v => v.State == MemberState.Member).ToList();
+            var sizes = members.Select(v => v.Alive.Count).DefaultIfEmpty(0).ToList();
+            var why = views.Where(v => v.State != MemberState.Member).GroupBy(v => v.Why).Select(g => $"{g.Count()}x {g.Key}").FirstOrDefault();
+            return $"members {members.Count}/{_nodes.Length} view {sizes.Min()}-{sizes.Max()}{(why is null ? "" : $"; not members: {why}")}";
+        };
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (_answer is null && Stopwatch.GetTimestamp() < deadline)
+        {
+            Thread.Sleep(5);
+        }
+
+        return _answer ?? "census timed out";
+    }
+
+    private void Run()
+    {
+        var slot = TimeSpan.FromTicks(_interval.Ticks / Slots);
+        var began = Stopwatch.GetTimestamp();
+        var next = began;
+        var slotTicks = (long)(slot.TotalSeconds * Stopwatch.Frequency);
+        var index = 0;
+        while (!_stop.IsSet)
+        {
+            var now = Stopwatch.GetTimestamp();
+            if (now - next > slotTicks)
+            {
+                SlotsLate++;
+            }
+
+            StartDue(Stopwatch.GetElapsedTime(began, now));
+            HandOver();
+            foreach (var node in _nodes.AsSpan(0, _started))
+            {
+                if (node.Slot == index)
+                {
+                    node.Tick();
+                }
+            }
+
+            HandOver();
+            if (_ask is { } ask)
+            {
+                _ask = null;
+                _answer = ask();
+            }
+
+            index = (index + 1) % Slots;
+            next += slotTicks;
+            // Sleep to the next slot in short steps, handing over what arrives meanwhile (non-beats act at once).
+            while (!_stop.IsSet && Stopwatch.GetTimestamp() < next)
+            {
+                var left = TimeSpan.FromSeconds((next - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
+                _stop.Wait(left < TimeSpan.FromMilliseconds(1) ? left : TimeSpan.FromMilliseconds(1));
+                HandOver();
+            }
+
+            if (Stopwatch.GetTimestamp() - next > slotTicks * Slots)
+            {
+                next = Stopwatch.GetTimestamp(); // more than an interval behind: do not try to catch up
+            }
+        }
+
+        // They leave as a SIGTERMed speaker does (a Leave broadcast each): the real nodes drop them at once.
+        _stopping = true;
+        foreach (var node in _nodes.AsSpan(0, _started))
+        {
+            node.Membership.Stop();
+        }
+    }
+
+    private void StartDue(TimeSpan elapsed)
+    {
+        var due = JoinRate <= 0 ? _nodes.Length : (int)Math.Min(_nodes.Length, 1 + (elapsed.TotalSeconds * JoinRate));
+        while (_started < due)
+        {
+            _nodes[_started++].Membership.Start();
+        }
+    }
+
+    /// <summary>Hands over what came from the wire and what the simulated speakers sent each other, until none is left.</summary>
+    private void HandOver()
+    {
+        while (_fromWire.TryDequeue(out var arrived))
+        {
+            WireReceived++;
+            if (arrived.To == MacAddress.Broadcast)
+            {
+                foreach (var node in _nodes.AsSpan(0, _started))
+                {
+                    node.Arrive(arrived.Message, arrived.From, arrived.At);
+                }
+            }
+            else
+            {
+                _byMac[arrived.To].Arrive(arrived.Message, arrived.From, arrived.At);
+            }
+        }
+
+        while (_pending.TryDequeue(out var message))
+        {
+            var start = Stopwatch.GetTimestamp();
+            message.To.Membership.Receive(message.Message, message.From, message.At);
+            Cost[(int)message.Message.Kind] += Stopwatch.GetTimestamp() - start;
+        }
+    }
+
+    private void Route(Node from, LanMessage message, MacAddress to)
+    {
+        var at = Stopwatch.GetTimestamp();
+        if (to == MacAddress.Broadcast)
+        {
+            WireSent++;
+            WireSentBroadcast++;
+            Wire?.Invoke(message, from.Mac, to);
+            foreach (var node in _nodes.AsSpan(0, _stopping ? 0 : _started))
+            {
+                if (node != from)
+                {
+                    MemoryBroadcastCopies++;
+                    node.Arrive(message, from.Mac, at);
+                }
+            }
+        }
+        else if (_byMac.TryGetValue(to, out var node))
+        {
+            MemoryUnicast++;
+            node.Arrive(message, from.Mac, at);
+        }
+        else
+        {
+            WireSent++;
+            Wire?.Invoke(message, from.Mac, to);
+        }
+    }
+
+    private sealed class Node : ILanSender
+    {
+        private readonly SimSegment _segment;
+        private readonly List<(LanMessage Message, MacAddress From, long At)> _beats = [];
+
+        public Node(SimSegment segment, string name, MacAddress mac, int slot)
+        {
+            _segment = segment;
+            Mac = mac;
+            Slot = slot;
+            Membership = new Membership(name, segment._interval, segment._dead, TimeProvider.System) { Sender = this };
+        }
+
+        public MacAddress Mac { get; }
+
+        public int Slot { get; }
+
+        public Membership Membership { get; }
+
+        public void Send(LanMessage message, MacAddress destination) => _segment.Route(this, message, destination);
+
+        public void Arrive(LanMessage message, MacAddress from, long at)
+        {
+            if (message is Beat)
+            {
+                _beats.Add((message, from, at));
+            }
+            else
+            {
+                _segment._pending.Enqueue((this, message, from, at));
+            }
+        }
+
+        public void Tick()
+        {
+            var start = Stopwatch.GetTimestamp();
+            foreach (var (message, from, at) in _beats)
+            {
+                Membership.Receive(message, from, at);
+            }
+
+            var read = Stopwatch.GetTimestamp();
+            _segment.Cost[(int)LanKind.Beat] += read - start;
+            _beats.Clear();
+            Membership.Tick();
+            // A view costs a set of every alive member: read only when the gate is shut (not a member in good standing).
+            if (Stopwatch.GetTimestamp() >= Membership.GateOpenUntil && Membership.View() is { AloneCheckDue: true })
+            {
+                // The API's answer: the real nodes renew their leases, so no simulated speaker is ever alone.
+                Membership.AloneChecked(alone: false);
+            }
+
+            _segment.Cost[0] += Stopwatch.GetTimestamp() - read;
+        }
+    }
+}
