@@ -95,8 +95,9 @@ internal static class LanScale
                 }
             }
 
+            Console.WriteLine($"simulation's time in the memberships and unicast in memory, since it started: {sims.Lines.LastOrDefault(l => l.StartsWith("cost ", StringComparison.Ordinal))}");
             await sims.StopAsync();
-            Console.WriteLine($"simulation stopped (each simulated speaker left); its last lines: {string.Join(" | ", sims.Lines.TakeLast(3))}");
+            Console.WriteLine($"simulation stopped (each simulated speaker left); its last lines: {string.Join(" | ", sims.Lines.TakeLast(2))}");
         }
         finally
         {

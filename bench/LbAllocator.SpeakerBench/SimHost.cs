@@ -48,7 +48,7 @@ internal static class SimHost
             Thread.Sleep(1000);
             if (second % 10 == 0)
             {
-                Console.WriteLine("cost " + segment.CostText());
+                Console.WriteLine("cost " + segment.CostText() + "; in memory " + segment.KindsText());
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

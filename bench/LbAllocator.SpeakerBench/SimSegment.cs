@@ -63,6 +63,11 @@ internal sealed class SimSegment : IDisposable
     /// <summary>Time spent in the memberships (Stopwatch ticks): [0] their ticks, [kind] receiving messages of that kind.</summary>
     public readonly long[] Cost = new long[8];
 
+    /// <summary>Sim-to-sim unicast messages handed over in memory, by kind.</summary>
+    public readonly long[] MemoryByKind = new long[8];
+
+    public string KindsText() => string.Join(' ', Enum.GetValues<LanKind>().Select(k => $"{k}={MemoryByKind[(int)k]}"));
+
     public string CostText() => string.Join(' ', Enum.GetValues<LanKind>().Select(k => $"{k}={Cost[(int)k] * 1000.0 / Stopwatch.Frequency:F0}").Prepend($"Tick={Cost[0] * 1000.0 / Stopwatch.Frequency:F0}")) + " ms";
 
     public int Count => _nodes.Length;
@@ -147,10 +152,10 @@ internal sealed class SimSegment : IDisposable
             index = (index + 1) % Slots;
             next += slotTicks;
             // Sleep to the next slot in short steps, handing over what arrives meanwhile (non-beats act at once).
-            while (!_stop.IsSet && Stopwatch.GetTimestamp() < next)
+            while (!_stop.IsSet && next - Stopwatch.GetTimestamp() is var left && left > 0)
             {
-                var left = TimeSpan.FromSeconds((next - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
-                _stop.Wait(left < TimeSpan.FromMilliseconds(1) ? left : TimeSpan.FromMilliseconds(1));
+                // Whole milliseconds at most 1 (a wait of -1 ms is forever).
+                _stop.Wait(left * 1000 >= Stopwatch.Frequency ? 1 : 0);
                 HandOver();
             }
 
@@ -224,6 +229,7 @@ internal sealed class SimSegment : IDisposable
         else if (_byMac.TryGetValue(to, out var node))
         {
             MemoryUnicast++;
+            MemoryByKind[(int)message.Kind]++;
             node.Arrive(message, from.Mac, at);
         }
         else
