@@ -10,7 +10,7 @@ using LbAllocator.Speaker.Lan;
 /// messages each real node receives (captured at its switch port), its speakers' CPU and RSS, every speaker message on
 /// the wire and the broadcasts among them (captured on the bridge), the simulated speakers' unicast among themselves;
 /// then failover trials, without and with them.
-/// `lan-scale [--members 1000] [--join-rate 50] [--window 60] [--trials 20] [--faults kill,link]`.
+/// `lan-scale [--members 1000] [--join-rate 20] [--window 60] [--trials 20] [--faults kill,link]`.
 /// </summary>
 internal static class LanScale
 {
@@ -19,7 +19,7 @@ internal static class LanScale
     public static async Task<int> RunAsync(string[] args)
     {
         var members = int.Parse(Option(args, "--members") ?? "1000", CultureInfo.InvariantCulture);
-        var joinRate = Option(args, "--join-rate") ?? "50";
+        var joinRate = Option(args, "--join-rate") ?? "20";
         var window = TimeSpan.FromSeconds(double.Parse(Option(args, "--window") ?? "60", CultureInfo.InvariantCulture));
         var trials = int.Parse(Option(args, "--trials") ?? "20", CultureInfo.InvariantCulture);
         var faults = (Option(args, "--faults") ?? "kill,link").Split(',').Select(f => f switch
@@ -55,7 +55,7 @@ internal static class LanScale
             var results = new List<(string Fault, bool Sims, List<Trial> Trials)>();
             foreach (var fault in faults)
             {
-                results.Add((fault.Name, false, await Failover.TrialsAsync(lab, Vip, fault, trials)));
+                results.Add((fault.Name, false, await TrialsAsync(lab, fault, trials, sims: null)));
             }
 
             var secret = await lab.Client.CoreV1.ReadNamespacedSecretAsync(ClusterKey.SecretName, Lab.InstallNamespace);
@@ -64,20 +64,28 @@ internal static class LanScale
             Console.WriteLine(joined);
             Console.WriteLine();
             var loaded = await Window.MeasureAsync(lab, window, sims);
-            foreach (var fault in faults)
-            {
-                results.Add((fault.Name, true, await Failover.TrialsAsync(lab, Vip, fault, trials)));
-            }
-
-            var after = $"after the trials: the simulation's census {await sims.CensusAsync()}; the real speakers' views {string.Join(", ", await ViewSizesAsync(lab))}";
             Window.Print(baseline, loaded, joining, members);
             Console.WriteLine();
+            foreach (var fault in faults)
+            {
+                results.Add((fault.Name, true, await TrialsAsync(lab, fault, trials, sims)));
+            }
+
+            var during = sims.Statuses().ToList();
+            var after = $"after the trials: the simulation's census {await sims.CensusAsync()}; the real speakers' views {string.Join(", ", await ViewSizesAsync(lab))}; "
+                + $"over the whole simulation {during[^1].Rejoins} rejoins of simulated speakers, tick slots at most {during.Max(s => s.MaxLagMs):F0} ms late, at most {during.Max(s => s.MaxBacklog)} messages waiting";
             Console.WriteLine($"## Failover ({trials} trials of each fault, without and with the {members} simulated speakers; {Proc.Load()})");
             Console.WriteLine();
             Console.WriteLine("| fault | simulated speakers | taken over | p50 | p99 | max | requests answered by two nodes | longest silence at the fault | back p50 / max |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
             foreach (var (fault, withSims, list) in results)
             {
+                if (list.Count == 0)
+                {
+                    Console.WriteLine($"| {fault} | {(withSims ? members : 0)} | none done | | | | | | |");
+                    continue;
+                }
+
                 var times = Failover.Times(list);
                 var backs = list.Select(t => t.Back).OfType<double>().Order().ToArray();
                 var taken = times.Length == 0 ? "| - | - | -" : $"| {Failover.P(times, 0.5):F2} s | {Failover.P(times, 0.99):F2} s | {times[^1]:F2} s";
@@ -108,6 +116,41 @@ internal static class LanScale
         return 0;
     }
 
+    /// <summary>The trials of one fault; should one fail (nobody answers at all), what the speakers say then, and the trials done so far.</summary>
+    private static async Task<List<Trial>> TrialsAsync(Lab lab, Fault fault, int count, SimProcess? sims)
+    {
+        var done = new List<Trial>();
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                done.Add(await Failover.TrialAsync(lab, Vip, fault));
+            }
+        }
+        catch (Exception e) when (e is Xunit.Sdk.XunitException or InvalidOperationException)
+        {
+            Console.WriteLine($"{fault.Name}, {(sims is null ? "without" : "with")} simulated speakers: trial {done.Count + 1} failed: {e.Message.Split('\n')[0]}");
+            foreach (var node in Lab.Nodes)
+            {
+                var (code, body) = await lab.SpeakerStatusAsync(node, "/readyz");
+                Console.WriteLine($"  {node} readyz {code}: {body.ReplaceLineEndings(" ")}");
+            }
+
+            Console.WriteLine($"  real speakers' views {string.Join(", ", await ViewSizesAsync(lab))}" + (sims is null ? "" : $"; simulation {await sims.CensusAsync()}; last status {sims.Latest()}"));
+            // The next fault starts from every node back, if it can.
+            foreach (var node in Lab.Nodes)
+            {
+                await lab.SetLanLinkAsync(node, up: true);
+                if (lab.Speaker(node).HasExited)
+                {
+                    lab.StartSpeaker(node);
+                }
+            }
+        }
+
+        return done;
+    }
+
     /// <summary>
     /// Waits until every simulated speaker is a member with a view of them all and the three real ones, and each real
     /// speaker's view (lballocator_speaker_lan_members) holds as many; what the wire carried meanwhile, from the bridge.
@@ -136,6 +179,8 @@ internal static class LanScale
         var took = DateTime.UtcNow - started;
         var wire = await Window.StopAsync(capture, file, took);
         var settled = views.All(v => v == expected) ? "every view holds them all" : "NOT CONVERGED";
+        var statuses = sims.Statuses().ToList();
+        settled += $"; meanwhile {statuses[^1].Rejoins} rejoins of simulated speakers, tick slots at most {statuses.Max(s => s.MaxLagMs):F0} ms late, at most {statuses.Max(s => s.MaxBacklog)} messages waiting";
         await Task.Delay(TimeSpan.FromSeconds(10)); // past the joins' repeats
         return ($"Joined: {took.TotalSeconds:F0} s from the start of the simulation to {settled} (simulation: {census}; real speakers' views {string.Join(", ", views)}); "
             + $"on the wire meanwhile {wire.All:F0} speaker frames/s, {wire.Broadcast:F0} of them broadcast ({wire.Kinds()})", wire);

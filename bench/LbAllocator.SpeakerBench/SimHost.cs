@@ -20,7 +20,7 @@ internal static class SimHost
     public static int Run(string[] args)
     {
         var members = int.Parse(Option(args, "--members") ?? "1000", CultureInfo.InvariantCulture);
-        var joinRate = double.Parse(Option(args, "--join-rate") ?? "50", CultureInfo.InvariantCulture);
+        var joinRate = double.Parse(Option(args, "--join-rate") ?? "20", CultureInfo.InvariantCulture);
         var offline = args.Contains("--offline");
         var options = new SpeakerOptions();
         var segment = new SimSegment(members, "sim", FirstMac, options.HeartbeatInterval, options.DeadInterval, joinRate);
@@ -52,7 +52,7 @@ internal static class SimHost
             }
 
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"status {Stopwatch.GetElapsedTime(began).TotalSeconds:F3} {segment.MemoryUnicast} {segment.MemoryBroadcastCopies} {segment.WireSent} {segment.WireSentBroadcast} {segment.WireReceived} {wire?.Rejected ?? 0} {segment.SlotsLate} {wire?.Dropped ?? 0}"));
+                $"status {Stopwatch.GetElapsedTime(began).TotalSeconds:F3} {segment.MemoryUnicast} {segment.MemoryBroadcastCopies} {segment.WireSent} {segment.WireSentBroadcast} {segment.WireReceived} {wire?.Rejected ?? 0} {segment.SlotsLate} {wire?.Dropped ?? 0} {segment.Rejoins} {segment.TakeMaxLag():F0} {segment.TakeMaxBacklog()}"));
         }
     }
 

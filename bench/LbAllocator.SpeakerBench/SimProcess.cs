@@ -24,7 +24,9 @@ internal sealed class SimProcess : IDisposable
     public int Pid => _process.Id;
 
     /// <summary>The simulation's tallies at one moment, from a "status" line.</summary>
-    public readonly record struct Status(double At, long MemoryUnicast, long MemoryBroadcastCopies, long WireSent, long WireSentBroadcast, long WireReceived, long Rejected, long SlotsLate, long Dropped);
+    /// <param name="MaxLagMs">The longest a tick slot began late in the second before.</param>
+    /// <param name="MaxBacklog">The most messages waiting to be handed over in the second before.</param>
+    public readonly record struct Status(double At, long MemoryUnicast, long MemoryBroadcastCopies, long WireSent, long WireSentBroadcast, long WireReceived, long Rejected, long SlotsLate, long Dropped, long Rejoins, double MaxLagMs, long MaxBacklog);
 
     /// <param name="keys">The key Secret's entries, as read through the API.</param>
     public static SimProcess Start(string ns, int members, string joinRate, IDictionary<string, byte[]> keys)
@@ -58,14 +60,16 @@ internal sealed class SimProcess : IDisposable
     }
 
     /// <summary>The latest status line.</summary>
-    public Status Latest()
+    public Status Latest() => Statuses().LastOrDefault() is { At: > 0 } latest
+        ? latest
+        : throw new InvalidOperationException("the simulation printed no status yet: " + string.Join(" | ", Lines.TakeLast(10)));
+
+    /// <summary>Every status line so far.</summary>
+    public IEnumerable<Status> Statuses() => Lines.Where(l => l.StartsWith("status ", StringComparison.Ordinal)).Select(line =>
     {
-        var line = Lines.LastOrDefault(l => l.StartsWith("status ", StringComparison.Ordinal))
-            ?? throw new InvalidOperationException("the simulation printed no status yet: " + string.Join(" | ", Lines.TakeLast(10)));
-        var f = line.Split(' ').Skip(1).ToArray();
-        var n = f.Skip(1).Select(v => long.Parse(v, CultureInfo.InvariantCulture)).ToArray();
-        return new Status(double.Parse(f[0], CultureInfo.InvariantCulture), n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]);
-    }
+        var f = line.Split(' ').Skip(1).Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        return new Status(f[0], (long)f[1], (long)f[2], (long)f[3], (long)f[4], (long)f[5], (long)f[6], (long)f[7], (long)f[8], (long)f[9], f[10], (long)f[11]);
+    });
 
     /// <summary>"members JOINED/TOTAL view MIN-MAX ...", counted by the simulation thread.</summary>
     public async Task<string> CensusAsync()

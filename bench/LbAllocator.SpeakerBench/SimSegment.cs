@@ -28,8 +28,10 @@ internal sealed class SimSegment : IDisposable
     private readonly TimeSpan _dead;
     private readonly ManualResetEventSlim _stop = new();
     private readonly Thread _thread;
-    private volatile Func<string>? _ask; // a question for the simulation thread, answered between slots
+    private volatile List<MembershipView>? _census; // a census under way: the views read so far
     private volatile string? _answer;
+    private long _maxLag;
+    private int _maxBacklog;
     private int _started;
     private bool _stopping; // nobody left to hand anything to in memory
 
@@ -59,6 +61,7 @@ internal sealed class SimSegment : IDisposable
     public long WireSentBroadcast;
     public long WireReceived;           // messages from the wire handed to a simulated speaker (a broadcast once)
     public long SlotsLate;              // slots that began more than one slot late
+    public long Rejoins;                // new epochs of speakers that had one (left and asked to join again)
 
     /// <summary>Time spent in the memberships (Stopwatch ticks): [0] their ticks, [kind] receiving messages of that kind.</summary>
     public readonly long[] Cost = new long[8];
@@ -68,7 +71,12 @@ internal sealed class SimSegment : IDisposable
 
     public string KindsText() => string.Join(' ', Enum.GetValues<LanKind>().Select(k => $"{k}={MemoryByKind[(int)k]}"));
 
-    public string CostText() => string.Join(' ', Enum.GetValues<LanKind>().Select(k => $"{k}={Cost[(int)k] * 1000.0 / Stopwatch.Frequency:F0}").Prepend($"Tick={Cost[0] * 1000.0 / Stopwatch.Frequency:F0}")) + " ms";
+    /// <summary>Messages the memberships received, by kind ([0]: their ticks).</summary>
+    public readonly long[] Calls = new long[8];
+
+    /// <summary>"Tick=MS (µs each)" and the same per kind received: where the simulation's time goes.</summary>
+    public string CostText() => string.Join(' ', Enumerable.Range(0, 7).Select(k =>
+        $"{(k == 0 ? "Tick" : ((LanKind)k).ToString())}={Cost[k] * 1000.0 / Stopwatch.Frequency:F0}ms/{Calls[k]}={(Calls[k] == 0 ? 0 : Cost[k] * 1e6 / Stopwatch.Frequency / Calls[k]):F1}us"));
 
     public int Count => _nodes.Length;
 
@@ -94,20 +102,13 @@ internal sealed class SimSegment : IDisposable
     }
 
     /// <summary>
-    /// "members JOINED/TOTAL view MIN-MAX": how many have joined and the smallest and largest view among them (computed
-    /// on the simulation thread: reading a membership's view costs a set of its alive members, so it is asked for, not polled).
+    /// "members JOINED/TOTAL view MIN-MAX": how many have joined and the smallest and largest view among them. Counted
+    /// on the simulation thread a few speakers a slot: reading a membership's view costs a set of its alive members.
     /// </summary>
     public string Census(TimeSpan timeout)
     {
         _answer = null;
-        _ask = () =>
-        {
-            var views = _nodes.Take(_started).Select(n => n.Membership.View()).ToList();
-            var members = views.Where(v => v.State == MemberState.Member).ToList();
-            var sizes = members.Select(v => v.Alive.Count).DefaultIfEmpty(0).ToList();
-            var why = views.Where(v => v.State != MemberState.Member).GroupBy(v => v.Why).Select(g => $"{g.Count()}x {g.Key}").FirstOrDefault();
-            return $"members {members.Count}/{_nodes.Length} view {sizes.Min()}-{sizes.Max()}{(why is null ? "" : $"; not members: {why}")}";
-        };
+        _census = [];
         var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (_answer is null && Stopwatch.GetTimestamp() < deadline)
         {
@@ -116,6 +117,12 @@ internal sealed class SimSegment : IDisposable
 
         return _answer ?? "census timed out";
     }
+
+    /// <summary>The longest a slot began late since the last call, in ms.</summary>
+    public double TakeMaxLag() => Interlocked.Exchange(ref _maxLag, 0) * 1000.0 / Stopwatch.Frequency;
+
+    /// <summary>The most messages waiting to be handed over since the last call.</summary>
+    public int TakeMaxBacklog() => Interlocked.Exchange(ref _maxBacklog, 0);
 
     private void Run()
     {
@@ -127,13 +134,20 @@ internal sealed class SimSegment : IDisposable
         while (!_stop.IsSet)
         {
             var now = Stopwatch.GetTimestamp();
-            if (now - next > slotTicks)
+            var lag = now - next;
+            if (lag > slotTicks)
             {
                 SlotsLate++;
             }
 
+            if (lag > Volatile.Read(ref _maxLag))
+            {
+                Volatile.Write(ref _maxLag, lag);
+            }
+
             StartDue(Stopwatch.GetElapsedTime(began, now));
-            HandOver();
+            // Ticks first: a speaker that does not tick looks dead to its neighbours, while a message handed over a
+            // little late is only a slower network. The rest of the slot hands over what waits.
             foreach (var node in _nodes.AsSpan(0, _started))
             {
                 if (node.Slot == index)
@@ -142,21 +156,16 @@ internal sealed class SimSegment : IDisposable
                 }
             }
 
-            HandOver();
-            if (_ask is { } ask)
-            {
-                _ask = null;
-                _answer = ask();
-            }
-
+            CensusStep();
             index = (index + 1) % Slots;
             next += slotTicks;
-            // Sleep to the next slot in short steps, handing over what arrives meanwhile (non-beats act at once).
             while (!_stop.IsSet && next - Stopwatch.GetTimestamp() is var left && left > 0)
             {
-                // Whole milliseconds at most 1 (a wait of -1 ms is forever).
-                _stop.Wait(left * 1000 >= Stopwatch.Frequency ? 1 : 0);
-                HandOver();
+                if (!HandOver(next))
+                {
+                    // Whole milliseconds at most 1 (a wait of -1 ms is forever).
+                    _stop.Wait(left * 1000 >= Stopwatch.Frequency ? 1 : 0);
+                }
             }
 
             if (Stopwatch.GetTimestamp() - next > slotTicks * Slots)
@@ -173,6 +182,31 @@ internal sealed class SimSegment : IDisposable
         }
     }
 
+    /// <summary>Reads the views of up to 50 speakers; once all are read, answers the census.</summary>
+    private void CensusStep()
+    {
+        if (_census is not { } views)
+        {
+            return;
+        }
+
+        foreach (var node in _nodes.AsSpan(views.Count, Math.Min(50, _started - views.Count)))
+        {
+            views.Add(node.Membership.View());
+        }
+
+        if (views.Count < _started)
+        {
+            return;
+        }
+
+        _census = null;
+        var members = views.Where(v => v.State == MemberState.Member).ToList();
+        var sizes = members.Select(v => v.Alive.Count).DefaultIfEmpty(0).ToList();
+        var why = views.Where(v => v.State != MemberState.Member).GroupBy(v => v.Why).Select(g => $"{g.Count()}x {g.Key}").FirstOrDefault();
+        _answer = $"members {members.Count}/{_nodes.Length} view {sizes.Min()}-{sizes.Max()}{(why is null ? "" : $"; not members: {why}")}";
+    }
+
     private void StartDue(TimeSpan elapsed)
     {
         var due = JoinRate <= 0 ? _nodes.Length : (int)Math.Min(_nodes.Length, 1 + (elapsed.TotalSeconds * JoinRate));
@@ -182,11 +216,16 @@ internal sealed class SimSegment : IDisposable
         }
     }
 
-    /// <summary>Hands over what came from the wire and what the simulated speakers sent each other, until none is left.</summary>
-    private void HandOver()
+    /// <summary>
+    /// Hands over what came from the wire and what the simulated speakers sent each other, until none is left or
+    /// <paramref name="until"/>; false when there was nothing to hand over.
+    /// </summary>
+    private bool HandOver(long until)
     {
+        var any = false;
         while (_fromWire.TryDequeue(out var arrived))
         {
+            any = true;
             WireReceived++;
             if (arrived.To == MacAddress.Broadcast)
             {
@@ -201,12 +240,25 @@ internal sealed class SimSegment : IDisposable
             }
         }
 
-        while (_pending.TryDequeue(out var message))
+        if (_pending.Count > _maxBacklog)
         {
+            _maxBacklog = _pending.Count;
+        }
+
+        for (var i = 0; _pending.TryDequeue(out var message); i++)
+        {
+            any = true;
             var start = Stopwatch.GetTimestamp();
             message.To.Membership.Receive(message.Message, message.From, message.At);
             Cost[(int)message.Message.Kind] += Stopwatch.GetTimestamp() - start;
+            Calls[(int)message.Message.Kind]++;
+            if (start > until)
+            {
+                break;
+            }
         }
+
+        return any;
     }
 
     private void Route(Node from, LanMessage message, MacAddress to)
@@ -243,6 +295,7 @@ internal sealed class SimSegment : IDisposable
     {
         private readonly SimSegment _segment;
         private readonly List<(LanMessage Message, MacAddress From, long At)> _beats = [];
+        private ulong _epoch;
 
         public Node(SimSegment segment, string name, MacAddress mac, int slot)
         {
@@ -282,8 +335,15 @@ internal sealed class SimSegment : IDisposable
 
             var read = Stopwatch.GetTimestamp();
             _segment.Cost[(int)LanKind.Beat] += read - start;
+            _segment.Calls[(int)LanKind.Beat] += _beats.Count;
             _beats.Clear();
             Membership.Tick();
+            if (Membership.Epoch != _epoch)
+            {
+                _segment.Rejoins += _epoch == 0 ? 0 : 1;
+                _epoch = Membership.Epoch;
+            }
+
             // A view costs a set of every alive member: read only when the gate is shut (not a member in good standing).
             if (Stopwatch.GetTimestamp() >= Membership.GateOpenUntil && Membership.View() is { AloneCheckDue: true })
             {
@@ -292,6 +352,7 @@ internal sealed class SimSegment : IDisposable
             }
 
             _segment.Cost[0] += Stopwatch.GetTimestamp() - read;
+            _segment.Calls[0]++;
         }
     }
 }

@@ -25,7 +25,14 @@ internal sealed record Window(double Seconds, Dictionary<string, Window.Node> No
     /// <param name="WireSent">Messages a second the simulation put on the wire.</param>
     /// <param name="WireReceived">Messages a second it read off the wire for its speakers.</param>
     /// <param name="SlotsLate">Tick slots (5 ms) that began more than a slot late during the window.</param>
-    public sealed record Simulation(double CpuPercent, double RssMiB, double MemoryUnicast, double WireSent, double WireReceived, long SlotsLate, long Rejected, long Dropped);
+    /// <param name="MaxLagMs">The longest a tick slot began late.</param>
+    /// <param name="Rejoins">Simulated speakers that left and asked to join again (a sign the simulation falls behind).</param>
+    public sealed record Simulation(double CpuPercent, double RssMiB, double MemoryUnicast, double WireSent, double WireReceived, long SlotsLate, long Rejected, long Dropped, double MaxLagMs, long MaxBacklog, long Rejoins)
+    {
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"CPU {CpuPercent:F1} % of a core, RSS {RssMiB:F0} MiB; put on the wire {WireSent:F1}/s, read off it {WireReceived:F1}/s; tick slots late {SlotsLate}, the latest by {MaxLagMs:F0} ms; "
+            + $"at most {MaxBacklog} messages waiting; rejoins {Rejoins}; frames rejected {Rejected}, dropped by the capture {Dropped}");
+    }
 
     public static async Task<Window> MeasureAsync(Lab lab, TimeSpan window, SimProcess? sims)
     {
@@ -57,8 +64,10 @@ internal sealed record Window(double Seconds, Dictionary<string, Window.Node> No
             var used = Proc.CpuSeconds(sims.Pid) - simCpu;
             var (a, b) = (simBefore!.Value, sims.Latest());
             var span = b.At - a.At;
+            var during = sims.Statuses().Where(s => s.At > a.At && s.At <= b.At).ToList();
             simulation = new Simulation(used / seconds * 100, Proc.StatusKb(sims.Pid, "VmRSS:") / 1024.0, (b.MemoryUnicast - a.MemoryUnicast) / span,
-                (b.WireSent - a.WireSent) / span, (b.WireReceived - a.WireReceived) / span, b.SlotsLate - a.SlotsLate, b.Rejected - a.Rejected, b.Dropped - a.Dropped);
+                (b.WireSent - a.WireSent) / span, (b.WireReceived - a.WireReceived) / span, b.SlotsLate - a.SlotsLate, b.Rejected - a.Rejected, b.Dropped - a.Dropped,
+                during.Max(s => s.MaxLagMs), during.Max(s => s.MaxBacklog), b.Rejoins - a.Rejoins);
         }
 
         var capturedFor = (DateTime.UtcNow - started).TotalSeconds;
@@ -116,9 +125,7 @@ internal sealed record Window(double Seconds, Dictionary<string, Window.Node> No
         Console.WriteLine();
         Console.WriteLine($"on the wire by kind: baseline {baseline.Wire.Kinds()}; with the simulated speakers {loaded.Wire.Kinds()}");
         Console.WriteLine($"while they joined: {joining.All:F0} frames/s, {joining.Broadcast:F0} broadcast ({joining.Kinds()})");
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"simulation process (all {members} memberships, one thread ticking them, and its pcap reader): CPU {sims.CpuPercent:F1} % of a core, RSS {sims.RssMiB:F0} MiB; "
-            + $"put on the wire {sims.WireSent:F1}/s, read off it {sims.WireReceived:F1}/s; tick slots late {sims.SlotsLate}; frames rejected {sims.Rejected}, dropped by the capture {sims.Dropped}"));
+        Console.WriteLine($"simulation process (all {members} memberships, one thread ticking them, and its pcap reader) during the window: {sims}");
     }
 
     private static double Beats(Segment segment) => segment.ByKind.GetValueOrDefault(LanKind.Beat);
