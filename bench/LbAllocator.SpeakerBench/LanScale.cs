@@ -10,7 +10,7 @@ using LbAllocator.Speaker.Lan;
 /// messages each real node receives (captured at its switch port), its speakers' CPU and RSS, every speaker message on
 /// the wire and the broadcasts among them (captured on the bridge), the simulated speakers' unicast among themselves;
 /// then failover trials, without and with them.
-/// `lan-scale [--members 1000] [--join-rate 20] [--window 60] [--trials 20] [--faults kill,link]`.
+/// `lan-scale [--members 1000] [--join-rate 5] [--window 60] [--trials 20] [--faults kill,link]`.
 /// </summary>
 internal static class LanScale
 {
@@ -19,7 +19,7 @@ internal static class LanScale
     public static async Task<int> RunAsync(string[] args)
     {
         var members = int.Parse(Option(args, "--members") ?? "1000", CultureInfo.InvariantCulture);
-        var joinRate = Option(args, "--join-rate") ?? "20";
+        var joinRate = Option(args, "--join-rate") ?? "5";
         var window = TimeSpan.FromSeconds(double.Parse(Option(args, "--window") ?? "60", CultureInfo.InvariantCulture));
         var trials = int.Parse(Option(args, "--trials") ?? "20", CultureInfo.InvariantCulture);
         var faults = (Option(args, "--faults") ?? "kill,link").Split(',').Select(f => f switch
@@ -60,7 +60,7 @@ internal static class LanScale
 
             var secret = await lab.Client.CoreV1.ReadNamespacedSecretAsync(ClusterKey.SecretName, Lab.InstallNamespace);
             sims = SimProcess.Start(host.Namespace, members, joinRate, secret.Data);
-            var (joined, joining) = await JoinAsync(lab, sims, members);
+            var (joined, joining) = await JoinAsync(lab, sims, members, joinRate);
             Console.WriteLine(joined);
             Console.WriteLine();
             var loaded = await Window.MeasureAsync(lab, window, sims);
@@ -155,13 +155,13 @@ internal static class LanScale
     /// Waits until every simulated speaker is a member with a view of them all and the three real ones, and each real
     /// speaker's view (lballocator_speaker_lan_members) holds as many; what the wire carried meanwhile, from the bridge.
     /// </summary>
-    private static async Task<(string Joined, Window.Segment Wire)> JoinAsync(Lab lab, SimProcess sims, int members)
+    private static async Task<(string Joined, Window.Segment Wire)> JoinAsync(Lab lab, SimProcess sims, int members, string joinRate)
     {
         var expected = members + Lab.Nodes.Length;
         var file = Path.Combine(Path.GetTempPath(), $"lbscale{Environment.ProcessId}-join.pcap");
         var capture = await lab.CaptureSwitchAsync("br0", file);
         var started = DateTime.UtcNow;
-        var timeout = TimeSpan.FromSeconds(180 + (members / 5.0));
+        var timeout = TimeSpan.FromSeconds(180 + (members / double.Parse(joinRate, CultureInfo.InvariantCulture)));
         string census = "";
         int[] views = [];
         while (DateTime.UtcNow - started < timeout)

@@ -20,7 +20,7 @@ internal static class SimHost
     public static int Run(string[] args)
     {
         var members = int.Parse(Option(args, "--members") ?? "1000", CultureInfo.InvariantCulture);
-        var joinRate = double.Parse(Option(args, "--join-rate") ?? "20", CultureInfo.InvariantCulture);
+        var joinRate = double.Parse(Option(args, "--join-rate") ?? "5", CultureInfo.InvariantCulture);
         var offline = args.Contains("--offline");
         var options = new SpeakerOptions();
         var segment = new SimSegment(members, "sim", FirstMac, options.HeartbeatInterval, options.DeadInterval, joinRate);
