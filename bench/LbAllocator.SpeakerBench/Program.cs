@@ -19,6 +19,16 @@ if (args is ["pcap-idle", ..])
     return Footprint.PcapIdle(beat: args is [_, "beat"]);
 }
 
+if (args is ["lan-sim", ..])
+{
+    return SimHost.Run(args);
+}
+
+if (args is ["lan-scale", ..])
+{
+    return await LanScale.RunAsync(args);
+}
+
 if (args is ["footprint", ..])
 {
     return await Footprint.RunAsync(args);
@@ -85,25 +95,13 @@ try
         + $"Each fault is held {Timing.Hold.TotalSeconds:F0} s (or until the takeover), then repaired; the next trial waits for the node to answer for {Vip} again "
         + "(back: from the repair, including a restarted speaker's start). Two nodes answering and the silence in all over the whole trials; the longest silence at the fault and at the node's return apart.");
     Console.WriteLine();
-    Console.WriteLine("| fault | taken over | min | p50 | p99 | max | two nodes answering, in all | silent in all | longest silence: at the fault / at the return | back p50 / max | came back on its own |");
-    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+    Console.WriteLine(Failover.Header);
     var details = new List<string>();
     foreach (var fault in Fault.All)
     {
-        var trials = new List<Trial>();
-        for (var i = 0; i < Trials; i++)
-        {
-            trials.Add(await TrialAsync(lab, Vip, fault));
-        }
-
-        var times = trials.Select(t => t.Failover).OfType<double>().Order().ToArray();
-        var backs = trials.Select(t => t.Back).OfType<double>().Order().ToArray();
-        var failovers = times.Length == 0 ? "| - | - | - | -" : $"| {times[0]:F2} s | {P(times, 0.5):F2} s | {P(times, 0.99):F2} s | {times[^1]:F2} s";
-        Console.WriteLine($"| {fault.Name} | {times.Length} of {trials.Count} {failovers} | {trials.Sum(t => t.Doubled) * 1000:F0} ms | {trials.Sum(t => t.Silent):F2} s | {trials.Max(t => t.SilenceAtFault):F2} / {trials.Max(t => t.SilenceAtReturn):F2} s "
-            + $"| {(backs.Length == 0 ? "-" : $"{P(backs, 0.5):F2} / {backs[^1]:F2} s")} | {backs.Length} of {trials.Count} |");
-        details.Add($"{fault.Name}: failovers {string.Join(' ', trials.Select(t => t.Failover?.ToString("F2", CultureInfo.InvariantCulture) ?? "none"))}; "
-            + $"longest silences at the return {string.Join(' ', trials.Select(t => t.SilenceAtReturn.ToString("F2", CultureInfo.InvariantCulture)))}; questions asked {trials.Sum(t => t.Asked):N0}");
-        details.AddRange(trials.SelectMany(t => t.Doubles).Select(d => $"  two answers: {d}"));
+        var trials = await Failover.TrialsAsync(lab, Vip, fault, Trials);
+        Console.WriteLine(Failover.Row(fault.Name, trials));
+        details.AddRange(Failover.Details(fault.Name, trials));
     }
 
     Console.WriteLine();
@@ -117,7 +115,7 @@ finally
 
 return 0;
 
-static double P(double[] sorted, double q) => sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
+static double P(double[] sorted, double q) => Failover.P(sorted, q);
 
 static string[] ProbeCommand(Lab lab, params string[] args) =>
     ["netns", "exec", lab.ClientNs, "dotnet", typeof(Probe).Assembly.Location, "probe", .. args];
@@ -135,69 +133,6 @@ static async Task<(double Rate, long Sent, long Received)> FloodAsync(Lab lab, s
     return (double.Parse(parts[2], CultureInfo.InvariantCulture), long.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));
 }
 
-/// <summary>
-/// One failover trial on whoever answers for the address now: the fault, the first answer from another node,
-/// the repair once the fault has lasted <see cref="Timing.Hold"/>, then the node answering again (restarting its
-/// speaker if it does not within 30 s, so the next trial faults the same node).
-/// </summary>
-static async Task<Trial> TrialAsync(Lab lab, string ip, Fault fault)
-{
-    var owner = await lab.WaitForArpOwnerAsync(ip);
-    var mac = lab.Macs[owner];
-    using var watch = await ArpWatch.StartAsync(lab, ip);
-    await Task.Delay(500);
-    var at = DateTimeOffset.UtcNow;
-    await fault.Inflict(lab, owner);
-    double? failover = null;
-    try
-    {
-        failover = await watch.TakeoverAsync(mac, at, TimeSpan.FromSeconds(10));
-    }
-    catch (Xunit.Sdk.XunitException)
-    {
-        // Nobody took over: reported as such.
-    }
-
-    var held = DateTimeOffset.UtcNow - at;
-    if (held < Timing.Hold)
-    {
-        await Task.Delay(Timing.Hold - held);
-    }
-
-    var repaired = DateTimeOffset.UtcNow;
-    await fault.Repair(lab, owner);
-    double? back = await AnswersAgainAsync(lab, ip, owner, TimeSpan.FromSeconds(30)) ? (DateTimeOffset.UtcNow - repaired).TotalSeconds : null;
-    if (back is null)
-    {
-        lab.StartSpeaker(owner);
-        await lab.WaitForSpeakersAsync([owner]);
-        if (!await AnswersAgainAsync(lab, ip, owner, TimeSpan.FromSeconds(30)))
-        {
-            throw new InvalidOperationException($"{owner} does not answer for {ip} again after {fault.Name}, even with its speaker restarted");
-        }
-    }
-
-    await Task.Delay(500);
-    var (doubled, silent, asked) = watch.Tally();
-    return new Trial(failover, doubled, silent, watch.LongestSilence(until: repaired), watch.LongestSilence(from: repaired), back, asked, [.. watch.Doubles()]);
-}
-
-static async Task<bool> AnswersAgainAsync(Lab lab, string ip, string node, TimeSpan timeout)
-{
-    var deadline = DateTimeOffset.UtcNow + timeout;
-    while (DateTimeOffset.UtcNow < deadline)
-    {
-        if (await lab.ArpingAsync(ip) == lab.Macs[node])
-        {
-            return true;
-        }
-
-        await Task.Delay(50);
-    }
-
-    return false;
-}
-
 static string Load() => Proc.Load();
 
 static double CpuSeconds(int pid) => Proc.CpuSeconds(pid);
@@ -205,38 +140,3 @@ static double CpuSeconds(int pid) => Proc.CpuSeconds(pid);
 static long Rss(int pid) => Proc.StatusKb(pid, "VmRSS:");
 
 static long PeakRss(int pid) => Proc.StatusKb(pid, "VmHWM:");
-
-/// <summary>A fault done to the node answering for an address, and its repair.</summary>
-internal sealed record Fault(string Name, Func<Lab, string, Task> Inflict, Func<Lab, string, Task> Repair)
-{
-    public static readonly Fault[] All =
-    [
-        new("owner SIGKILLed", (lab, node) => lab.Speaker(node).SignalAsync("KILL"), RestartAsync),
-        new("owner SIGTERMed", (lab, node) => lab.Speaker(node).SignalAsync("TERM"), async (lab, node) =>
-        {
-            // It deletes its lease on the way out: let it, or the restarted speaker's lease would be deleted under it.
-            await lab.Speaker(node).WaitForExitAsync(TimeSpan.FromSeconds(10));
-            await RestartAsync(lab, node);
-        }),
-        new("owner's LAN link down", (lab, node) => lab.SetLanLinkAsync(node, up: false), (lab, node) => lab.SetLanLinkAsync(node, up: true)),
-        new("owner's LAN interface deleted", (lab, node) => lab.DeleteLanLinkAsync(node), (lab, node) => lab.AddLanLinkAsync(node)),
-    ];
-
-    private static async Task RestartAsync(Lab lab, string node)
-    {
-        lab.StartSpeaker(node);
-        await lab.WaitForSpeakersAsync([node]);
-    }
-}
-
-/// <param name="Failover">Seconds from the fault to another node's first answer; null if nobody took over within 10 s.</param>
-/// <param name="Back">Seconds from the repair (a restart included) to the node answering again; null if it did not within 30 s (its speaker was restarted).</param>
-/// <param name="SilenceAtFault">The longest silence that began before the repair: the failover's.</param>
-/// <param name="SilenceAtReturn">The longest silence that began after it: the node taking its address back.</param>
-internal sealed record Trial(double? Failover, double Doubled, double Silent, double SilenceAtFault, double SilenceAtReturn, double? Back, int Asked, string[] Doubles);
-
-internal static class Timing
-{
-    /// <summary>How long a fault lasts at least: an outage a node notices (netlink, a rescan), not a blip.</summary>
-    public static readonly TimeSpan Hold = TimeSpan.FromSeconds(2);
-}

@@ -17,6 +17,7 @@ public sealed class SpeakerMetrics
     private readonly Counter _renewFailures;
     private readonly Counter _ownershipChanges;
     private readonly Gauge _alive;
+    private readonly Gauge _members;
     private readonly Counter _conflicts;
     private readonly Counter _defended;
     private readonly Counter _rejected;
@@ -35,6 +36,7 @@ public sealed class SpeakerMetrics
         _defended = factory.CreateCounter("lballocator_speaker_addresses_defended_total", "Times another MAC announced an address this node answers, and this node announced it again.");
         _rejected = factory.CreateCounter("lballocator_speaker_heartbeats_rejected_total", "Speaker messages (heartbeats and membership changes) dropped unread, by reason: malformed, unknown_key (signed with a key this speaker lacks), bad_tag (forged or altered).", ["reason"]);
         _alive = factory.CreateGauge("lballocator_speaker_alive", "1 while this speaker is a member of its segment and may answer.");
+        _members = factory.CreateGauge("lballocator_speaker_lan_members", "Speakers alive in this node's view of its segment, itself included while it is a member.");
         registry.AddBeforeCollectCallback(() => Export(announcer.Counters()));
     }
 
@@ -52,6 +54,8 @@ public sealed class SpeakerMetrics
     }).Inc();
 
     public void SetAlive(bool alive) => _alive.Set(alive ? 1 : 0);
+
+    public void SetLanMembers(int members) => _members.Set(members);
 
     /// <summary>The addresses this node owns after a pass; both families are always exported, 0 when none.</summary>
     public void SetOwned(string node, IEnumerable<Ip> owned)

@@ -7,7 +7,7 @@ namespace LbAllocator.Speaker;
 
 /// <summary>
 /// What the speaker says about itself after each pass: the readiness gates (caches synced; on the LAN: a member that
-/// answers, or why not), the alive metric, and a Node event when it starts or stops being unable to answer somewhere.
+/// answers, or why not), the alive and members metrics, and a Node event when it starts or stops being unable to answer somewhere.
 /// </summary>
 public sealed partial class SpeakerReadiness(SpeakerOptions options, Health health, SpeakerMetrics metrics, IStatusWriter writer, ILogger<SpeakerReadiness> logger)
 {
@@ -28,6 +28,7 @@ public sealed partial class SpeakerReadiness(SpeakerOptions options, Health heal
     public void Report(MembershipView view, bool answering, string? cannotAnswer, V1Node? node)
     {
         metrics.SetAlive(view.State == MemberState.Member);
+        metrics.SetLanMembers(view.Alive.Count);
         if (_membership != (view.State, view.Why, answering))
         {
             _membership = (view.State, view.Why, answering);

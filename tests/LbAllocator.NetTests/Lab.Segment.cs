@@ -50,6 +50,14 @@ public sealed partial class Lab
         return undo;
     }
 
+    /// <summary>
+    /// The speakers' messages (0x88B5) seen at a port of the LAN bridge, written to <paramref name="file"/> (their first
+    /// 64 bytes: addresses and kind) until the capture is stopped: at a node's port <paramref name="direction"/> "out" is
+    /// what the switch delivers to the node; on br0 itself, which tcpdump makes promiscuous, every frame the switch forwards.
+    /// </summary>
+    public Task<Shell.Background> CaptureSwitchAsync(string port, string file, string direction = "inout") =>
+        Shell.CaptureOnAsync(LanNs, port, "-Q", direction, "-s", "64", "-w", file, "--immediate-mode", "-U", "ether proto 0x88b5");
+
     /// <summary>The resident memory of the node's speaker process, in KiB.</summary>
     public long SpeakerRssKb(string node)
     {

@@ -31,9 +31,12 @@ public static class Shell
     /// tcpdump on eth0 in <paramref name="ns"/>, returned once it says it is listening, so no frame sent
     /// after this returns is missed.
     /// </summary>
-    public static async Task<Background> CaptureAsync(string ns, params string[] tcpdumpArgs)
+    public static Task<Background> CaptureAsync(string ns, params string[] tcpdumpArgs) => CaptureOnAsync(ns, "eth0", tcpdumpArgs);
+
+    /// <summary>tcpdump on <paramref name="interface"/> in <paramref name="ns"/>, returned once it says it is listening.</summary>
+    public static async Task<Background> CaptureOnAsync(string ns, string @interface, params string[] tcpdumpArgs)
     {
-        var capture = new Background("ip", ["netns", "exec", ns, "tcpdump", "-i", "eth0", .. tcpdumpArgs]);
+        var capture = new Background("ip", ["netns", "exec", ns, "tcpdump", "-i", @interface, .. tcpdumpArgs]);
         var started = Stopwatch.StartNew();
         while (!capture.Lines.Any(l => l.Contains("listening on ", StringComparison.Ordinal)))
         {

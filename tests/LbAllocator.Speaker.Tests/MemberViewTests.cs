@@ -105,4 +105,67 @@ public class MemberViewTests
         view.Apply(Alive("joiner", 1), 0);
         Assert.Equal(asked.Order(), view.Neighbors("joiner", 4).Order());
     }
+
+    [Fact]
+    public void The_ring_depends_only_on_who_is_alive_whatever_came_and_went_before()
+    {
+        var random = new Random(26);
+        var churned = new MemberView();
+        var epochs = new Dictionary<string, ulong>();
+        for (var step = 0; step < 3000; step++)
+        {
+            var name = $"node-{random.Next(40)}";
+            var epoch = epochs.GetValueOrDefault(name);
+            if (churned.IsAlive(name, epoch) && random.Next(2) == 0)
+            {
+                churned.End(name, epoch, 0);
+            }
+            else
+            {
+                epochs[name] = epoch + 1; // a new epoch ends the old one if it was alive
+                churned.Apply(Alive(name, epoch + 1), 0);
+            }
+
+            if (step % 50 != 0)
+            {
+                continue;
+            }
+
+            var fresh = new MemberView();
+            foreach (var alive in churned.Alive.OrderBy(_ => random.Next()))
+            {
+                fresh.Apply(Alive(alive, epochs[alive]), 0);
+            }
+
+            foreach (var member in epochs.Keys.Append("joiner"))
+            {
+                Assert.Equal(fresh.Neighbors(member, 4), churned.Neighbors(member, 4));
+                Assert.Equal(fresh.NeighborsIfJoined(member, 4), churned.NeighborsIfJoined(member, 4));
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(9)]
+    public void A_joiner_of_a_small_segment_is_answered_by_exactly_its_future_neighbours(int members)
+    {
+        for (var joiner = 0; joiner < 20; joiner++)
+        {
+            var view = new MemberView();
+            for (var i = 0; i < members; i++)
+            {
+                view.Apply(Alive($"node-{i}", 1), 0);
+            }
+
+            var asked = view.NeighborsIfJoined($"joiner-{joiner}", 4);
+            Assert.Equal(Math.Min(4, members), asked.Count);
+            view.Apply(Alive($"joiner-{joiner}", 1), 0);
+            Assert.Equal(asked.Order(), view.Neighbors($"joiner-{joiner}", 4).Order());
+        }
+    }
 }

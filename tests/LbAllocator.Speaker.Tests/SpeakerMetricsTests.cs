@@ -34,6 +34,22 @@ public class SpeakerMetricsTests
         Assert.Equal(1, RequestsOf("192.0.2.10"));
     }
 
+    [Fact]
+    public void The_members_gauge_follows_the_view_each_pass_reports()
+    {
+        var readiness = new SpeakerReadiness(new SpeakerOptions { NodeName = "node-a" }, new LbAllocator.Hosting.Health(TimeProvider.System), _metrics, new RecordingStatusWriter(), NullLogger<SpeakerReadiness>.Instance);
+        readiness.Report(View("node-a", "node-b", "node-c"), answering: true, cannotAnswer: null, node: null);
+        Assert.Equal(3, Gauge("lballocator_speaker_lan_members"));
+
+        readiness.Report(View("node-a", "node-c"), answering: true, cannotAnswer: null, node: null);
+        Assert.Equal(2, Gauge("lballocator_speaker_lan_members"));
+    }
+
+    private static Lan.MembershipView View(params string[] alive) =>
+        new(1, alive.ToHashSet(StringComparer.Ordinal), Lan.MemberState.Member, alive.Length - 1, alive.Length - 1, null, false, new HashSet<string>());
+
+    private double Gauge(string name) => Metrics.WithCustomRegistry(_registry).CreateGauge(name, "").Value;
+
     private static AddressCounters Counters(long requests)
     {
         var counters = new AddressCounters();

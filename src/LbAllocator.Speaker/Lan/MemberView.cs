@@ -19,7 +19,10 @@ public sealed class MemberView(int capacity = MemberView.DefaultCapacity)
 
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Dictionary<MacAddress, string> _byMac = []; // alive members' MACs
-    private List<(ulong Position, string Name)>? _ring; // alive members in ring order; null when stale
+
+    // Alive members in ring order, kept sorted as they come and go: finding a member or where a joiner would stand is a
+    // binary search, so a Join or a view change costs each speaker O(log n) plus a move of the list, not a sort of it.
+    private readonly List<(ulong Position, string Name)> _ring = [];
 
     /// <summary>Bumped whenever the alive members change.</summary>
     public long Version { get; private set; }
@@ -122,52 +125,49 @@ public sealed class MemberView(int capacity = MemberView.DefaultCapacity)
     /// </summary>
     public IReadOnlyList<string> Neighbors(string name, int count)
     {
-        var ring = _ring ??= [.. _entries.Values.Where(e => !e.Dead).Select(e => (Position(e.Name), e.Name)).Order()];
-        var at = ring.FindIndex(r => r.Name == name);
-        return at < 0 ? [] : Around(ring, at, name, count);
+        var at = _ring.BinarySearch((Position(name), name), RingOrder);
+        return at < 0 ? [] : Around(at, inserted: false, count);
     }
 
     /// <summary>The neighbours <paramref name="name"/> would have if it were alive: who answers a speaker asking to join.</summary>
     public IReadOnlyList<string> NeighborsIfJoined(string name, int count)
     {
-        var ring = _ring ??= [.. _entries.Values.Where(e => !e.Dead).Select(e => (Position(e.Name), e.Name)).Order()];
-        if (ring.FindIndex(r => r.Name == name) is var at and >= 0)
-        {
-            return Around(ring, at, name, count);
-        }
-
-        var with = new List<(ulong, string)>(ring) { (Position(name), name) };
-        with.Sort();
-        return Around(with, with.FindIndex(r => r.Item2 == name), name, count);
+        var at = _ring.BinarySearch((Position(name), name), RingOrder);
+        return at >= 0 ? Around(at, inserted: false, count) : Around(~at, inserted: true, count);
     }
 
-    private static List<string> Around(List<(ulong Position, string Name)> ring, int at, string name, int count)
+    /// <summary>
+    /// The <paramref name="count"/> members around ring index <paramref name="at"/>, half before and half after; when
+    /// <paramref name="inserted"/>, around one that would stand at <paramref name="at"/> (before the member there now).
+    /// </summary>
+    private List<string> Around(int at, bool inserted, int count)
     {
-        if (ring.Count <= 1)
+        var others = inserted ? _ring.Count : _ring.Count - 1;
+        if (others <= count)
         {
-            return [];
+            return [.. _ring.Where((_, i) => inserted || i != at).Select(r => r.Name)];
         }
 
-        if (ring.Count - 1 <= count)
-        {
-            return [.. ring.Where(r => r.Name != name).Select(r => r.Name)];
-        }
-
+        var n = _ring.Count;
         var result = new List<string>(count);
         for (var i = 1; i <= count / 2; i++)
         {
-            result.Add(ring[(at + ring.Count - i) % ring.Count].Name);
+            result.Add(_ring[(at + n - i) % n].Name);
         }
 
-        for (var i = 1; i <= count - (count / 2); i++)
+        var after = inserted ? at : at + 1; // the first member after it
+        for (var i = 0; i < count - (count / 2); i++)
         {
-            result.Add(ring[(at + i) % ring.Count].Name);
+            result.Add(_ring[(after + i) % n].Name);
         }
 
         return result;
     }
 
     private static ulong Position(string name) => Election.Score(name, RingKey);
+
+    private static readonly Comparer<(ulong Position, string Name)> RingOrder =
+        Comparer<(ulong Position, string Name)>.Create((a, b) => a.Position != b.Position ? a.Position.CompareTo(b.Position) : string.CompareOrdinal(a.Name, b.Name));
 
     private static ulong Hash(string name, ulong epoch) => Election.Score(name, epoch.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
@@ -178,20 +178,21 @@ public sealed class MemberView(int capacity = MemberView.DefaultCapacity)
             return false;
         }
 
-        if (added is { } a)
-        {
-            Digest ^= Hash(a.Name, a.Epoch);
-            AliveCount++;
-        }
-
         if (removed is { } r)
         {
             Digest ^= Hash(r.Name, r.Epoch);
             AliveCount--;
+            _ring.RemoveAt(_ring.BinarySearch((Position(r.Name), r.Name), RingOrder));
+        }
+
+        if (added is { } a)
+        {
+            Digest ^= Hash(a.Name, a.Epoch);
+            AliveCount++;
+            _ring.Insert(~_ring.BinarySearch((Position(a.Name), a.Name), RingOrder), (Position(a.Name), a.Name));
         }
 
         Version++;
-        _ring = null;
         return true;
     }
 

@@ -67,6 +67,7 @@ public sealed class Membership
     private const int NeverHeardFactor = 3;
     private const int SentHistory = 256;
     private static readonly TimeSpan MaxJoinBackoff = TimeSpan.FromSeconds(4);
+    private static readonly TimeSpan ForgetEvery = TimeSpan.FromSeconds(1);
 
     private readonly Lock _lock = new();
     private readonly string _self;
@@ -102,6 +103,7 @@ public sealed class Membership
     private long _stateVersion; // bumped with every change of state, reason or alone check
     private long _reported = -1;
     private long _lastTick;
+    private long? _forgotAt;
     private bool _gateOpen; // as last reported
     private int _joinsLeft; // the first Joins of an epoch go out an interval apart, then with backoff
     private string? _why;
@@ -247,8 +249,15 @@ public sealed class Membership
         }
 
         _lastTick = now;
-        _view.Forget(now - Ticks(JoinFreshness + JoinFreshness));
-        ForgetOld(now);
+        if (_forgotAt is not { } forgot || Elapsed(forgot, now) >= ForgetEvery)
+        {
+            // Both scan the whole view: once a second, not every tick, so that a tick costs the same however many
+            // speakers the segment holds.
+            _forgotAt = now;
+            _view.Forget(now - Ticks(JoinFreshness + JoinFreshness));
+            ForgetOld(now);
+        }
+
         if (_state == MemberState.Joining && !_serving)
         {
             return;
