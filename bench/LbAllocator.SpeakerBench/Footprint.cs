@@ -74,7 +74,7 @@ internal static class Footprint
             }
 
             readiness.Add($"this binary, {created:N0} VIPs: {await StartsToReadyAsync(lab, starts)}");
-            readiness.Add($"baseline, curl listing the same seven collections at once from node3: {await PlainListsAsync(lab, starts)}");
+            readiness.Add($"baseline, curl reading the same six collections and the key at once from node3: {await PlainListsAsync(lab, starts)}");
 
             // --variant "NAME:SETTING;SETTING": this binary again with those options or that environment, to weigh a setting.
             foreach (var variant in args.Where((_, i) => i > 0 && args[i - 1] == "--variant"))
@@ -283,7 +283,7 @@ internal static class Footprint
 
     /// <summary>
     /// What the speaker's start waits on most: the lists its caches sync from. A plain client (curl, the speaker's
-    /// token, in node3's namespace) asks for the same seven collections in parallel, with curl's defaults (HTTP/2 when
+    /// token, in node3's namespace) asks for the same six collections and the key Secret in parallel, with curl's defaults (HTTP/2 when
     /// the server offers it); from the process start to its exit.
     /// </summary>
     private static async Task<string> PlainListsAsync(Lab lab, int times)
@@ -291,9 +291,10 @@ internal static class Footprint
         const string Ns = Lab.InstallNamespace;
         string[] paths =
         [
-            KubeResources.Services.CollectionPath(null), KubeResources.EndpointSlices.CollectionPath(null), KubeResources.Nodes.CollectionPath(null),
+            KubeResources.Services.CollectionPath(null), KubeResources.EndpointSlices.CollectionPath(null),
+            KubeResources.ConfigMaps.CollectionPath(Ns) + "?fieldSelector=" + Uri.EscapeDataString($"metadata.name={LbAllocator.Kubernetes.NodeDigest.ConfigMapName}"),
             KubeResources.Pools.CollectionPath(Ns), KubeResources.Advertisements.CollectionPath(Ns), KubeResources.ServiceL2Statuses.CollectionPath(Ns),
-            KubeResources.Leases.CollectionPath(Ns) + "?labelSelector=" + Uri.EscapeDataString(SpeakerLease.LabelSelector),
+            KubeResources.Secrets.CollectionPath(Ns) + "/" + LbAllocator.Kubernetes.SpeakerKeySecret.Name,
         ];
         var token = await File.ReadAllTextAsync(Path.Combine(lab.ServiceAccountDir, "token"));
         string[] curl =
