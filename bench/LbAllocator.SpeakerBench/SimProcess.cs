@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using LbAllocator.NetTests;
 
@@ -9,19 +8,11 @@ using LbAllocator.NetTests;
 /// </summary>
 internal sealed class SimProcess : IDisposable
 {
-    private readonly Process _process;
-    private readonly List<string> _lines = [];
+    private readonly Shell.Background _process;
 
-    private SimProcess(Process process)
-    {
-        _process = process;
-        _process.OutputDataReceived += (_, e) => Add(e.Data);
-        _process.ErrorDataReceived += (_, e) => Add(e.Data);
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
-    }
+    private SimProcess(Shell.Background process) => _process = process;
 
-    public int Pid => _process.Id;
+    public int Pid => _process.Pid;
 
     /// <summary>The simulation's tallies at one moment, from a "status" line.</summary>
     /// <param name="MaxLagMs">The longest a tick slot began late in the second before.</param>
@@ -31,33 +22,21 @@ internal sealed class SimProcess : IDisposable
     /// <param name="keys">The key Secret's entries, as read through the API.</param>
     public static SimProcess Start(string ns, int members, string joinRate, IDictionary<string, byte[]> keys)
     {
-        var info = new ProcessStartInfo("ip") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "netns", "exec", ns, "dotnet", typeof(SimHost).Assembly.Location, "lan-sim", "--members", members.ToString(CultureInfo.InvariantCulture), "--join-rate", joinRate, "--interface", "eth0" })
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        var sims = new SimProcess(Process.Start(info)!);
+        var sims = new SimProcess(new Shell.Background(
+            "ip",
+            ["netns", "exec", ns, "dotnet", typeof(SimHost).Assembly.Location, "lan-sim", "--members", members.ToString(CultureInfo.InvariantCulture), "--join-rate", joinRate, "--interface", "eth0"],
+            input: true));
         foreach (var (name, key) in keys)
         {
-            sims._process.StandardInput.WriteLine($"{name} {Convert.ToBase64String(key)}");
+            sims._process.Input.WriteLine($"{name} {Convert.ToBase64String(key)}");
         }
 
-        sims._process.StandardInput.WriteLine();
-        sims._process.StandardInput.Flush();
+        sims._process.Input.WriteLine();
+        sims._process.Input.Flush();
         return sims;
     }
 
-    public IReadOnlyList<string> Lines
-    {
-        get
-        {
-            lock (_lines)
-            {
-                return [.. _lines];
-            }
-        }
-    }
+    public IReadOnlyList<string> Lines => _process.Lines;
 
     /// <summary>The latest status line.</summary>
     public Status Latest() => Statuses().LastOrDefault() is { At: > 0 } latest
@@ -75,8 +54,8 @@ internal sealed class SimProcess : IDisposable
     public async Task<string> CensusAsync()
     {
         var before = Lines.Count(l => l.StartsWith("census ", StringComparison.Ordinal));
-        await _process.StandardInput.WriteLineAsync("census");
-        await _process.StandardInput.FlushAsync();
+        await _process.Input.WriteLineAsync("census");
+        await _process.Input.FlushAsync();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
         while (DateTime.UtcNow < deadline)
         {
@@ -95,30 +74,12 @@ internal sealed class SimProcess : IDisposable
     /// <summary>Every simulated speaker leaves (a Leave broadcast each), then the process ends.</summary>
     public async Task StopAsync()
     {
-        _process.StandardInput.Close();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await _process.WaitForExitAsync(timeout.Token);
-    }
-
-    public void Dispose()
-    {
-        if (!_process.HasExited)
+        _process.Input.Close();
+        if (!await _process.WaitForExitAsync(TimeSpan.FromSeconds(30)))
         {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit(5000);
-        }
-
-        _process.Dispose();
-    }
-
-    private void Add(string? line)
-    {
-        if (line is not null)
-        {
-            lock (_lines)
-            {
-                _lines.Add(line);
-            }
+            throw new TimeoutException("the simulation did not end within 30 s of its speakers being told to leave");
         }
     }
+
+    public void Dispose() => _process.Dispose();
 }

@@ -59,9 +59,10 @@ public static class Shell
         private readonly Process _process;
         private readonly List<string> _lines = [];
 
-        public Background(string file, IEnumerable<string> args, IDictionary<string, string>? environment = null)
+        /// <param name="input">Whether the process reads a standard input that <see cref="Input"/> writes.</param>
+        public Background(string file, IEnumerable<string> args, IDictionary<string, string>? environment = null, bool input = false)
         {
-            var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+            var info = new ProcessStartInfo(file) { RedirectStandardInput = input, RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var arg in args)
             {
                 info.ArgumentList.Add(arg);
@@ -82,6 +83,9 @@ public static class Shell
         public int Pid => _process.Id;
 
         public bool HasExited => _process.HasExited;
+
+        /// <summary>The process's standard input, when started with one.</summary>
+        public StreamWriter Input => _process.StandardInput;
 
         public IReadOnlyList<string> Lines
         {
