@@ -155,12 +155,17 @@ public sealed partial class Membership
         }
         else
         {
+            // Runs on every message received: no allocation for the handful of neighbours.
             var fresh = Ticks(_dead * 0.9);
-            var until = _neighbors.Values
-                .Select(n => n.SuspectsUsUntil > now ? 0 : Math.Max(n.EchoedSentAt is { } sent ? sent + fresh : 0, n.GraceUntil))
-                .OrderDescending()
-                .ToList();
-            open = until[Half(_neighbors.Count) - 1];
+            Span<long> until = _neighbors.Count <= 16 ? stackalloc long[_neighbors.Count] : new long[_neighbors.Count];
+            var i = 0;
+            foreach (var n in _neighbors.Values)
+            {
+                until[i++] = n.SuspectsUsUntil > now ? 0 : Math.Max(n.EchoedSentAt is { } sent ? sent + fresh : 0, n.GraceUntil);
+            }
+
+            until.Sort();
+            open = until[^Half(_neighbors.Count)];
         }
 
         Volatile.Write(ref _gateOpenUntil, open);
